@@ -1,0 +1,238 @@
+/*
+ * kvmap.h - the public API of kvmap, an embedded transactional key-value store.
+ *
+ * One database is one file.  A B+tree lives in that file and is read through a
+ * shared memory map; write transactions copy the pages they change and a commit
+ * is made durable with one flush.  Readers see consistent snapshots, never
+ * block, and get values as pointers straight into the map.
+ *
+ * Conventions
+ *  - Every function returning int returns 0 on success or a negative error
+ *    code: one of the KVMAP_* codes below (their own range, -30600..-30599-N)
+ *    or a system error as -errno (e.g. -ENOSPC, -EACCES).
+ *  - Out-parameters come last; destructors accept NULL.
+ *  - Keys compare as unsigned bytes (memcmp, a shorter prefix first).  The
+ *    empty key is a valid key.
+ *  - A kvmap_val returned by the library points into the memory map.  It stays
+ *    valid until its transaction ends; in a write transaction, only until the
+ *    next write (put, del, cursor_del) made through that transaction.  It must
+ *    not be written through.
+ *
+ * Threads: one kvmap handle may be shared by any number of threads.  A
+ * transaction (and its cursors) is used by one thread at a time, but may be
+ * handed to another thread between calls.  Any number of read transactions
+ * run at once and never wait; one write transaction at a time per file:
+ * kvmap_begin of a second writer waits for the first to end.
+ */
+#ifndef KVMAP_H
+#define KVMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(KVMAP_BUILDING) && defined(__GNUC__)
+#define KVMAP_API __attribute__((visibility("default")))
+#else
+#define KVMAP_API
+#endif
+
+#define KVMAP_VERSION_MAJOR 0
+#define KVMAP_VERSION_MINOR 1
+#define KVMAP_VERSION_PATCH 0
+#define KVMAP_VERSION_STRING "0.1.0"
+
+/* ---- Error codes -------------------------------------------------------- */
+
+#define KVMAP_NOTFOUND      (-30600) /* key not found / cursor past either end */
+#define KVMAP_EXISTS        (-30601) /* NOOVERWRITE key present; APPEND key not greater */
+#define KVMAP_CORRUPTED     (-30602) /* the file's contents are damaged */
+#define KVMAP_INVALID       (-30603) /* the file is not a kvmap database */
+#define KVMAP_VERSION       (-30604) /* the file has a newer format version */
+#define KVMAP_FULL          (-30605) /* the file would grow past max_size */
+#define KVMAP_READERS_FULL  (-30606) /* no free reader slot */
+#define KVMAP_BAD_TXN       (-30607) /* misuse: write in a read txn, txn poisoned, ... */
+#define KVMAP_KEY_SIZE      (-30608) /* key longer than kvmap_max_key_size() */
+#define KVMAP_VAL_SIZE      (-30609) /* value of 4 GiB or more */
+#define KVMAP_BAD_ARG       (-30610) /* an invalid argument (NULL pointer, bad option) */
+#define KVMAP_ERR_FIRST     KVMAP_BAD_ARG
+#define KVMAP_ERR_LAST      KVMAP_NOTFOUND
+
+/* ---- Handles and values ------------------------------------------------- */
+
+typedef struct kvmap        kvmap;        /* an open database file */
+typedef struct kvmap_txn    kvmap_txn;    /* a read or write transaction */
+typedef struct kvmap_cursor kvmap_cursor; /* a position in a transaction's snapshot */
+
+typedef struct kvmap_val {
+    const void *data;
+    size_t size;
+} kvmap_val;
+
+/* ---- Opening ------------------------------------------------------------ */
+
+#define KVMAP_CREATE  0x01u /* create the file if it does not exist (or is empty) */
+#define KVMAP_RDONLY  0x02u /* open for reading only; write transactions fail */
+#define KVMAP_NOSYNC  0x04u /* commits do not flush: survive a process crash, not a power cut */
+#define KVMAP_VERIFY  0x08u /* check checksum, number and type of every page a txn reads */
+
+typedef struct kvmap_options {
+    unsigned flags;       /* KVMAP_CREATE, KVMAP_RDONLY, KVMAP_NOSYNC, KVMAP_VERIFY */
+    unsigned page_size;   /* used when creating; 0 = 4096; a power of two, 512..65536 */
+    uint64_t max_size;    /* largest the file may grow; 0 = 1 TiB */
+    unsigned max_readers; /* 0 = default (126) */
+    unsigned mode;        /* permission bits when creating; 0 = 0644 */
+} kvmap_options;
+
+/*
+ * Open (or with KVMAP_CREATE create) the database file at path.  opt may be
+ * NULL for the defaults (no create).  On success *db is the handle.
+ * Errors: KVMAP_INVALID (not a kvmap file; the file is left untouched),
+ * KVMAP_VERSION, KVMAP_CORRUPTED (no meta page validates, or the file is
+ * shorter than its meta says), KVMAP_BAD_ARG (bad page_size or NULL), -errno.
+ * At open, the pages written by the newest transaction are verified (count
+ * and checksums recorded in its meta page); if any is missing or torn, the
+ * previous transaction's meta is used instead.
+ */
+KVMAP_API int kvmap_open(const char *path, const kvmap_options *opt, kvmap **db);
+
+/* Close the handle.  All its transactions must have ended.  NULL is a no-op. */
+KVMAP_API void kvmap_close(kvmap *db);
+
+/* ---- Transactions ------------------------------------------------------- */
+
+#define KVMAP_TXN_RDONLY 1u
+
+/*
+ * Begin a transaction.  flags: 0 for a write transaction (waits while another
+ * write transaction is open), KVMAP_TXN_RDONLY for a read transaction (never
+ * waits).  A thread may hold several read transactions at once.
+ * Errors: KVMAP_BAD_TXN (a write transaction on a KVMAP_RDONLY handle),
+ * KVMAP_READERS_FULL, KVMAP_CORRUPTED, -errno.
+ */
+KVMAP_API int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn);
+
+/*
+ * Commit and free the transaction, whatever it returns.  For a write
+ * transaction, the changes are durable when it returns 0 (unless the database
+ * was opened KVMAP_NOSYNC).  If a write failed earlier in the transaction,
+ * commit returns that error and changes nothing.  For a read transaction it
+ * is kvmap_abort.  Errors: the poisoning error, -ENOSPC/-EFBIG (file growth),
+ * KVMAP_FULL, -EIO.
+ */
+KVMAP_API int kvmap_commit(kvmap_txn *txn);
+
+/* Abandon and free the transaction.  NULL is a no-op. */
+KVMAP_API void kvmap_abort(kvmap_txn *txn);
+
+/* ---- Data --------------------------------------------------------------- */
+
+#define KVMAP_NOOVERWRITE 0x01u /* fail with KVMAP_EXISTS if the key is present */
+#define KVMAP_APPEND      0x02u /* key must be greater than every key present, else KVMAP_EXISTS */
+
+/*
+ * Look up key.  On success *val points into the map (see Conventions).
+ * Errors: KVMAP_NOTFOUND, KVMAP_KEY_SIZE, KVMAP_CORRUPTED, KVMAP_BAD_ARG.
+ */
+KVMAP_API int kvmap_get(kvmap_txn *txn, kvmap_val key, kvmap_val *val);
+
+/*
+ * Store key -> val in a write transaction.  flags: 0, KVMAP_NOOVERWRITE,
+ * KVMAP_APPEND.  Values that do not fit half a page live in runs of
+ * contiguous overflow pages.  Errors: KVMAP_EXISTS, KVMAP_KEY_SIZE,
+ * KVMAP_VAL_SIZE, KVMAP_BAD_TXN (read-only or poisoned transaction),
+ * KVMAP_BAD_ARG, KVMAP_FULL, KVMAP_CORRUPTED, -ENOSPC.  Any error but
+ * KVMAP_EXISTS, KVMAP_KEY_SIZE, KVMAP_VAL_SIZE and KVMAP_BAD_ARG (which
+ * change nothing) poisons the transaction.
+ */
+KVMAP_API int kvmap_put(kvmap_txn *txn, kvmap_val key, kvmap_val val, unsigned flags);
+
+/* Delete key in a write transaction.  Errors: as kvmap_put, and KVMAP_NOTFOUND. */
+KVMAP_API int kvmap_del(kvmap_txn *txn, kvmap_val key);
+
+/* ---- Cursors ------------------------------------------------------------ */
+
+/*
+ * A cursor walks the transaction's snapshot in key order.  It must be closed
+ * before its transaction ends.  In a write transaction it stays valid across
+ * puts and dels made through the transaction: it re-finds its key.
+ * The positioning calls return KVMAP_NOTFOUND past either end and then leave
+ * the cursor where it was.  key and val may be NULL when not wanted.
+ */
+KVMAP_API int  kvmap_cursor_open(kvmap_txn *txn, kvmap_cursor **cur);
+KVMAP_API void kvmap_cursor_close(kvmap_cursor *cur);
+KVMAP_API int  kvmap_cursor_first(kvmap_cursor *cur, kvmap_val *key, kvmap_val *val);
+KVMAP_API int  kvmap_cursor_last(kvmap_cursor *cur, kvmap_val *key, kvmap_val *val);
+/* next on an unpositioned cursor is first; prev on one is last. */
+KVMAP_API int  kvmap_cursor_next(kvmap_cursor *cur, kvmap_val *key, kvmap_val *val);
+KVMAP_API int  kvmap_cursor_prev(kvmap_cursor *cur, kvmap_val *key, kvmap_val *val);
+/* Position at the first key >= target. */
+KVMAP_API int  kvmap_cursor_seek(kvmap_cursor *cur, kvmap_val target, kvmap_val *key,
+                                 kvmap_val *val);
+/*
+ * Delete the entry under the cursor (write transaction).  Afterwards next
+ * returns the entry that followed it and prev the one before it.
+ * Errors: KVMAP_BAD_TXN, KVMAP_NOTFOUND (cursor not on an entry), as kvmap_del.
+ */
+KVMAP_API int  kvmap_cursor_del(kvmap_cursor *cur);
+
+/* ---- Information -------------------------------------------------------- */
+
+typedef struct kvmap_stat {
+    unsigned page_size, depth;
+    uint64_t entries, branch_pages, leaf_pages, overflow_pages, free_pages;
+    uint64_t txn_id, file_size;
+} kvmap_stat;
+
+/*
+ * Statistics of the transaction's snapshot; in a write transaction they
+ * include its own changes.  free_pages counts pages recorded as free (some may
+ * still be pinned by older readers).  txn_id is the snapshot's transaction id
+ * (for a write transaction: the id it will commit as).
+ */
+KVMAP_API int kvmap_stat_get(kvmap_txn *txn, kvmap_stat *st);
+
+#define KVMAP_COPY_COMPACT 0x01u
+
+/*
+ * Copy a consistent snapshot of the database to a new file at path (which
+ * must not exist: -EEXIST).  With KVMAP_COPY_COMPACT the copy holds only live
+ * data, densely packed (no free pages); otherwise it is a page-for-page copy.
+ * Safe while other transactions run.  The copy is flushed before returning.
+ */
+KVMAP_API int kvmap_copy(kvmap *db, const char *path, unsigned flags);
+
+/* The longest key this database accepts (depends on its page size). */
+KVMAP_API size_t kvmap_max_key_size(const kvmap *db);
+
+/* ---- Checking ----------------------------------------------------------- */
+
+/* Called by kvmap_check for every problem found; pgno 0 when not page-bound. */
+typedef void kvmap_check_fn(void *ctx, uint64_t pgno, const char *problem);
+
+/*
+ * Check the whole database as seen by txn: every reachable page's checksum,
+ * number and type, key order within pages and against parent separators,
+ * depth, entry and page counts, overflow runs, the free-page record, and that
+ * every page below the high-water mark is reachable exactly once or free.
+ * report (may be NULL) is called per problem.  Returns 0 when sound,
+ * KVMAP_CORRUPTED when a problem was found, or another error.
+ */
+KVMAP_API int kvmap_check(kvmap_txn *txn, kvmap_check_fn *report, void *ctx);
+
+/* ---- Errors and version ------------------------------------------------- */
+
+/* A message for any code this library returns (kvmap's own and -errno). */
+KVMAP_API const char *kvmap_strerror(int err);
+/* The symbolic name of a code ("KVMAP_NOTFOUND", "ENOSPC"), for tests and logs. */
+KVMAP_API const char *kvmap_err_name(int err);
+/* The library's version string, KVMAP_VERSION_STRING of the build. */
+KVMAP_API const char *kvmap_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KVMAP_H */

@@ -1,0 +1,584 @@
+/*
+ * btree.c - the B+tree: search, insert with splits, delete with merges.
+ * Works on any tree of the file (the key-value tree, the free tree) through
+ * a kv_tree descriptor; modifies pages only through pager.c's copy-on-write.
+ */
+#include "internal.h"
+
+static inline uint32_t usable(const kvmap_txn *t)
+{
+    return t->db->psize - KV_PAGE_HDR;
+}
+
+/* Read page pgno expected at `level` of a tree `depth` deep. */
+static int get_level_page(kvmap_txn *t, uint64_t pgno, uint64_t level, uint64_t depth,
+                          uint8_t **p)
+{
+    int r = kv_page_get(t, pgno, p);
+    if (r < 0)
+        return r;
+    int want = level + 1 == depth ? KV_LEAF : KV_BRANCH;
+    if (kv_pg_type(*p) != want)
+        return KV_CORRUPT();
+    return 0;
+}
+
+static int child_of(kvmap_txn *t, const uint8_t *p, uint32_t i, uint64_t *child)
+{
+    kv_cell c;
+    int r = kv_node_cell(p, t->db->psize, i, &c);
+    if (r < 0)
+        return r;
+    *child = c.child;
+    return 0;
+}
+
+int kv_bt_search(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize,
+                 kv_path *path, bool *exact)
+{
+    uint32_t psize = t->db->psize;
+    path->depth = 0;
+    *exact = false;
+    if (tree->root == 0)
+        return 0;
+    if (tree->depth > KV_PATH_MAX)
+        return KV_CORRUPT();
+    uint64_t pgno = tree->root;
+    for (int l = 0;; l++) {
+        uint8_t *p;
+        int r = get_level_page(t, pgno, (uint64_t)l, tree->depth, &p);
+        if (r < 0)
+            return r;
+        path->pgno[l] = pgno;
+        path->page[l] = p;
+        path->depth = l + 1;
+        if (kv_pg_type(p) == KV_LEAF)
+            return kv_node_search(p, psize, key, ksize, &path->idx[l], exact);
+        r = kv_node_branch_search(p, psize, key, ksize, &path->idx[l]);
+        if (r == 0)
+            r = child_of(t, p, path->idx[l], &pgno);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* Fill path from `level` (whose page is path->pgno[level]) down to a leaf,
+ * taking the first child at each level, or the last. */
+static int descend(kvmap_txn *t, const kv_tree *tree, kv_path *path, int level, bool last)
+{
+    uint64_t pgno = path->pgno[level];
+    for (int l = level;; l++) {
+        uint8_t *p;
+        int r = get_level_page(t, pgno, (uint64_t)l, tree->depth, &p);
+        if (r < 0)
+            return r;
+        uint32_t n = kv_pg_count(p);
+        path->pgno[l] = pgno;
+        path->page[l] = p;
+        path->depth = l + 1;
+        if (kv_pg_type(p) == KV_LEAF) {
+            if (n == 0 && l > 0)
+                return KV_CORRUPT(); /* only a root leaf may be empty */
+            path->idx[l] = last && n ? n - 1 : 0;
+            return 0;
+        }
+        path->idx[l] = last ? n - 1 : 0;
+        r = child_of(t, p, path->idx[l], &pgno);
+        if (r < 0)
+            return r;
+    }
+}
+
+int kv_bt_first(kvmap_txn *t, kv_tree *tree, kv_path *path, bool last)
+{
+    path->depth = 0;
+    if (tree->root == 0)
+        return KVMAP_NOTFOUND;
+    if (tree->depth > KV_PATH_MAX)
+        return KV_CORRUPT();
+    path->pgno[0] = tree->root;
+    int r = descend(t, tree, path, 0, last);
+    if (r < 0)
+        return r;
+    if (kv_pg_count(path->page[path->depth - 1]) == 0)
+        return KVMAP_NOTFOUND;
+    return 0;
+}
+
+/* Move to the next (or previous) entry.  At either end the path is left as
+ * it was and KVMAP_NOTFOUND returned.  A leaf index equal to the leaf's count
+ * (past its end, as a search may leave it) steps to the next leaf's first. */
+int kv_bt_step(kvmap_txn *t, kv_tree *tree, kv_path *path, bool back)
+{
+    int L = path->depth - 1;
+    if (L < 0)
+        return KVMAP_NOTFOUND;
+    uint32_t n = kv_pg_count(path->page[L]);
+    if (!back && path->idx[L] + 1 < n) {
+        path->idx[L]++;
+        return 0;
+    }
+    if (back && path->idx[L] > 0 && n > 0) {
+        path->idx[L] = (path->idx[L] > n ? n : path->idx[L]) - 1;
+        return 0;
+    }
+    int l = L - 1;
+    while (l >= 0 && (back ? path->idx[l] == 0
+                           : path->idx[l] + 1 >= kv_pg_count(path->page[l])))
+        l--;
+    if (l < 0)
+        return KVMAP_NOTFOUND;
+    path->idx[l] += back ? -1u : 1u;
+    int r = child_of(t, path->page[l], path->idx[l], &path->pgno[l + 1]);
+    if (r < 0)
+        return r;
+    return descend(t, tree, path, l + 1, back);
+}
+
+int kv_bt_cell(kvmap_txn *t, const kv_path *path, kv_cell *c)
+{
+    int L = path->depth - 1;
+    if (L < 0 || path->idx[L] >= kv_pg_count(path->page[L]))
+        return KVMAP_NOTFOUND;
+    return kv_node_cell(path->page[L], t->db->psize, path->idx[L], c);
+}
+
+int kv_bt_value(kvmap_txn *t, const kv_cell *c, kvmap_val *val)
+{
+    if (!c->big) {
+        val->data = c->val;
+        val->size = c->vsize;
+        return 0;
+    }
+    const uint8_t *d;
+    int r = kv_overflow_get(t, kv_get64(c->val), c->vsize, &d);
+    if (r < 0)
+        return r;
+    val->data = d;
+    val->size = c->vsize;
+    return 0;
+}
+
+/* ---- modification ------------------------------------------------------- */
+
+/* Copy-on-write every page of the path, root first, fixing child pointers. */
+static int touch_path(kvmap_txn *t, kv_tree *tree, kv_path *path)
+{
+    for (int l = 0; l < path->depth; l++) {
+        uint64_t pgno = path->pgno[l];
+        int r = kv_page_touch(t, &pgno, &path->page[l]);
+        if (r < 0)
+            return r;
+        if (pgno == path->pgno[l])
+            continue;
+        path->pgno[l] = pgno;
+        if (l == 0)
+            tree->root = pgno;
+        else
+            kv_node_set_child(path->page[l - 1], path->idx[l - 1], pgno);
+    }
+    return 0;
+}
+
+static void count_page(kv_tree *tree, int type, int delta)
+{
+    if (type == KV_LEAF)
+        tree->leaf_pages += (uint64_t)(int64_t)delta;
+    else
+        tree->branch_pages += (uint64_t)(int64_t)delta;
+}
+
+static int free_tree_page(kvmap_txn *t, kv_tree *tree, uint64_t pgno, const uint8_t *p)
+{
+    count_page(tree, kv_pg_type(p), -1);
+    return kv_page_free(t, pgno, 1);
+}
+
+static size_t common_prefix(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn, i = 0;
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+static int cell_key(const uint8_t *cell, int type, const uint8_t **key, uint32_t *ksize)
+{
+    if (type == KV_LEAF) {
+        *ksize = kv_get16(cell + 4);
+        *key = cell + KV_LEAF_CELL_HDR;
+    } else {
+        *ksize = kv_get16(cell + 8);
+        *key = cell + KV_BRANCH_CELL_HDR;
+    }
+    return 0;
+}
+
+/* How many of the n cells go to the left page.  A new cell at the end goes
+ * alone to the right (so sequential inserts leave full pages behind);
+ * otherwise the split that balances the two sides best. */
+static uint32_t split_point(const kvmap_txn *t, const split_cell *v, uint32_t n, uint32_t at,
+                            int type)
+{
+    uint32_t cap = usable(t);
+    if (at == n - 1)
+        return n - 1;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++)
+        total += v[i].size + KV_SLOT_SIZE;
+    uint64_t left = 0, best = UINT64_MAX;
+    uint32_t sp = 0;
+    for (uint32_t i = 1; i < n; i++) {
+        left += v[i - 1].size + KV_SLOT_SIZE;
+        uint64_t right = total - left;
+        if (type == KV_BRANCH) {
+            const uint8_t *k;
+            uint32_t ks;
+            cell_key(v[i].ptr, type, &k, &ks);
+            right -= ks;
+        }
+        if (left > cap || right > cap)
+            continue;
+        uint64_t worst = left > right ? left : right;
+        if (worst < best) {
+            best = worst;
+            sp = i;
+        }
+    }
+    return sp;
+}
+
+static int insert_cell(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int level,
+                       uint32_t idx, int buf, uint32_t size);
+
+/* Page path->page[level] cannot take the cell in t->cellbuf[buf]: spread its
+ * cells and the new one over it and a new right sibling, then insert the
+ * separator into the parent (or a new root). */
+static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int level,
+                 uint32_t idx, int buf, uint32_t size)
+{
+    uint32_t psize = t->db->psize;
+    uint8_t *p = path->page[level];
+    int type = kv_pg_type(p);
+    memcpy(t->scratch, p, psize);
+    uint32_t n = kv_pg_count(p);
+    split_cell *v = t->splitv;
+    for (uint32_t i = 0, j = 0; i <= n; i++) {
+        if (i == idx) {
+            v[i] = (split_cell){t->cellbuf[buf], size};
+            continue;
+        }
+        uint32_t off = kv_get16(t->scratch + KV_PAGE_HDR + KV_SLOT_SIZE * j);
+        v[i] = (split_cell){t->scratch + off, kv_node_cell_size(t->scratch, psize, j)};
+        j++;
+    }
+    uint32_t sp = split_point(t, v, n + 1, idx, type);
+    if (sp == 0)
+        return KV_CORRUPT(); /* cells larger than the format allows */
+
+    uint64_t rpgno;
+    uint8_t *rp;
+    int r = kv_page_new(t, type, treeid, &rpgno, &rp);
+    if (r < 0)
+        return r;
+    count_page(tree, type, +1);
+    kv_node_init(p, psize, path->pgno[level], t->txnid, type, treeid);
+    for (uint32_t i = 0; i < sp; i++)
+        kv_node_insert_raw(p, i, v[i].ptr, v[i].size);
+
+    const uint8_t *sep, *rk;
+    uint32_t seplen, rks;
+    cell_key(v[sp].ptr, type, &rk, &rks);
+    if (type == KV_LEAF) {
+        const uint8_t *lk;
+        uint32_t lks;
+        cell_key(v[sp - 1].ptr, type, &lk, &lks);
+        sep = rk;
+        seplen = (uint32_t)common_prefix(lk, lks, rk, rks) + 1;
+        if (seplen > rks)
+            return KV_CORRUPT(); /* keys out of order */
+        kv_node_insert_raw(rp, 0, v[sp].ptr, v[sp].size);
+    } else {
+        uint8_t first[KV_BRANCH_CELL_HDR];
+        sep = rk;
+        seplen = rks;
+        kv_branch_cell_encode(first, kv_get64(v[sp].ptr), NULL, 0);
+        kv_node_insert_raw(rp, 0, first, KV_BRANCH_CELL_HDR);
+    }
+    for (uint32_t i = sp + 1; i <= n; i++)
+        kv_node_insert_raw(rp, i - sp, v[i].ptr, v[i].size);
+
+    int pbuf = !buf;
+    uint32_t psz = kv_branch_cell_encode(t->cellbuf[pbuf], rpgno, sep, seplen);
+    if (level > 0)
+        return insert_cell(t, tree, treeid, path, level - 1, path->idx[level - 1] + 1, pbuf,
+                           psz);
+    /* The root split: a new root above the two halves. */
+    uint64_t root;
+    uint8_t *rootp;
+    r = kv_page_new(t, KV_BRANCH, treeid, &root, &rootp);
+    if (r < 0)
+        return r;
+    uint8_t first[KV_BRANCH_CELL_HDR];
+    kv_branch_cell_encode(first, path->pgno[0], NULL, 0);
+    kv_node_insert_raw(rootp, 0, first, KV_BRANCH_CELL_HDR);
+    kv_node_insert_raw(rootp, 1, t->cellbuf[pbuf], psz);
+    count_page(tree, KV_BRANCH, +1);
+    tree->root = root;
+    tree->depth++;
+    return 0;
+}
+
+static int insert_cell(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int level,
+                       uint32_t idx, int buf, uint32_t size)
+{
+    uint8_t *p = path->page[level];
+    if (kv_node_free(p) >= size + KV_SLOT_SIZE) {
+        kv_node_insert_raw(p, idx, t->cellbuf[buf], size);
+        return 0;
+    }
+    return split(t, tree, treeid, path, level, idx, buf, size);
+}
+
+/* The search ended after the last key of the tree. */
+static bool at_end(const kv_path *path, bool exact)
+{
+    if (exact)
+        return false;
+    for (int l = 0; l < path->depth; l++) {
+        uint32_t n = kv_pg_count(path->page[l]);
+        uint32_t last = l + 1 == path->depth ? n : n - 1;
+        if (path->idx[l] != last)
+            return false;
+    }
+    return true;
+}
+
+/* Write a value too large for a leaf into a new overflow run. */
+static int write_overflow(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *val,
+                          size_t vsize, uint64_t *pgno)
+{
+    uint64_t n = kv_overflow_pages(t->db->psize, vsize);
+    if (n > UINT32_MAX)
+        return KVMAP_VAL_SIZE;
+    uint8_t *p;
+    int r = kv_page_alloc(t, (uint32_t)n, pgno, &p);
+    if (r < 0)
+        return r;
+    memset(p, 0, KV_PAGE_HDR);
+    kv_put64(p + KV_PG_PGNO, *pgno);
+    kv_put64(p + KV_PG_TXNID, t->txnid);
+    kv_put16(p + KV_PG_TYPE, KV_OVERFLOW);
+    kv_put16(p + KV_PG_TREE, (uint16_t)treeid);
+    kv_put32(p + KV_PG_COUNT, (uint32_t)n);
+    if (vsize)
+        memcpy(p + KV_PAGE_HDR, val, vsize);
+    tree->overflow_pages += n;
+    return 0;
+}
+
+static int free_value(kvmap_txn *t, kv_tree *tree, const kv_cell *c)
+{
+    if (!c->big)
+        return 0;
+    const uint8_t *d;
+    uint64_t pgno = kv_get64(c->val);
+    int r = kv_overflow_get(t, pgno, c->vsize, &d);
+    if (r < 0)
+        return r;
+    uint64_t n = kv_overflow_pages(t->db->psize, c->vsize);
+    tree->overflow_pages -= n;
+    return kv_page_free(t, pgno, (uint32_t)n);
+}
+
+int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_t ksize,
+              const uint8_t *val, size_t vsize, unsigned flags)
+{
+    kv_path path;
+    bool exact;
+    int r = kv_bt_search(t, tree, key, ksize, &path, &exact);
+    if (r < 0)
+        return r;
+    if (exact && (flags & (KVMAP_NOOVERWRITE | KVMAP_APPEND)))
+        return KVMAP_EXISTS;
+    if ((flags & KVMAP_APPEND) && !at_end(&path, exact))
+        return KVMAP_EXISTS;
+
+    /* Encode the new cell before any page changes: val may point into the map. */
+    bool big = KV_SLOT_SIZE + KV_LEAF_CELL_HDR + ksize + vsize > kv_cell_max(t->db->psize);
+    uint64_t ovf = 0;
+    if (big) {
+        r = write_overflow(t, tree, treeid, val, vsize, &ovf);
+        if (r < 0)
+            return r;
+    }
+    uint32_t size = kv_leaf_cell_encode(t->cellbuf[0], key, (uint32_t)ksize, val,
+                                        (uint32_t)vsize, ovf, big);
+    if (path.depth == 0) {
+        r = kv_page_new(t, KV_LEAF, treeid, &path.pgno[0], &path.page[0]);
+        if (r < 0)
+            return r;
+        path.depth = 1;
+        path.idx[0] = 0;
+        tree->root = path.pgno[0];
+        tree->depth = 1;
+        tree->leaf_pages = 1;
+    } else {
+        r = touch_path(t, tree, &path);
+        if (r < 0)
+            return r;
+    }
+    int L = path.depth - 1;
+    if (exact) {
+        kv_cell old;
+        r = kv_node_cell(path.page[L], t->db->psize, path.idx[L], &old);
+        if (r == 0)
+            r = free_value(t, tree, &old);
+        if (r < 0)
+            return r;
+        kv_node_delete(path.page[L], t->db->psize, path.idx[L]);
+    } else {
+        tree->entries++;
+    }
+    return insert_cell(t, tree, treeid, &path, L, path.idx[L], 0, size);
+}
+
+/* Append every cell of src to dst; for branches, src's first cell takes the
+ * separator that stood for src in the parent. */
+static void move_cells(uint32_t psize, uint8_t *dst, const uint8_t *src, const uint8_t *sep,
+                       uint32_t seplen, uint8_t *buf)
+{
+    uint32_t n = kv_pg_count(src);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t off = kv_get16(src + KV_PAGE_HDR + KV_SLOT_SIZE * i);
+        uint32_t sz = kv_node_cell_size(src, psize, i);
+        const uint8_t *cell = src + off;
+        if (i == 0 && kv_pg_type(src) == KV_BRANCH) {
+            sz = kv_branch_cell_encode(buf, kv_get64(cell), sep, seplen);
+            cell = buf;
+        }
+        kv_node_insert_raw(dst, kv_pg_count(dst), cell, sz);
+    }
+}
+
+/* Merge right into left when both fit one page; right leaves the parent. */
+static int try_merge(kvmap_txn *t, kv_tree *tree, kv_path *path, int level,
+                     uint32_t li, bool *merged)
+{
+    uint32_t psize = t->db->psize;
+    uint8_t *parent = path->page[level - 1];
+    uint64_t lpg, rpg;
+    uint8_t *lp, *rp;
+    kv_cell sep;
+    int r = child_of(t, parent, li, &lpg);
+    if (r == 0)
+        r = child_of(t, parent, li + 1, &rpg);
+    if (r == 0)
+        r = kv_node_cell(parent, psize, li + 1, &sep);
+    if (r == 0)
+        r = get_level_page(t, lpg, (uint64_t)level, tree->depth, &lp);
+    if (r == 0)
+        r = get_level_page(t, rpg, (uint64_t)level, tree->depth, &rp);
+    if (r < 0)
+        return r;
+    uint32_t extra = kv_pg_type(lp) == KV_BRANCH ? sep.ksize : 0;
+    *merged = false;
+    if (kv_node_used(lp, psize) + kv_node_used(rp, psize) + extra > usable(t))
+        return 0;
+    uint64_t npg = lpg;
+    r = kv_page_touch(t, &npg, &lp);
+    if (r < 0)
+        return r;
+    if (npg != lpg)
+        kv_node_set_child(parent, li, npg);
+    /* the separator lives in the parent, which changes only after the move */
+    move_cells(psize, lp, rp, sep.key, sep.ksize, t->mergebuf);
+    r = free_tree_page(t, tree, rpg, rp);
+    if (r < 0)
+        return r;
+    kv_node_delete(parent, psize, li + 1);
+    *merged = true;
+    return 0;
+}
+
+/* After a delete at `level`: drop empty pages, merge thin ones with a
+ * sibling, and shrink the root, so that deleting everything leaves no pages. */
+static int rebalance(kvmap_txn *t, kv_tree *tree, kv_path *path, int level)
+{
+    uint32_t psize = t->db->psize;
+    for (;; level--) {
+        uint8_t *p = path->page[level];
+        uint32_t n = kv_pg_count(p);
+        if (level == 0) {
+            if (kv_pg_type(p) == KV_LEAF && n == 0) {
+                tree->root = 0;
+                tree->depth = 0;
+                return free_tree_page(t, tree, path->pgno[0], p);
+            }
+            if (kv_pg_type(p) == KV_BRANCH && n == 1) {
+                uint64_t child = 0;
+                int r = child_of(t, p, 0, &child);
+                if (r == 0)
+                    r = free_tree_page(t, tree, path->pgno[0], p);
+                tree->root = child;
+                tree->depth--;
+                if (r < 0)
+                    return r;
+                /* the new root may be a branch with one child too */
+                uint8_t *cp;
+                r = get_level_page(t, child, 0, tree->depth, &cp);
+                if (r < 0)
+                    return r;
+                path->page[0] = cp;
+                path->pgno[0] = child;
+                path->idx[0] = 0;
+                level = 1;
+                continue;
+            }
+            return 0;
+        }
+        uint8_t *parent = path->page[level - 1];
+        uint32_t pi = path->idx[level - 1];
+        if (n == 0) {
+            int r = free_tree_page(t, tree, path->pgno[level], p);
+            if (r < 0)
+                return r;
+            kv_node_delete(parent, psize, pi);
+            continue;
+        }
+        if (kv_node_used(p, psize) >= usable(t) / 4)
+            return 0;
+        bool merged = false;
+        int r = 0;
+        if (pi > 0)
+            r = try_merge(t, tree, path, level, pi - 1, &merged);
+        if (r == 0 && !merged && pi + 1 < kv_pg_count(parent))
+            r = try_merge(t, tree, path, level, pi, &merged);
+        if (r < 0 || !merged)
+            return r;
+    }
+}
+
+int kv_bt_del(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize)
+{
+    kv_path path;
+    bool exact;
+    int r = kv_bt_search(t, tree, key, ksize, &path, &exact);
+    if (r < 0)
+        return r;
+    if (!exact)
+        return KVMAP_NOTFOUND;
+    r = touch_path(t, tree, &path);
+    if (r < 0)
+        return r;
+    int L = path.depth - 1;
+    kv_cell c;
+    r = kv_node_cell(path.page[L], t->db->psize, path.idx[L], &c);
+    if (r == 0)
+        r = free_value(t, tree, &c);
+    if (r < 0)
+        return r;
+    kv_node_delete(path.page[L], t->db->psize, path.idx[L]);
+    tree->entries--;
+    return rebalance(t, tree, &path, L);
+}

@@ -1,0 +1,211 @@
+/*
+ * cursor.c - cursors over the key-value tree.
+ *
+ * In a read transaction a cursor is a path from the root to a leaf entry.
+ * In a write transaction pages move under it (copy-on-write, splits,
+ * merges), so the cursor also keeps a copy of its key and the transaction's
+ * change counter when it was positioned; after any change it re-finds its
+ * key.  If the key is gone (deleted, through this cursor or not), the search
+ * lands on the entry that followed it: next returns that one, prev the one
+ * before it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+struct kvmap_cursor {
+    kvmap_txn *txn;
+    kv_path path;
+    bool positioned;
+    /* write transactions: */
+    uint64_t changes; /* txn->changes when path was last valid */
+    uint8_t *key;     /* copy of the key under the cursor */
+    size_t ksize, kcap;
+};
+
+int kvmap_cursor_open(kvmap_txn *txn, kvmap_cursor **cur)
+{
+    if (!txn || !cur)
+        return KVMAP_BAD_ARG;
+    kvmap_cursor *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->txn = txn;
+    *cur = c;
+    return 0;
+}
+
+void kvmap_cursor_close(kvmap_cursor *c)
+{
+    if (!c)
+        return;
+    free(c->key);
+    free(c);
+}
+
+static int save_key(kvmap_cursor *c, const kv_cell *cell)
+{
+    if (cell->ksize > c->kcap) {
+        size_t cap = cell->ksize < 64 ? 64 : cell->ksize;
+        uint8_t *k = realloc(c->key, cap);
+        if (!k)
+            return -ENOMEM;
+        c->key = k;
+        c->kcap = cap;
+    }
+    if (cell->ksize)
+        memcpy(c->key, cell->key, cell->ksize);
+    c->ksize = cell->ksize;
+    return 0;
+}
+
+/* Take `path` as the cursor's position and return its entry. */
+static int settle(kvmap_cursor *c, const kv_path *path, kvmap_val *key, kvmap_val *val)
+{
+    kvmap_txn *t = c->txn;
+    kv_cell cell;
+    int r = kv_bt_cell(t, path, &cell);
+    if (r < 0)
+        return r;
+    kvmap_val v;
+    if (val) {
+        r = kv_bt_value(t, &cell, &v);
+        if (r < 0)
+            return r;
+    }
+    if (!t->rdonly) {
+        r = save_key(c, &cell);
+        if (r < 0)
+            return r;
+        c->changes = t->changes;
+    }
+    if (path != &c->path)
+        memcpy(&c->path, path, sizeof *path);
+    c->positioned = true;
+    if (key) {
+        key->data = cell.key;
+        key->size = cell.ksize;
+    }
+    if (val)
+        *val = v;
+    return 0;
+}
+
+/* A search result past the end of a leaf moves to the next leaf's first. */
+static int normalize(kvmap_txn *t, kv_path *path)
+{
+    int L = path->depth - 1;
+    if (L < 0)
+        return KVMAP_NOTFOUND;
+    if (path->idx[L] < kv_pg_count(path->page[L]))
+        return 0;
+    return kv_bt_step(t, &t->m.main, path, false);
+}
+
+static int edge(kvmap_cursor *c, bool last, kvmap_val *key, kvmap_val *val)
+{
+    if (!c)
+        return KVMAP_BAD_ARG;
+    kv_path path;
+    int r = kv_bt_first(c->txn, &c->txn->m.main, &path, last);
+    if (r < 0)
+        return r;
+    return settle(c, &path, key, val);
+}
+
+int kvmap_cursor_first(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
+{
+    return edge(c, false, key, val);
+}
+
+int kvmap_cursor_last(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
+{
+    return edge(c, true, key, val);
+}
+
+/* In a write transaction changed since the cursor last moved: find the
+ * cursor's key again.  *exact tells whether it is still there. */
+static int resync(kvmap_cursor *c, kv_path *path, bool *exact)
+{
+    kvmap_txn *t = c->txn;
+    *exact = true;
+    if (t->rdonly || c->changes == t->changes) {
+        memcpy(path, &c->path, sizeof *path);
+        return 0;
+    }
+    return kv_bt_search(t, &t->m.main, c->key, c->ksize, path, exact);
+}
+
+static int step(kvmap_cursor *c, bool back, kvmap_val *key, kvmap_val *val)
+{
+    if (!c)
+        return KVMAP_BAD_ARG;
+    if (!c->positioned)
+        return edge(c, back, key, val);
+    kvmap_txn *t = c->txn;
+    int r;
+    if (t->rdonly || c->changes == t->changes) {
+        /* the path is valid; a step at either end leaves it as it was */
+        r = kv_bt_step(t, &t->m.main, &c->path, back);
+        return r < 0 ? r : settle(c, &c->path, key, val);
+    }
+    kv_path path;
+    bool exact;
+    r = resync(c, &path, &exact);
+    if (r < 0)
+        return r;
+    if (!exact && !back)
+        r = normalize(t, &path); /* the entry after the vanished key */
+    else
+        r = kv_bt_step(t, &t->m.main, &path, back);
+    if (r < 0)
+        return r;
+    return settle(c, &path, key, val);
+}
+
+int kvmap_cursor_next(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
+{
+    return step(c, false, key, val);
+}
+
+int kvmap_cursor_prev(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
+{
+    return step(c, true, key, val);
+}
+
+int kvmap_cursor_seek(kvmap_cursor *c, kvmap_val target, kvmap_val *key, kvmap_val *val)
+{
+    if (!c || (target.size && !target.data))
+        return KVMAP_BAD_ARG;
+    kvmap_txn *t = c->txn;
+    if (target.size > kv_max_key(t->db->psize))
+        return KVMAP_KEY_SIZE;
+    kv_path path;
+    bool exact;
+    int r = kv_bt_search(t, &t->m.main, target.data, target.size, &path, &exact);
+    if (r == 0)
+        r = normalize(t, &path);
+    if (r < 0)
+        return r;
+    return settle(c, &path, key, val);
+}
+
+int kvmap_cursor_del(kvmap_cursor *c)
+{
+    if (!c)
+        return KVMAP_BAD_ARG;
+    kvmap_txn *t = c->txn;
+    if (t->rdonly)
+        return KVMAP_BAD_TXN;
+    if (!c->positioned)
+        return KVMAP_NOTFOUND;
+    kv_path path;
+    bool exact;
+    int r = resync(c, &path, &exact);
+    if (r < 0)
+        return r;
+    if (!exact)
+        return KVMAP_NOTFOUND; /* the entry under the cursor is gone already */
+    return kvmap_del(t, (kvmap_val){c->key, c->ksize});
+}

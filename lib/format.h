@@ -1,0 +1,199 @@
+/*
+ * format.h - THE reference for kvmap's file format.  A change to any byte
+ * described here changes KVMAP_FORMAT_VERSION and this comment.
+ *
+ * All integers are little-endian.  Offsets are in bytes.  P is the page size
+ * (a power of two, 512..65536), chosen at creation and recorded in the meta.
+ *
+ * FILE
+ *   page 0, page 1   meta pages, written alternately: transaction T writes
+ *                    page T % 2.  The newest one that validates is current.
+ *   page 2 ..        tree pages and overflow runs, up to the high-water mark
+ *                    (hwm, in the meta): pages at or past hwm are unused; the
+ *                    file may extend past hwm*P (preallocated growth).
+ *
+ * META PAGE (the first KV_META_SIZE bytes of page 0 or 1; the rest is zero)
+ *   off size field
+ *     0   8  mt_checksum   XXH3_64 of bytes [8, KV_META_SIZE)
+ *     8   8  mt_magic      "KVMAPDB\0"
+ *    16   4  mt_version    KVMAP_FORMAT_VERSION
+ *    20   4  mt_page_size  P
+ *    24   8  mt_txnid      id of the transaction that wrote this meta
+ *    32   8  mt_hwm        pages in use: every page number is < hwm
+ *    40   8  mt_commit_pages  number of pages (runs count once) written by mt_txnid
+ *    48   8  mt_commit_sum    sum mod 2^64 of those pages' checksums
+ *    56   8  mt_free_pages    pages listed in the free tree
+ *    64  48  mt_main       tree descriptor of the key-value tree
+ *   112  48  mt_free       tree descriptor of the free-page tree
+ *   160  48  mt_catalog    tree descriptor reserved for named buckets (zero)
+ *   208  48  reserved, zero
+ *   256      (KV_META_SIZE)
+ *
+ * TREE DESCRIPTOR (48 bytes)
+ *     0   8  root          page number of the root, 0 for an empty tree
+ *     8   8  depth         levels (0 empty, 1 a root leaf)
+ *    16   8  entries       key-value pairs
+ *    24   8  branch_pages
+ *    32   8  leaf_pages
+ *    40   8  overflow_pages
+ *
+ * PAGE HEADER (every page but the metas; KV_PAGE_HDR = 40 bytes)
+ *     0   8  pg_checksum   XXH3_64 of bytes [8, end) of the page, or of the
+ *                          whole run for an overflow run; set at commit
+ *     8   8  pg_pgno       the page's own number (a misplaced page is caught)
+ *    16   8  pg_txnid      id of the transaction that wrote the page
+ *    24   2  pg_type       KV_BRANCH, KV_LEAF or KV_OVERFLOW
+ *    26   2  pg_tree       KV_TREE_MAIN or KV_TREE_FREE (which tree owns it)
+ *    28   4  pg_count      branch/leaf: cells; overflow: pages in the run
+ *    32   4  pg_upper      branch/leaf: offset of the cell area; overflow: 0
+ *    36   4  reserved, zero
+ *
+ * BRANCH AND LEAF PAGES (slotted)
+ *   +--------+-------------------+-------- free --------+-----------------+
+ *   | header | slot[0..count-1]  |                      | cells (packed)  |
+ *   +--------+-------------------+----------------------+-----------------+
+ *   0        40                  40+2*count             upper             P
+ *   slot[i] is a u16 offset of cell i; cells are in key order by slot, and
+ *   packed without gaps from upper to the end of the page (a delete moves the
+ *   cells below it up), so free space is upper - (40 + 2*count).
+ *
+ *   LEAF CELL                           BRANCH CELL
+ *     0  4  vsize (value length)          0  8  child page number
+ *     4  2  ksize                         8  2  ksize
+ *     6  1  flags (KV_CELL_BIG)          10  .  key
+ *     7  1  reserved, zero
+ *     8  .  key, then the value, or with KV_CELL_BIG the u64 first page of
+ *           the overflow run holding it
+ *   In a branch, child i holds the keys k with key(i) <= k < key(i+1); the
+ *   key of cell 0 is ignored (written empty).  Separators are the shortest
+ *   prefix of the right page's first key that is greater than the left
+ *   page's last key.
+ *
+ *   Every cell, with its slot, fits in half the usable page
+ *   (KV_CELL_MAX = (P - 40) / 2): values that would not, live in overflow
+ *   runs, and keys are at most KV_CELL_MAX - 18 bytes (kvmap_max_key_size).
+ *
+ * OVERFLOW RUN: pg_count contiguous pages; header on the first page only, the
+ *   value's bytes from offset 40 on, continuing through the following pages.
+ *
+ * FREE TREE: a B+tree of the same page format (pg_tree = KV_TREE_FREE).
+ *   key   (16 bytes)  txnid (big-endian u64) | first page number (big-endian u64)
+ *   value             u64 page numbers, ascending, all freed by that txnid
+ *                     (txnid 0: free for every reader).  A page appears once.
+ *   A page freed by transaction T may be reused once no reader holds a
+ *   snapshot older than T.
+ */
+#ifndef KVMAP_FORMAT_H
+#define KVMAP_FORMAT_H
+
+#include <stdint.h>
+#include <string.h>
+
+#define KVMAP_FORMAT_VERSION 1u
+#define KV_MAGIC "KVMAPDB"     /* 8 bytes with its NUL */
+
+#define KV_META_SIZE 256u
+#define KV_MT_CHECKSUM 0
+#define KV_MT_MAGIC 8
+#define KV_MT_VERSION 16
+#define KV_MT_PAGE_SIZE 20
+#define KV_MT_TXNID 24
+#define KV_MT_HWM 32
+#define KV_MT_COMMIT_PAGES 40
+#define KV_MT_COMMIT_SUM 48
+#define KV_MT_FREE_PAGES 56
+#define KV_MT_MAIN 64
+#define KV_MT_FREE 112
+#define KV_MT_CATALOG 160
+#define KV_TREE_DESC_SIZE 48
+
+#define KV_PAGE_HDR 40u
+#define KV_PG_CHECKSUM 0
+#define KV_PG_PGNO 8
+#define KV_PG_TXNID 16
+#define KV_PG_TYPE 24
+#define KV_PG_TREE 26
+#define KV_PG_COUNT 28
+#define KV_PG_UPPER 32
+
+enum { KV_BRANCH = 1, KV_LEAF = 2, KV_OVERFLOW = 3 };
+enum { KV_TREE_MAIN = 0, KV_TREE_FREE = 1 };
+
+#define KV_LEAF_CELL_HDR 8u
+#define KV_BRANCH_CELL_HDR 10u
+#define KV_CELL_BIG 0x01u
+#define KV_SLOT_SIZE 2u
+
+#define KV_MIN_PAGE 512u
+#define KV_MAX_PAGE 65536u
+#define KV_FIRST_PGNO 2u   /* pages 0 and 1 are the metas */
+#define KV_MAX_DEPTH 48    /* deeper than any sound tree can be */
+
+#define KV_FREE_KEY_SIZE 16u
+
+/* Half the usable page: the most one cell and its slot may take. */
+static inline uint32_t kv_cell_max(uint32_t psize) { return (psize - KV_PAGE_HDR) / 2; }
+static inline uint32_t kv_max_key(uint32_t psize) { return kv_cell_max(psize) - 18; }
+
+/* Little-endian loads and stores that need no alignment. */
+static inline uint16_t kv_get16(const void *p)
+{
+    const uint8_t *b = p;
+    return (uint16_t)(b[0] | (b[1] << 8));
+}
+static inline uint32_t kv_get32(const void *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+#else
+    const uint8_t *b = p;
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+#endif
+}
+static inline uint64_t kv_get64(const void *p)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+#else
+    const uint8_t *b = p;
+    return (uint64_t)kv_get32(b) | (uint64_t)kv_get32(b + 4) << 32;
+#endif
+}
+static inline void kv_put16(void *p, uint16_t v)
+{
+    uint8_t *b = p;
+    b[0] = (uint8_t)v;
+    b[1] = (uint8_t)(v >> 8);
+}
+static inline void kv_put32(void *p, uint32_t v)
+{
+    uint8_t *b = p;
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void kv_put64(void *p, uint64_t v)
+{
+    uint8_t *b = p;
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void kv_put64be(void *p, uint64_t v)
+{
+    uint8_t *b = p;
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+static inline uint64_t kv_get64be(const void *p)
+{
+    const uint8_t *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * freelist.c - the free-page tree (format in format.h).
+ *
+ * A commit records the pages it freed as records keyed (its txnid, first
+ * page); pages it took for reuse but did not use go back as records keyed
+ * (0, first page).  A writer pulls the oldest record when it needs a page
+ * and no reader can still see that record's pages.  Records hold at most
+ * kv_free_chunk_max() pages, so the upkeep of a commit costs time in
+ * proportion to the pages it frees and takes, never to the number of free
+ * pages in the file.
+ *
+ * Free-tree updates allocate and free pages themselves.  They run with
+ * t->in_free_op set, which makes the allocator take pages only from the
+ * in-memory reclaim list or the end of the file, never by pulling another
+ * record: the free tree is never modified from inside its own update.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+uint32_t kv_free_chunk_max(uint32_t psize)
+{
+    return (kv_cell_max(psize) - KV_SLOT_SIZE - KV_LEAF_CELL_HDR - KV_FREE_KEY_SIZE) / 8;
+}
+
+/* Move the oldest reusable record's pages into t->reclaim. */
+int kv_free_pull(kvmap_txn *t)
+{
+    kv_path path;
+    int r = kv_bt_first(t, &t->m.free, &path, false);
+    if (r == KVMAP_NOTFOUND) {
+        t->free_exhausted = true;
+        return 0;
+    }
+    kv_cell c;
+    if (r == 0)
+        r = kv_bt_cell(t, &path, &c);
+    if (r < 0)
+        return r;
+    if (c.ksize != KV_FREE_KEY_SIZE || c.big || c.vsize == 0 || c.vsize % 8 ||
+        c.vsize / 8 > kv_free_chunk_max(t->db->psize))
+        return KV_CORRUPT();
+    if (kv_get64be(c.key) > t->oldest) {
+        t->free_exhausted = true; /* a reader may still see these pages */
+        return 0;
+    }
+    uint8_t key[KV_FREE_KEY_SIZE];
+    memcpy(key, c.key, sizeof key);
+    uint32_t n = c.vsize / 8;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t pgno = kv_get64(c.val + 8 * i);
+        if (pgno < KV_FIRST_PGNO || pgno >= t->m.hwm)
+            return KV_CORRUPT();
+        r = kv_pgvec_push(&t->reclaim, pgno);
+        if (r < 0)
+            return r;
+    }
+    if (t->m.free_pages < n)
+        return KV_CORRUPT();
+    t->m.free_pages -= n;
+    t->in_free_op = true;
+    r = kv_bt_del(t, &t->m.free, key, sizeof key);
+    t->in_free_op = false;
+    return r == KVMAP_NOTFOUND ? KV_CORRUPT() : r;
+}
+
+static int cmp_asc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Write up to one record's worth of the pages at the end of v. */
+static int save_chunk(kvmap_txn *t, kv_pgvec *v, uint64_t txnid)
+{
+    uint32_t max = kv_free_chunk_max(t->db->psize);
+    uint32_t n = v->n < max ? (uint32_t)v->n : max;
+    uint64_t pg[n];
+    memcpy(pg, v->v + v->n - n, n * sizeof *pg);
+    v->n -= n;
+    qsort(pg, n, sizeof *pg, cmp_asc);
+    uint8_t key[KV_FREE_KEY_SIZE], val[8 * n];
+    kv_put64be(key, txnid);
+    kv_put64be(key + 8, pg[0]);
+    for (uint32_t i = 0; i < n; i++)
+        kv_put64(val + 8 * i, pg[i]);
+    t->m.free_pages += n;
+    int r = kv_bt_put(t, &t->m.free, KV_TREE_FREE, key, sizeof key, val, sizeof val,
+                      KVMAP_NOOVERWRITE);
+    return r == KVMAP_EXISTS ? KV_CORRUPT() : r;
+}
+
+/* Unused reclaimed pages at the very end of the file need no record: the
+ * high-water mark comes down instead. */
+static void trim_tail(kvmap_txn *t)
+{
+    kv_pgvec *rc = &t->reclaim;
+    kv_pgvec_sort_desc(rc);
+    size_t k = 0;
+    while (k < rc->n && rc->v[k] == t->m.hwm - 1) {
+        t->m.hwm--;
+        k++;
+    }
+    memmove(rc->v, rc->v + k, (rc->n - k) * sizeof *rc->v);
+    rc->n -= k;
+}
+
+/* At commit: record the pages this transaction freed, and return the
+ * reclaimed pages it did not use.  Recording changes the free tree, which
+ * may free or take pages again: loop until both lists are empty. */
+int kv_free_save(kvmap_txn *t)
+{
+    int r = 0;
+    t->in_free_op = true;
+    for (;;) {
+        if (t->freed.n) {
+            r = save_chunk(t, &t->freed, t->txnid);
+        } else if (t->reclaim.n) {
+            trim_tail(t);
+            if (!t->reclaim.n)
+                continue;
+            r = save_chunk(t, &t->reclaim, 0);
+        } else {
+            break;
+        }
+        if (r < 0)
+            break;
+    }
+    t->in_free_op = false;
+    return r;
+}

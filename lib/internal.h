@@ -1,0 +1,214 @@
+/*
+ * internal.h - kvmap's internal structures and the interfaces between its
+ * layers.  Layers, lowest first; each calls only those below it:
+ *
+ *   os.c        system calls: open, lock, mmap, grow, flush (the test seam)
+ *   meta.c      encode, validate and choose the meta pages
+ *   node.c      slotted branch/leaf page code on a byte buffer, no I/O
+ *   pager.c     page number -> pointer with checks, allocation, copy-on-write
+ *   freelist.c  the free-page tree: pulling reusable pages, saving freed ones
+ *   btree.c     search, insert with splits, delete with merges
+ *   cursor.c txn.c   cursors, transactions, commit, the open-time walk
+ *   db.c copy.c check.c error.c   the public entry points
+ *
+ * Error convention: every int function returns 0 or a negative code
+ * (KVMAP_* or -errno), as the public API does.
+ */
+#ifndef KVMAP_INTERNAL_H
+#define KVMAP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+#include "kvmap.h"
+
+#if defined(__GNUC__)
+#define KV_LIKELY(x) __builtin_expect(!!(x), 1)
+#define KV_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define KV_LIKELY(x) (x)
+#define KV_UNLIKELY(x) (x)
+#endif
+
+/* Record where corruption was caught (a debugger breakpoint target). */
+int kv__corrupt(const char *file, int line);
+#define KV_CORRUPT() kv__corrupt(__FILE__, __LINE__)
+
+/* ---- os.c --------------------------------------------------------------- */
+int kv_os_open(const char *path, bool rdonly, bool create, unsigned mode, int *fd);
+int kv_os_size(int fd, uint64_t *size);
+int kv_os_pread(int fd, void *buf, size_t len, uint64_t off);
+int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+int kv_os_map(int fd, size_t len, bool writable, uint8_t **map);
+void kv_os_unmap(uint8_t *map, size_t len);
+int kv_os_grow(int fd, uint64_t from, uint64_t to);
+int kv_os_truncate(int fd, uint64_t size);
+int kv_os_flush(int fd, uint8_t *map, size_t len);
+int kv_os_fsync(int fd);
+int kv_os_sync_file(int fd);
+int kv_os_lock(int fd, bool wait);
+void kv_os_unlock(int fd);
+
+/* ---- meta.c ------------------------------------------------------------- */
+typedef struct kv_tree {
+    uint64_t root, depth, entries, branch_pages, leaf_pages, overflow_pages;
+} kv_tree;
+
+typedef struct kv_meta {
+    uint32_t version, page_size;
+    uint64_t txnid, hwm, commit_pages, commit_sum, free_pages;
+    kv_tree main, free, catalog;
+} kv_meta;
+
+enum kv_meta_state { KV_META_OK, KV_META_NOT_KVMAP, KV_META_BAD, KV_META_NEWER };
+void kv_meta_encode(const kv_meta *m, uint8_t *buf /* KV_META_SIZE */);
+enum kv_meta_state kv_meta_decode(const uint8_t *buf, size_t len, kv_meta *m);
+
+/* ---- node.c: one slotted page in memory --------------------------------- */
+typedef struct kv_cell {
+    const uint8_t *key;
+    uint32_t ksize;
+    /* leaf: */
+    const uint8_t *val; /* inline value, or the 8-byte overflow page number */
+    uint32_t vsize;
+    bool big;
+    /* branch: */
+    uint64_t child;
+} kv_cell;
+
+static inline uint16_t kv_pg_type(const uint8_t *p) { return kv_get16(p + KV_PG_TYPE); }
+static inline uint32_t kv_pg_count(const uint8_t *p) { return kv_get32(p + KV_PG_COUNT); }
+static inline uint32_t kv_pg_upper(const uint8_t *p) { return kv_get32(p + KV_PG_UPPER); }
+static inline uint64_t kv_pg_pgno(const uint8_t *p) { return kv_get64(p + KV_PG_PGNO); }
+static inline uint64_t kv_pg_txnid(const uint8_t *p) { return kv_get64(p + KV_PG_TXNID); }
+
+void kv_node_init(uint8_t *p, uint32_t psize, uint64_t pgno, uint64_t txnid, int type,
+                  int tree);
+int kv_node_check_header(const uint8_t *p, uint32_t psize);
+int kv_node_cell(const uint8_t *p, uint32_t psize, uint32_t i, kv_cell *c);
+uint32_t kv_node_free(const uint8_t *p);
+uint32_t kv_node_used(const uint8_t *p, uint32_t psize);
+uint32_t kv_node_cell_size(const uint8_t *p, uint32_t psize, uint32_t i);
+int kv_node_search(const uint8_t *p, uint32_t psize, const uint8_t *key, size_t ksize,
+                   uint32_t *idx, bool *exact);
+int kv_node_branch_search(const uint8_t *p, uint32_t psize, const uint8_t *key,
+                          size_t ksize, uint32_t *idx);
+/* A raw cell: its bytes, without the slot. */
+void kv_node_insert_raw(uint8_t *p, uint32_t i, const uint8_t *cell, uint32_t size);
+void kv_node_delete(uint8_t *p, uint32_t psize, uint32_t i);
+void kv_node_set_child(uint8_t *p, uint32_t i, uint64_t child);
+uint32_t kv_leaf_cell_encode(uint8_t *out, const void *key, uint32_t ksize, const void *val,
+                             uint32_t vsize, uint64_t big_pgno, bool big);
+uint32_t kv_branch_cell_encode(uint8_t *out, uint64_t child, const void *key,
+                               uint32_t ksize);
+int kv_key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn);
+
+/* ---- the database handle ------------------------------------------------ */
+typedef struct kv_pgvec {
+    uint64_t *v;
+    size_t n, cap;
+} kv_pgvec;
+int kv_pgvec_push(kv_pgvec *v, uint64_t pgno);
+void kv_pgvec_free(kv_pgvec *v);
+
+struct kvmap {
+    int fd;
+    unsigned flags;
+    uint32_t psize;
+    uint8_t *map;
+    size_t map_size;      /* reserved address space: max_size */
+    uint64_t max_size;
+    uint64_t file_size;   /* current length of the file (writer's view) */
+    unsigned max_readers;
+    pthread_mutex_t wmutex; /* one writer per handle (plus an OFD lock across handles) */
+    pthread_mutex_t rmutex; /* guards cur and the reader table */
+    kv_meta cur;            /* last committed meta */
+    uint64_t *readers;      /* snapshot ids of open read transactions */
+    unsigned nreaders;
+    kvmap_txn *writer;
+    uint64_t rejected_sum;  /* checksum of a meta the open-time walk rejected */
+    uint8_t *wbuf;          /* the writer's working buffers (see kvmap_txn) */
+};
+
+/* ---- transactions ------------------------------------------------------- */
+typedef struct split_cell {
+    const uint8_t *ptr;
+    uint32_t size;
+} split_cell;
+
+typedef struct kv_pgset { /* open-addressing set of page numbers */
+    uint64_t *slot;
+    size_t cap, n, used;
+} kv_pgset;
+
+struct kvmap_txn {
+    kvmap *db;
+    bool rdonly;
+    int poison;           /* the error that poisoned this write transaction */
+    uint64_t txnid;       /* snapshot id (read) or id being written (write) */
+    uint64_t changes;     /* bumped by every successful write: cursors re-seek */
+    kv_meta m;            /* working meta: roots, counts, hwm */
+    /* write transactions only */
+    kv_pgset dirty;       /* pages (first page of runs) written by this txn */
+    kv_pgvec freed;       /* pages it freed that older snapshots may still read */
+    kv_pgvec reclaim;     /* pages free for its reuse, sorted descending */
+    uint64_t oldest;      /* oldest snapshot any reader holds */
+    bool in_free_op;      /* inside a free-tree update: do not pull more pages */
+    bool free_exhausted;  /* no free-tree record is reusable now */
+    /* working buffers, owned by the handle (one writer at a time) */
+    uint8_t *scratch;     /* a copy of the page being split */
+    split_cell *splitv; /* the cells of a split */
+    uint8_t *cellbuf[2];  /* the cell being inserted, and its parent's separator */
+    uint8_t *mergebuf;    /* a branch cell rebuilt during a merge */
+};
+
+/* ---- pager.c ------------------------------------------------------------ */
+int kv_page_get(kvmap_txn *t, uint64_t pgno, uint8_t **p);
+int kv_overflow_get(kvmap_txn *t, uint64_t pgno, uint32_t vsize, const uint8_t **data);
+bool kv_page_dirty(kvmap_txn *t, uint64_t pgno);
+int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p);
+int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p);
+int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages);
+int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p);
+uint64_t kv_page_checksum(const uint8_t *p, size_t len);
+uint64_t kv_overflow_pages(uint32_t psize, uint64_t vsize);
+void kv_pgvec_sort_desc(kv_pgvec *v);
+int kv_pgset_add(kv_pgset *s, uint64_t k);
+bool kv_pgset_has(const kv_pgset *s, uint64_t k);
+bool kv_pgset_del(kv_pgset *s, uint64_t k);
+void kv_pgset_free(kv_pgset *s);
+int kv_file_ensure(kvmap *db, uint64_t pages);
+
+/* ---- freelist.c --------------------------------------------------------- */
+int kv_free_pull(kvmap_txn *t);
+int kv_free_save(kvmap_txn *t);
+uint32_t kv_free_chunk_max(uint32_t psize);
+
+/* ---- btree.c ------------------------------------------------------------ */
+#define KV_PATH_MAX KV_MAX_DEPTH
+typedef struct kv_path {
+    int depth;            /* levels in use; 0: empty tree */
+    uint64_t pgno[KV_PATH_MAX];
+    uint8_t *page[KV_PATH_MAX];
+    uint32_t idx[KV_PATH_MAX];
+} kv_path;
+
+int kv_bt_search(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize,
+                 kv_path *path, bool *exact);
+int kv_bt_first(kvmap_txn *t, kv_tree *tree, kv_path *path, bool last);
+int kv_bt_step(kvmap_txn *t, kv_tree *tree, kv_path *path, bool back);
+int kv_bt_cell(kvmap_txn *t, const kv_path *path, kv_cell *c);
+int kv_bt_value(kvmap_txn *t, const kv_cell *c, kvmap_val *val);
+int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_t ksize,
+              const uint8_t *val, size_t vsize, unsigned flags);
+int kv_bt_del(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize);
+
+/* ---- txn.c -------------------------------------------------------------- */
+int kv_txn_verify_commit(kvmap *db, const kv_meta *m);
+int kv_txn_write_meta(kvmap *db, const kv_meta *m);
+void kv_txn_fail(kvmap_txn *t, int err);
+
+#endif

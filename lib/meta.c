@@ -1,0 +1,87 @@
+/*
+ * meta.c - encode and validate meta pages (layout in format.h).
+ */
+#include <xxhash.h>
+
+#include "internal.h"
+
+static void tree_encode(uint8_t *b, const kv_tree *t)
+{
+    kv_put64(b + 0, t->root);
+    kv_put64(b + 8, t->depth);
+    kv_put64(b + 16, t->entries);
+    kv_put64(b + 24, t->branch_pages);
+    kv_put64(b + 32, t->leaf_pages);
+    kv_put64(b + 40, t->overflow_pages);
+}
+
+static void tree_decode(const uint8_t *b, kv_tree *t)
+{
+    t->root = kv_get64(b + 0);
+    t->depth = kv_get64(b + 8);
+    t->entries = kv_get64(b + 16);
+    t->branch_pages = kv_get64(b + 24);
+    t->leaf_pages = kv_get64(b + 32);
+    t->overflow_pages = kv_get64(b + 40);
+}
+
+void kv_meta_encode(const kv_meta *m, uint8_t *b)
+{
+    memset(b, 0, KV_META_SIZE);
+    memcpy(b + KV_MT_MAGIC, KV_MAGIC, 8);
+    kv_put32(b + KV_MT_VERSION, m->version);
+    kv_put32(b + KV_MT_PAGE_SIZE, m->page_size);
+    kv_put64(b + KV_MT_TXNID, m->txnid);
+    kv_put64(b + KV_MT_HWM, m->hwm);
+    kv_put64(b + KV_MT_COMMIT_PAGES, m->commit_pages);
+    kv_put64(b + KV_MT_COMMIT_SUM, m->commit_sum);
+    kv_put64(b + KV_MT_FREE_PAGES, m->free_pages);
+    tree_encode(b + KV_MT_MAIN, &m->main);
+    tree_encode(b + KV_MT_FREE, &m->free);
+    tree_encode(b + KV_MT_CATALOG, &m->catalog);
+    kv_put64(b + KV_MT_CHECKSUM, XXH3_64bits(b + 8, KV_META_SIZE - 8));
+}
+
+static bool tree_sane(const kv_tree *t, uint64_t hwm)
+{
+    if (t->root == 0)
+        return t->depth == 0 && t->entries == 0 && t->branch_pages == 0 &&
+               t->leaf_pages == 0 && t->overflow_pages == 0;
+    return t->root >= KV_FIRST_PGNO && t->root < hwm && t->depth >= 1 &&
+           t->depth <= KV_MAX_DEPTH && t->leaf_pages >= 1 &&
+           t->branch_pages + t->leaf_pages + t->overflow_pages <= hwm;
+}
+
+/* Decode and check one meta page.  A checksum that does not match, or fields
+ * that cannot be, make it KV_META_BAD (the other meta may still serve). */
+enum kv_meta_state kv_meta_decode(const uint8_t *b, size_t len, kv_meta *m)
+{
+    if (len < KV_META_SIZE || memcmp(b + KV_MT_MAGIC, KV_MAGIC, 8) != 0)
+        return KV_META_NOT_KVMAP;
+    if (kv_get64(b + KV_MT_CHECKSUM) != XXH3_64bits(b + 8, KV_META_SIZE - 8))
+        return KV_META_BAD;
+    m->version = kv_get32(b + KV_MT_VERSION);
+    if (m->version > KVMAP_FORMAT_VERSION)
+        return KV_META_NEWER;
+    if (m->version == 0)
+        return KV_META_BAD;
+    m->page_size = kv_get32(b + KV_MT_PAGE_SIZE);
+    m->txnid = kv_get64(b + KV_MT_TXNID);
+    m->hwm = kv_get64(b + KV_MT_HWM);
+    m->commit_pages = kv_get64(b + KV_MT_COMMIT_PAGES);
+    m->commit_sum = kv_get64(b + KV_MT_COMMIT_SUM);
+    m->free_pages = kv_get64(b + KV_MT_FREE_PAGES);
+    tree_decode(b + KV_MT_MAIN, &m->main);
+    tree_decode(b + KV_MT_FREE, &m->free);
+    tree_decode(b + KV_MT_CATALOG, &m->catalog);
+    uint32_t ps = m->page_size;
+    if (ps < KV_MIN_PAGE || ps > KV_MAX_PAGE || (ps & (ps - 1)) != 0)
+        return KV_META_BAD;
+    if (m->hwm < KV_FIRST_PGNO || m->hwm > (UINT64_MAX / ps) ||
+        m->free_pages > m->hwm || m->commit_pages > m->hwm)
+        return KV_META_BAD;
+    if (!tree_sane(&m->main, m->hwm) || !tree_sane(&m->free, m->hwm) ||
+        !tree_sane(&m->catalog, m->hwm))
+        return KV_META_BAD;
+    return KV_META_OK;
+}

@@ -1,0 +1,181 @@
+/*
+ * os.c - every system call kvmap makes on the database file, in one place:
+ * the seam where tests observe flushes (kvmap__set_sync_hook).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "testhook.h"
+
+static kvmap__sync_hook_fn *sync_hook;
+static void *sync_hook_ctx;
+
+void kvmap__set_sync_hook(kvmap__sync_hook_fn *fn, void *ctx)
+{
+    sync_hook = fn;
+    sync_hook_ctx = ctx;
+}
+
+int kv_os_open(const char *path, bool rdonly, bool create, unsigned mode, int *fd)
+{
+    int flags = (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    if (create && !rdonly)
+        flags |= O_CREAT;
+    int f;
+    do
+        f = open(path, flags, mode);
+    while (f < 0 && errno == EINTR);
+    if (f < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(f, &st) < 0 || !S_ISREG(st.st_mode)) {
+        int e = errno ? -errno : -EINVAL;
+        if (!S_ISREG(st.st_mode))
+            e = KVMAP_INVALID;
+        close(f);
+        return e;
+    }
+    *fd = f;
+    return 0;
+}
+
+int kv_os_size(int fd, uint64_t *size)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+int kv_os_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *b = buf;
+    while (len > 0) {
+        ssize_t n = pread(fd, b, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return KVMAP_INVALID; /* short file */
+        b += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *b = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, b, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        b += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Reserve len bytes of address space over the file once; the file grows
+ * underneath it, so the map never moves and pointers into it stay valid. */
+int kv_os_map(int fd, size_t len, bool writable, uint8_t **map)
+{
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    void *m = mmap(NULL, len, prot, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (m == MAP_FAILED)
+        return -errno;
+    *map = m;
+    return 0;
+}
+
+void kv_os_unmap(uint8_t *map, size_t len)
+{
+    if (map)
+        munmap(map, len);
+}
+
+/* Extend the file to `to` bytes with real blocks, so that a full disk is an
+ * error returned here and never a SIGBUS on a later write through the map. */
+int kv_os_grow(int fd, uint64_t from, uint64_t to)
+{
+    if (to <= from)
+        return 0;
+    int e = posix_fallocate(fd, (off_t)from, (off_t)(to - from));
+    if (e == 0)
+        return 0;
+    if (e != EOPNOTSUPP && e != EINVAL)
+        return -e;
+    /* No fallocate here (some file systems): write zeros instead. */
+    static const uint8_t zeros[65536];
+    for (uint64_t off = from; off < to;) {
+        size_t n = to - off < sizeof zeros ? (size_t)(to - off) : sizeof zeros;
+        int r = kv_os_pwrite(fd, zeros, n, off);
+        if (r < 0)
+            return r;
+        off += n;
+    }
+    return 0;
+}
+
+int kv_os_truncate(int fd, uint64_t size)
+{
+    return ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+}
+
+/* The one flush of a durable commit: pages and meta written through the
+ * map reach the device together. */
+int kv_os_flush(int fd, uint8_t *map, size_t len)
+{
+    if (sync_hook)
+        sync_hook(sync_hook_ctx, fd);
+    if (msync(map, len, MS_SYNC) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Flush a file that is not a database being committed (a copy). */
+int kv_os_sync_file(int fd)
+{
+    return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+int kv_os_fsync(int fd)
+{
+    if (sync_hook)
+        sync_hook(sync_hook_ctx, fd);
+    return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+/* The writer lock across handles and processes: an OFD lock on byte 0, which
+ * belongs to the open file description (closing another descriptor of the
+ * same file does not drop it, unlike classic fcntl locks) and is released by
+ * the kernel when the holder dies. */
+int kv_os_lock(int fd, bool wait)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    for (;;) {
+        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+void kv_os_unlock(int fd)
+{
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    (void)fcntl(fd, F_OFD_SETLK, &fl);
+}

@@ -1,0 +1,350 @@
+/*
+ * pager.c - page numbers to pointers (with the checks that make a damaged
+ * file an error and not a crash), page allocation, copy-on-write and file
+ * growth.
+ *
+ * Invariants:
+ *  (1) A write transaction never writes a page reachable from the last
+ *      committed meta: it writes only pages it allocated (its dirty set),
+ *      taken from the free tree's reusable records or from past the
+ *      high-water mark.
+ *  (2) The file is extended (kv_file_ensure) before any page past its end is
+ *      touched through the map, so a full disk is an error, not a SIGBUS.
+ *  (3) A page is read only after its number is checked against the
+ *      snapshot's high-water mark and its header against its number.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <xxhash.h>
+
+#include "internal.h"
+
+/* ---- page-number vectors and sets --------------------------------------- */
+
+int kv_pgvec_push(kv_pgvec *v, uint64_t pgno)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 64;
+        uint64_t *nv = realloc(v->v, cap * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        v->v = nv;
+        v->cap = cap;
+    }
+    v->v[v->n++] = pgno;
+    return 0;
+}
+
+void kv_pgvec_free(kv_pgvec *v)
+{
+    free(v->v);
+    v->v = NULL;
+    v->n = v->cap = 0;
+}
+
+enum { SET_EMPTY = 0, SET_TOMB = 1 }; /* page numbers 0 and 1 are metas: never dirty */
+
+static size_t set_hash(uint64_t k, size_t cap)
+{
+    return (size_t)((k * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
+
+static int set_grow(kv_pgset *s)
+{
+    size_t cap = s->cap ? s->cap * 2 : 256;
+    if (s->cap && s->n * 4 < s->cap)
+        cap = s->cap; /* mostly tombstones: rebuild at the same size */
+    uint64_t *slot = calloc(cap, sizeof *slot);
+    if (!slot)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->cap; i++) {
+        uint64_t k = s->slot[i];
+        if (k == SET_EMPTY || k == SET_TOMB)
+            continue;
+        size_t h = set_hash(k, cap);
+        while (slot[h] != SET_EMPTY)
+            h = (h + 1) & (cap - 1);
+        slot[h] = k;
+    }
+    free(s->slot);
+    s->slot = slot;
+    s->cap = cap;
+    s->used = s->n;
+    return 0;
+}
+
+int kv_pgset_add(kv_pgset *s, uint64_t k)
+{
+    if ((s->used + 1) * 4 > s->cap * 3) {
+        int r = set_grow(s);
+        if (r < 0)
+            return r;
+    }
+    size_t h = set_hash(k, s->cap);
+    while (s->slot[h] != SET_EMPTY) {
+        if (s->slot[h] == k)
+            return 0;
+        h = (h + 1) & (s->cap - 1);
+    }
+    s->slot[h] = k;
+    s->n++;
+    s->used++;
+    return 0;
+}
+
+bool kv_pgset_has(const kv_pgset *s, uint64_t k)
+{
+    if (!s->cap)
+        return false;
+    size_t h = set_hash(k, s->cap);
+    while (s->slot[h] != SET_EMPTY) {
+        if (s->slot[h] == k)
+            return true;
+        h = (h + 1) & (s->cap - 1);
+    }
+    return false;
+}
+
+bool kv_pgset_del(kv_pgset *s, uint64_t k)
+{
+    if (!s->cap)
+        return false;
+    size_t h = set_hash(k, s->cap);
+    while (s->slot[h] != SET_EMPTY) {
+        if (s->slot[h] == k) {
+            s->slot[h] = SET_TOMB;
+            s->n--;
+            return true;
+        }
+        h = (h + 1) & (s->cap - 1);
+    }
+    return false;
+}
+
+void kv_pgset_free(kv_pgset *s)
+{
+    free(s->slot);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---- reading pages ------------------------------------------------------ */
+
+uint64_t kv_page_checksum(const uint8_t *p, size_t len)
+{
+    return XXH3_64bits(p + 8, len - 8);
+}
+
+bool kv_page_dirty(kvmap_txn *t, uint64_t pgno)
+{
+    return !t->rdonly && kv_pgset_has(&t->dirty, pgno);
+}
+
+/* A committed page read under KVMAP_VERIFY: its checksum must match and it
+ * cannot be newer than the snapshot. */
+static int verify_page(kvmap_txn *t, const uint8_t *p, uint64_t pgno, size_t len)
+{
+    if (kv_page_dirty(t, pgno))
+        return 0;
+    if (kv_pg_txnid(p) > t->txnid || kv_get64(p + KV_PG_CHECKSUM) != kv_page_checksum(p, len))
+        return KV_CORRUPT();
+    return 0;
+}
+
+/* The branch or leaf page pgno of t's snapshot. */
+int kv_page_get(kvmap_txn *t, uint64_t pgno, uint8_t **pp)
+{
+    kvmap *db = t->db;
+    if (KV_UNLIKELY(pgno < KV_FIRST_PGNO || pgno >= t->m.hwm))
+        return KV_CORRUPT();
+    uint8_t *p = db->map + pgno * db->psize;
+    if (KV_UNLIKELY(kv_pg_pgno(p) != pgno))
+        return KV_CORRUPT();
+    int r = kv_node_check_header(p, db->psize);
+    if (r < 0)
+        return r;
+    if (db->flags & KVMAP_VERIFY) {
+        r = verify_page(t, p, pgno, db->psize);
+        if (r < 0)
+            return r;
+    }
+    *pp = p;
+    return 0;
+}
+
+uint64_t kv_overflow_pages(uint32_t psize, uint64_t vsize)
+{
+    return (KV_PAGE_HDR + vsize + psize - 1) / psize;
+}
+
+/* The value bytes of an overflow run holding vsize bytes. */
+int kv_overflow_get(kvmap_txn *t, uint64_t pgno, uint32_t vsize, const uint8_t **data)
+{
+    kvmap *db = t->db;
+    uint64_t n = kv_overflow_pages(db->psize, vsize);
+    if (pgno < KV_FIRST_PGNO || pgno >= t->m.hwm || n > t->m.hwm - pgno)
+        return KV_CORRUPT();
+    uint8_t *p = db->map + pgno * db->psize;
+    if (kv_pg_pgno(p) != pgno || kv_pg_type(p) != KV_OVERFLOW || kv_pg_count(p) != n)
+        return KV_CORRUPT();
+    if (db->flags & KVMAP_VERIFY) {
+        int r = verify_page(t, p, pgno, n * db->psize);
+        if (r < 0)
+            return r;
+    }
+    *data = p + KV_PAGE_HDR;
+    return 0;
+}
+
+/* ---- growing the file --------------------------------------------------- */
+
+/* Make the file at least `pages` pages long (invariant 2).  It grows in steps
+ * of an eighth of its size (1 MiB .. 64 MiB) so that growth is rare; if that
+ * much space is not there, it tries for exactly what is needed. */
+int kv_file_ensure(kvmap *db, uint64_t pages)
+{
+    uint64_t need = pages * db->psize;
+    if (need <= db->file_size)
+        return 0;
+    if (need > db->max_size)
+        return KVMAP_FULL;
+    uint64_t step = db->file_size / 8;
+    if (step < (1u << 20))
+        step = 1u << 20;
+    if (step > (64u << 20))
+        step = 64u << 20;
+    step = (step + db->psize - 1) / db->psize * db->psize;
+    uint64_t want = (need + step - 1) / step * step;
+    if (want > db->max_size)
+        want = db->max_size / db->psize * db->psize;
+    int r = kv_os_grow(db->fd, db->file_size, want);
+    if (r < 0 && want > need)
+        r = kv_os_grow(db->fd, db->file_size, want = need);
+    if (r < 0) {
+        uint64_t sz; /* a failed fallocate may still have grown the file */
+        if (kv_os_size(db->fd, &sz) == 0 && sz > db->file_size)
+            db->file_size = sz;
+        return r;
+    }
+    db->file_size = want;
+    return 0;
+}
+
+/* ---- allocation and copy-on-write --------------------------------------- */
+
+static int cmp_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+void kv_pgvec_sort_desc(kv_pgvec *v)
+{
+    qsort(v->v, v->n, sizeof *v->v, cmp_desc);
+}
+
+/* Take a run of n consecutive pages out of the reclaim list, if it has one. */
+static bool take_run(kv_pgvec *rc, uint32_t n, uint64_t *pgno)
+{
+    kv_pgvec_sort_desc(rc);
+    size_t len = 1;
+    for (size_t i = rc->n; i-- > 0;) {
+        len = (i + 1 < rc->n && rc->v[i] == rc->v[i + 1] + 1) ? len + 1 : 1;
+        if (len == n) {
+            /* v[i] > v[i+1] > ... > v[i+n-1]: a run starting at v[i+n-1] */
+            *pgno = rc->v[i + n - 1];
+            memmove(rc->v + i, rc->v + i + n, (rc->n - i - n) * sizeof *rc->v);
+            rc->n -= n;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
+{
+    for (int pulls = 0;; pulls++) {
+        if (n == 1 && t->reclaim.n) {
+            *pgno = t->reclaim.v[--t->reclaim.n];
+            return 1;
+        }
+        if (n > 1 && t->reclaim.n >= n && take_run(&t->reclaim, n, pgno))
+            return 1;
+        if (t->in_free_op || t->free_exhausted || pulls >= (n == 1 ? 1 : 4))
+            return 0;
+        int r = kv_free_pull(t);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* Allocate n contiguous pages for t: reused ones when it can, else past the
+ * high-water mark.  The pages join t's dirty set. */
+int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
+{
+    kvmap *db = t->db;
+    int r = alloc_from_free(t, npages, pgno);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        uint64_t end = t->m.hwm + npages;
+        if (end > db->max_size / db->psize)
+            return KVMAP_FULL;
+        r = kv_file_ensure(db, end);
+        if (r < 0)
+            return r;
+        *pgno = t->m.hwm;
+        t->m.hwm = end;
+    }
+    r = kv_pgset_add(&t->dirty, *pgno);
+    if (r < 0)
+        return r;
+    *p = db->map + *pgno * db->psize;
+    return 0;
+}
+
+int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p)
+{
+    int r = kv_page_alloc(t, 1, pgno, p);
+    if (r < 0)
+        return r;
+    kv_node_init(*p, t->db->psize, *pgno, t->txnid, type, tree);
+    return 0;
+}
+
+/* Release n pages starting at pgno.  Pages this transaction wrote are no
+ * snapshot's: they are reusable at once.  Others wait in `freed` until no
+ * reader can see them (they become a free-tree record at commit). */
+int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages)
+{
+    bool dirty = kv_pgset_del(&t->dirty, pgno);
+    kv_pgvec *v = dirty ? &t->reclaim : &t->freed;
+    for (uint32_t i = 0; i < npages; i++) {
+        int r = kv_pgvec_push(v, pgno + i);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Make *pgno writable by this transaction: copy it to a new page unless this
+ * transaction wrote it already (invariant 1).  The caller updates the
+ * parent's pointer when *pgno changes. */
+int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p)
+{
+    if (kv_pgset_has(&t->dirty, *pgno))
+        return 0;
+    uint64_t npg;
+    uint8_t *np;
+    int r = kv_page_alloc(t, 1, &npg, &np);
+    if (r < 0)
+        return r;
+    memcpy(np, *p, t->db->psize);
+    kv_put64(np + KV_PG_PGNO, npg);
+    kv_put64(np + KV_PG_TXNID, t->txnid);
+    r = kv_page_free(t, *pgno, 1);
+    if (r < 0)
+        return r;
+    *pgno = npg;
+    *p = np;
+    return 0;
+}

@@ -1,0 +1,433 @@
+/*
+ * txn.c - transactions: begin, the commit protocol, abort; the open-time
+ * walk that verifies the newest commit; and the data calls get, put, del.
+ *
+ * Commit protocol (one flush per durable commit):
+ *  1. record freed and unused pages in the free tree (freelist.c);
+ *  2. set the checksum of every page this transaction wrote (its dirty set)
+ *     and sum them; the count and the sum go into the new meta;
+ *  3. write the meta into slot txnid % 2 of the map;
+ *  4. one msync makes pages and meta durable together.
+ * A power cut during 4 may leave the new meta on disk without some of its
+ * pages.  Every page the transaction wrote carries its txnid and is reachable
+ * from its roots through pages it also wrote (copy-on-write copies the whole
+ * path), so kvmap_open walks those pages, and when their count or checksum
+ * sum differs from the meta's, uses the previous meta instead; that one is
+ * intact, because the transaction wrote only pages free in it.  The next
+ * commit reuses the rejected txnid and so overwrites the rejected slot.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* ---- readers ------------------------------------------------------------ */
+
+static uint64_t oldest_snapshot(kvmap *db)
+{
+    uint64_t oldest = db->cur.txnid;
+    for (unsigned i = 0; i < db->nreaders; i++)
+        if (db->readers[i] < oldest)
+            oldest = db->readers[i];
+    return oldest;
+}
+
+static void reader_remove(kvmap *db, uint64_t txnid)
+{
+    pthread_mutex_lock(&db->rmutex);
+    for (unsigned i = 0; i < db->nreaders; i++) {
+        if (db->readers[i] == txnid) {
+            db->readers[i] = db->readers[--db->nreaders];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&db->rmutex);
+}
+
+/* ---- the meta pages ----------------------------------------------------- */
+
+static const uint8_t *meta_slot(const kvmap *db, uint64_t txnid)
+{
+    return db->map + (txnid & 1) * db->psize;
+}
+
+/* Adopt a newer meta that another handle or process committed. */
+static void refresh_meta(kvmap *db)
+{
+    for (uint64_t s = 0; s < 2; s++) {
+        kv_meta m;
+        const uint8_t *b = meta_slot(db, s);
+        if (kv_meta_decode(b, KV_META_SIZE, &m) != KV_META_OK || m.page_size != db->psize)
+            continue;
+        if (m.txnid <= db->cur.txnid || kv_get64(b) == db->rejected_sum)
+            continue;
+        if (m.hwm * db->psize > db->file_size) {
+            uint64_t sz;
+            if (kv_os_size(db->fd, &sz) < 0 || m.hwm * db->psize > sz)
+                continue;
+            db->file_size = sz;
+        }
+        pthread_mutex_lock(&db->rmutex);
+        db->cur = m;
+        pthread_mutex_unlock(&db->rmutex);
+    }
+}
+
+int kv_txn_write_meta(kvmap *db, const kv_meta *m)
+{
+    uint8_t *slot = db->map + (m->txnid & 1) * db->psize;
+    kv_meta_encode(m, slot);
+    if (db->flags & KVMAP_NOSYNC)
+        return 0;
+    int r = kv_os_flush(db->fd, db->map, (size_t)(m->hwm * db->psize));
+    if (r < 0)
+        kv_put64(slot, kv_get64(slot) ^ 1); /* not durable: make it invalid */
+    return r;
+}
+
+/* ---- the open-time walk ------------------------------------------------- */
+
+typedef struct walk_state {
+    kvmap *db;
+    const kv_meta *m;
+    uint64_t count, sum;
+} walk_state;
+
+/* Count and checksum the pages below pgno that transaction m->txnid wrote. */
+static int walk(walk_state *w, uint64_t pgno, int depth)
+{
+    kvmap *db = w->db;
+    const kv_meta *m = w->m;
+    uint32_t psize = db->psize;
+    if (depth > KV_MAX_DEPTH || pgno < KV_FIRST_PGNO || pgno >= m->hwm)
+        return KV_CORRUPT();
+    const uint8_t *p = db->map + pgno * psize;
+    if (kv_pg_txnid(p) != m->txnid)
+        return 0; /* older, or a page of this commit that did not land: the count tells */
+    if (kv_pg_pgno(p) != pgno)
+        return KV_CORRUPT();
+    uint64_t len = psize;
+    if (kv_pg_type(p) == KV_OVERFLOW) {
+        uint64_t n = kv_pg_count(p);
+        if (n == 0 || n > m->hwm - pgno)
+            return KV_CORRUPT();
+        len = n * psize;
+    }
+    uint64_t csum = kv_get64(p + KV_PG_CHECKSUM);
+    if (csum != kv_page_checksum(p, (size_t)len))
+        return KV_CORRUPT();
+    if (++w->count > m->commit_pages)
+        return KV_CORRUPT();
+    w->sum += csum;
+    if (kv_pg_type(p) == KV_OVERFLOW)
+        return 0;
+    int r = kv_node_check_header(p, psize);
+    if (r < 0)
+        return r;
+    uint32_t n = kv_pg_count(p);
+    for (uint32_t i = 0; i < n; i++) {
+        kv_cell c;
+        r = kv_node_cell(p, psize, i, &c);
+        if (r < 0)
+            return r;
+        if (kv_pg_type(p) == KV_BRANCH)
+            r = walk(w, c.child, depth + 1);
+        else if (c.big)
+            r = walk(w, kv_get64(c.val), depth + 1);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* 0 when every page the meta's transaction wrote is present and intact. */
+int kv_txn_verify_commit(kvmap *db, const kv_meta *m)
+{
+    walk_state w = {db, m, 0, 0};
+    const kv_tree *trees[] = {&m->main, &m->free, &m->catalog};
+    for (int i = 0; i < 3; i++) {
+        if (trees[i]->root == 0)
+            continue;
+        int r = walk(&w, trees[i]->root, 0);
+        if (r < 0)
+            return r;
+    }
+    if (w.count != m->commit_pages || w.sum != m->commit_sum)
+        return KV_CORRUPT();
+    return 0;
+}
+
+/* ---- begin, commit, abort ----------------------------------------------- */
+
+static void writer_buffers(kvmap_txn *t)
+{
+    kvmap *db = t->db;
+    uint8_t *b = db->wbuf;
+    t->scratch = b;
+    t->cellbuf[0] = b + db->psize;
+    t->cellbuf[1] = b + 2 * db->psize;
+    t->mergebuf = b + 3 * db->psize;
+    t->splitv = (split_cell *)(void *)(b + 4 * db->psize);
+}
+
+static int begin_write(kvmap *db, kvmap_txn *t)
+{
+    if (db->flags & KVMAP_RDONLY)
+        return KVMAP_BAD_TXN;
+    pthread_mutex_lock(&db->wmutex);
+    int r = kv_os_lock(db->fd, true);
+    if (r < 0) {
+        pthread_mutex_unlock(&db->wmutex);
+        return r;
+    }
+    uint64_t sz;
+    if (kv_os_size(db->fd, &sz) == 0)
+        db->file_size = sz; /* another handle may have grown it */
+    refresh_meta(db);
+    pthread_mutex_lock(&db->rmutex);
+    t->m = db->cur;
+    t->oldest = oldest_snapshot(db);
+    pthread_mutex_unlock(&db->rmutex);
+    t->txnid = t->m.txnid + 1;
+    db->writer = t;
+    writer_buffers(t);
+    return 0;
+}
+
+static int begin_read(kvmap *db, kvmap_txn *t)
+{
+    int r = 0;
+    pthread_mutex_lock(&db->rmutex);
+    if (db->nreaders >= db->max_readers) {
+        r = KVMAP_READERS_FULL;
+    } else {
+        t->m = db->cur;
+        t->txnid = db->cur.txnid;
+        db->readers[db->nreaders++] = t->txnid;
+    }
+    pthread_mutex_unlock(&db->rmutex);
+    return r;
+}
+
+int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn)
+{
+    if (!db || !txn || (flags & ~KVMAP_TXN_RDONLY))
+        return KVMAP_BAD_ARG;
+    kvmap_txn *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    t->db = db;
+    t->rdonly = (flags & KVMAP_TXN_RDONLY) != 0;
+    int r = t->rdonly ? begin_read(db, t) : begin_write(db, t);
+    if (r < 0) {
+        free(t);
+        return r;
+    }
+    *txn = t;
+    return 0;
+}
+
+static void end_write(kvmap_txn *t)
+{
+    kvmap *db = t->db;
+    kv_pgset_free(&t->dirty);
+    kv_pgvec_free(&t->freed);
+    kv_pgvec_free(&t->reclaim);
+    db->writer = NULL;
+    kv_os_unlock(db->fd);
+    pthread_mutex_unlock(&db->wmutex);
+}
+
+void kvmap_abort(kvmap_txn *t)
+{
+    if (!t)
+        return;
+    if (t->rdonly)
+        reader_remove(t->db, t->txnid);
+    else
+        end_write(t);
+    free(t);
+}
+
+/* Step 2 of the protocol: checksum every page written, into the meta. */
+static void seal_pages(kvmap_txn *t)
+{
+    kvmap *db = t->db;
+    uint64_t count = 0, sum = 0;
+    for (size_t i = 0; i < t->dirty.cap; i++) {
+        uint64_t pgno = t->dirty.slot[i];
+        if (pgno < KV_FIRST_PGNO)
+            continue; /* empty or tombstone */
+        uint8_t *p = db->map + pgno * db->psize;
+        uint64_t len = db->psize;
+        if (kv_pg_type(p) == KV_OVERFLOW)
+            len *= kv_pg_count(p);
+        uint64_t c = kv_page_checksum(p, (size_t)len);
+        kv_put64(p + KV_PG_CHECKSUM, c);
+        sum += c;
+        count++;
+    }
+    t->m.commit_pages = count;
+    t->m.commit_sum = sum;
+}
+
+/* Give back file space past the high-water mark, with hysteresis: only when
+ * the unused tail is over a quarter of the file (and 4 MiB), and keeping one
+ * growth step, so that a file does not shrink and grow on every commit.
+ * Only when no reader of this handle holds an older snapshot, whose pages
+ * could lie past the new end. */
+static void maybe_shrink(kvmap_txn *t)
+{
+    kvmap *db = t->db;
+    uint64_t used = t->m.hwm * db->psize, size = db->file_size;
+    if (size - used < (4u << 20) || size - used < size / 4)
+        return;
+    pthread_mutex_lock(&db->rmutex);
+    bool readers = db->nreaders > 0;
+    pthread_mutex_unlock(&db->rmutex);
+    if (readers)
+        return;
+    uint64_t keep = used + used / 8;
+    keep = (keep + db->psize - 1) / db->psize * db->psize;
+    if (keep < size && kv_os_truncate(db->fd, keep) == 0)
+        db->file_size = keep;
+}
+
+int kvmap_commit(kvmap_txn *t)
+{
+    if (!t)
+        return KVMAP_BAD_ARG;
+    if (t->rdonly) {
+        kvmap_abort(t);
+        return 0;
+    }
+    int r = t->poison;
+    if (r == 0 && (t->dirty.n || t->freed.n)) {
+        r = kv_free_save(t);
+        if (r == 0) {
+            kvmap *db = t->db;
+            seal_pages(t);
+            t->m.txnid = t->txnid;
+            r = kv_txn_write_meta(db, &t->m);
+            if (r == 0) {
+                pthread_mutex_lock(&db->rmutex);
+                db->cur = t->m;
+                pthread_mutex_unlock(&db->rmutex);
+                maybe_shrink(t);
+            }
+        }
+    }
+    kvmap_abort(t);
+    return r;
+}
+
+void kv_txn_fail(kvmap_txn *t, int err)
+{
+    if (!t->poison)
+        t->poison = err;
+}
+
+/* ---- get, put, del ------------------------------------------------------ */
+
+static int check_write(kvmap_txn *t)
+{
+    if (t->rdonly)
+        return KVMAP_BAD_TXN;
+    if (t->poison)
+        return KVMAP_BAD_TXN;
+    return 0;
+}
+
+static int check_key(kvmap_txn *t, kvmap_val key)
+{
+    if (key.size && !key.data)
+        return KVMAP_BAD_ARG;
+    if (key.size > kv_max_key(t->db->psize))
+        return KVMAP_KEY_SIZE;
+    return 0;
+}
+
+int kvmap_get(kvmap_txn *t, kvmap_val key, kvmap_val *val)
+{
+    if (!t || !val)
+        return KVMAP_BAD_ARG;
+    int r = check_key(t, key);
+    if (r < 0)
+        return r;
+    kv_path path;
+    bool exact;
+    r = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
+    if (r < 0)
+        return r;
+    if (!exact)
+        return KVMAP_NOTFOUND;
+    kv_cell c;
+    r = kv_bt_cell(t, &path, &c);
+    if (r < 0)
+        return r;
+    return kv_bt_value(t, &c, val);
+}
+
+/* Errors that change nothing leave the transaction usable; any other error
+ * from a write poisons it (commit then returns it and changes nothing). */
+static int after_write(kvmap_txn *t, int r)
+{
+    if (r == 0)
+        t->changes++;
+    else if (r != KVMAP_EXISTS && r != KVMAP_NOTFOUND)
+        kv_txn_fail(t, r);
+    return r;
+}
+
+int kvmap_put(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags)
+{
+    if (!t)
+        return KVMAP_BAD_ARG;
+    int r = check_write(t);
+    if (r < 0)
+        return r;
+    if ((val.size && !val.data) || (flags & ~(KVMAP_NOOVERWRITE | KVMAP_APPEND)))
+        return KVMAP_BAD_ARG;
+    r = check_key(t, key);
+    if (r < 0)
+        return r;
+    if (val.size > UINT32_MAX)
+        return KVMAP_VAL_SIZE;
+    r = kv_bt_put(t, &t->m.main, KV_TREE_MAIN, key.data, key.size, val.data, val.size,
+                  flags);
+    return after_write(t, r);
+}
+
+int kvmap_del(kvmap_txn *t, kvmap_val key)
+{
+    if (!t)
+        return KVMAP_BAD_ARG;
+    int r = check_write(t);
+    if (r < 0)
+        return r;
+    r = check_key(t, key);
+    if (r < 0)
+        return r;
+    return after_write(t, kv_bt_del(t, &t->m.main, key.data, key.size));
+}
+
+int kvmap_stat_get(kvmap_txn *t, kvmap_stat *st)
+{
+    if (!t || !st)
+        return KVMAP_BAD_ARG;
+    kvmap *db = t->db;
+    memset(st, 0, sizeof *st);
+    st->page_size = db->psize;
+    st->depth = (unsigned)t->m.main.depth;
+    st->entries = t->m.main.entries;
+    st->branch_pages = t->m.main.branch_pages;
+    st->leaf_pages = t->m.main.leaf_pages;
+    st->overflow_pages = t->m.main.overflow_pages;
+    st->free_pages = t->m.free_pages;
+    if (!t->rdonly)
+        st->free_pages += t->freed.n + t->reclaim.n;
+    st->txn_id = t->txnid;
+    uint64_t sz;
+    st->file_size = kv_os_size(db->fd, &sz) == 0 ? sz : db->file_size;
+    return 0;
+}
