@@ -98,13 +98,14 @@ static void check_free_record(chk *c, uint64_t pgno, const kv_cell *cell)
         problem(c, pgno, "malformed free-page record");
         return;
     }
-    uint64_t txnid = kv_get64be(cell->key), first = kv_get64be(cell->key + 8);
+    uint64_t txnid = kv_get64be(cell->key), highest = kv_get64be(cell->key + 8);
+    uint32_t n = cell->vsize / 8;
     if (txnid > c->t->txnid)
         problem(c, pgno, "free-page record of future txn %" PRIu64, txnid);
     uint64_t prev = 0;
-    for (uint32_t i = 0; i < cell->vsize / 8; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         uint64_t f = kv_get64(cell->val + 8 * i);
-        if ((i == 0 && f != first) || (i > 0 && f <= prev))
+        if ((i + 1 == n && f != highest) || (i > 0 && f <= prev))
             problem(c, pgno, "free-page record out of order at page %" PRIu64, f);
         prev = f;
         if (claim(c, f, 1, pgno, "free"))

@@ -77,7 +77,7 @@
  *   value's bytes from offset 40 on, continuing through the following pages.
  *
  * FREE TREE: a B+tree of the same page format (pg_tree = KV_TREE_FREE).
- *   key   (16 bytes)  txnid (big-endian u64) | first page number (big-endian u64)
+ *   key   (16 bytes)  txnid (big-endian u64) | highest page number in the value (big-endian u64)
  *   value             u64 page numbers, ascending, all freed by that txnid
  *                     (txnid 0: free for every reader).  A page appears once.
  *   A page freed by transaction T may be reused once no reader holds a

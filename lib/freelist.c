@@ -1,9 +1,9 @@
 /*
  * freelist.c - the free-page tree (format in format.h).
  *
- * A commit records the pages it freed as records keyed (its txnid, first
+ * A commit records the pages it freed as records keyed (its txnid, highest
  * page); pages it took for reuse but did not use go back as records keyed
- * (0, first page).  A writer pulls the oldest record when it needs a page
+ * (0, highest page).  A writer pulls the oldest record when it needs a page
  * and no reader can still see that record's pages.  Records hold at most
  * kv_free_chunk_max() pages, so the upkeep of a commit costs time in
  * proportion to the pages it frees and takes, never to the number of free
@@ -23,27 +23,16 @@ uint32_t kv_free_chunk_max(uint32_t psize)
     return (kv_cell_max(psize) - KV_SLOT_SIZE - KV_LEAF_CELL_HDR - KV_FREE_KEY_SIZE) / 8;
 }
 
-/* Move the oldest reusable record's pages into t->reclaim. */
-int kv_free_pull(kvmap_txn *t)
+/* Move the pages of the record under path into t->reclaim and delete it. */
+static int take_record(kvmap_txn *t, const kv_path *path)
 {
-    kv_path path;
-    int r = kv_bt_first(t, &t->m.free, &path, false);
-    if (r == KVMAP_NOTFOUND) {
-        t->free_exhausted = true;
-        return 0;
-    }
     kv_cell c;
-    if (r == 0)
-        r = kv_bt_cell(t, &path, &c);
+    int r = kv_bt_cell(t, path, &c);
     if (r < 0)
         return r;
     if (c.ksize != KV_FREE_KEY_SIZE || c.big || c.vsize == 0 || c.vsize % 8 ||
         c.vsize / 8 > kv_free_chunk_max(t->db->psize))
         return KV_CORRUPT();
-    if (kv_get64be(c.key) > t->oldest) {
-        t->free_exhausted = true; /* a reader may still see these pages */
-        return 0;
-    }
     uint8_t key[KV_FREE_KEY_SIZE];
     memcpy(key, c.key, sizeof key);
     uint32_t n = c.vsize / 8;
@@ -55,13 +44,87 @@ int kv_free_pull(kvmap_txn *t)
         if (r < 0)
             return r;
     }
+    t->reclaim_sorted = false;
     if (t->m.free_pages < n)
         return KV_CORRUPT();
     t->m.free_pages -= n;
+    bool nested = t->in_free_op;
     t->in_free_op = true;
     r = kv_bt_del(t, &t->m.free, key, sizeof key);
-    t->in_free_op = false;
+    t->in_free_op = nested;
     return r == KVMAP_NOTFOUND ? KV_CORRUPT() : r;
+}
+
+/* Move the oldest record's pages into t->reclaim, if no reader can still
+ * see them. */
+int kv_free_pull(kvmap_txn *t)
+{
+    kv_path path;
+    int r = kv_bt_first(t, &t->m.free, &path, false);
+    kv_cell c;
+    if (r == 0)
+        r = kv_bt_cell(t, &path, &c);
+    if (r == KVMAP_NOTFOUND || (r == 0 && c.ksize == KV_FREE_KEY_SIZE &&
+                                kv_get64be(c.key) > t->oldest)) {
+        t->free_exhausted = true;
+        return 0;
+    }
+    return r < 0 ? r : take_record(t, &path);
+}
+
+/* Records of transactions older than every reader become txnid-0 records,
+ * one per commit: those are ordered by page number, which is what lets
+ * pull_tail find the free pages at the end of the file. */
+static int convert_one(kvmap_txn *t)
+{
+    uint8_t key[KV_FREE_KEY_SIZE];
+    kv_put64be(key, 1);
+    kv_put64be(key + 8, 0);
+    kv_path path;
+    bool exact;
+    int r = kv_bt_search(t, &t->m.free, key, sizeof key, &path, &exact);
+    if (r == 0 && path.depth > 0 &&
+        path.idx[path.depth - 1] >= kv_pg_count(path.page[path.depth - 1]))
+        r = kv_bt_step(t, &t->m.free, &path, false);
+    kv_cell c;
+    if (r == 0)
+        r = kv_bt_cell(t, &path, &c);
+    if (r == KVMAP_NOTFOUND)
+        return 0;
+    if (r < 0)
+        return r;
+    if (c.ksize != KV_FREE_KEY_SIZE || kv_get64be(c.key) > t->oldest)
+        return 0;
+    return take_record(t, &path);
+}
+
+/* The last txnid-0 record holds the highest page free for every reader (its
+ * key is its highest page).  If that is the last page of the file, take the
+ * record, so that trim_tail lowers the high-water mark: a file gives back
+ * its free tail. */
+static int pull_tail(kvmap_txn *t, bool *took)
+{
+    uint8_t key[KV_FREE_KEY_SIZE];
+    kv_put64be(key, 1);
+    kv_put64be(key + 8, 0);
+    kv_path path;
+    bool exact;
+    *took = false;
+    int r = kv_bt_search(t, &t->m.free, key, sizeof key, &path, &exact);
+    if (r == 0)
+        r = kv_bt_step(t, &t->m.free, &path, true);
+    kv_cell c;
+    if (r == 0)
+        r = kv_bt_cell(t, &path, &c);
+    if (r == KVMAP_NOTFOUND)
+        return 0;
+    if (r < 0)
+        return r;
+    if (c.ksize != KV_FREE_KEY_SIZE || c.big || c.vsize < 8 || kv_get64be(c.key) != 0 ||
+        kv_get64(c.val + c.vsize - 8) != t->m.hwm - 1)
+        return 0;
+    *took = true;
+    return take_record(t, &path);
 }
 
 static int cmp_asc(const void *a, const void *b)
@@ -81,7 +144,7 @@ static int save_chunk(kvmap_txn *t, kv_pgvec *v, uint64_t txnid)
     qsort(pg, n, sizeof *pg, cmp_asc);
     uint8_t key[KV_FREE_KEY_SIZE], val[8 * n];
     kv_put64be(key, txnid);
-    kv_put64be(key + 8, pg[0]);
+    kv_put64be(key + 8, pg[n - 1]);
     for (uint32_t i = 0; i < n; i++)
         kv_put64(val + 8 * i, pg[i]);
     t->m.free_pages += n;
@@ -96,13 +159,16 @@ static void trim_tail(kvmap_txn *t)
 {
     kv_pgvec *rc = &t->reclaim;
     kv_pgvec_sort_desc(rc);
+    t->reclaim_sorted = true;
     size_t k = 0;
     while (k < rc->n && rc->v[k] == t->m.hwm - 1) {
         t->m.hwm--;
         k++;
     }
-    memmove(rc->v, rc->v + k, (rc->n - k) * sizeof *rc->v);
-    rc->n -= k;
+    if (k) {
+        memmove(rc->v, rc->v + k, (rc->n - k) * sizeof *rc->v);
+        rc->n -= k;
+    }
 }
 
 /* At commit: record the pages this transaction freed, and return the
@@ -111,6 +177,16 @@ static void trim_tail(kvmap_txn *t)
 int kv_free_save(kvmap_txn *t)
 {
     int r = 0;
+    for (int i = 0; i < 2 && r == 0; i++)
+        r = convert_one(t);
+    bool took = true;
+    for (int i = 0; i < 4 && took && r == 0; i++) {
+        r = pull_tail(t, &took);
+        if (r == 0)
+            trim_tail(t);
+    }
+    if (r < 0)
+        return r;
     t->in_free_op = true;
     for (;;) {
         if (t->freed.n) {

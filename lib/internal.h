@@ -154,7 +154,8 @@ struct kvmap_txn {
     /* write transactions only */
     kv_pgset dirty;       /* pages (first page of runs) written by this txn */
     kv_pgvec freed;       /* pages it freed that older snapshots may still read */
-    kv_pgvec reclaim;     /* pages free for its reuse, sorted descending */
+    kv_pgvec reclaim;     /* pages free for its reuse */
+    bool reclaim_sorted;  /* reclaim is in descending order */
     uint64_t oldest;      /* oldest snapshot any reader holds */
     bool in_free_op;      /* inside a free-tree update: do not pull more pages */
     bool free_exhausted;  /* no free-tree record is reusable now */

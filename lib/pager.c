@@ -239,7 +239,8 @@ static int cmp_desc(const void *a, const void *b)
 
 void kv_pgvec_sort_desc(kv_pgvec *v)
 {
-    qsort(v->v, v->n, sizeof *v->v, cmp_desc);
+    if (v->n > 1)
+        qsort(v->v, v->n, sizeof *v->v, cmp_desc);
 }
 
 /* Take a run of n consecutive pages out of the reclaim list, if it has one. */
@@ -264,6 +265,12 @@ static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
 {
     for (int pulls = 0;; pulls++) {
         if (n == 1 && t->reclaim.n) {
+            /* lowest first, so that the end of the file drains and can be
+             * given back */
+            if (!t->reclaim_sorted) {
+                kv_pgvec_sort_desc(&t->reclaim);
+                t->reclaim_sorted = true;
+            }
             *pgno = t->reclaim.v[--t->reclaim.n];
             return 1;
         }
@@ -318,6 +325,8 @@ int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages)
 {
     bool dirty = kv_pgset_del(&t->dirty, pgno);
     kv_pgvec *v = dirty ? &t->reclaim : &t->freed;
+    if (dirty)
+        t->reclaim_sorted = false;
     for (uint32_t i = 0; i < npages; i++) {
         int r = kv_pgvec_push(v, pgno + i);
         if (r < 0)
