@@ -185,13 +185,19 @@ typedef struct kvmap_stat {
     unsigned page_size, depth;
     uint64_t entries, branch_pages, leaf_pages, overflow_pages, free_pages;
     uint64_t txn_id, file_size;
+    /* additions to the contract: */
+    unsigned readers;        /* read transactions open now, in every process */
+    uint64_t oldest_reader;  /* oldest snapshot a reader holds (txn_id when none) */
+    uint64_t reader_lag;     /* newest committed txn id - oldest_reader: commits whose
+                                freed pages that reader keeps from reuse */
 } kvmap_stat;
 
 /*
  * Statistics of the transaction's snapshot; in a write transaction they
  * include its own changes.  free_pages counts pages recorded as free (some may
  * still be pinned by older readers).  txn_id is the snapshot's transaction id
- * (for a write transaction: the id it will commit as).
+ * (for a write transaction: the id it will commit as).  A reader that never
+ * ends its transaction pins pages: readers/oldest_reader/reader_lag show it.
  */
 KVMAP_API int kvmap_stat_get(kvmap_txn *txn, kvmap_stat *st);
 
@@ -207,6 +213,29 @@ KVMAP_API int kvmap_copy(kvmap *db, const char *path, unsigned flags);
 
 /* The longest key this database accepts (depends on its page size). */
 KVMAP_API size_t kvmap_max_key_size(const kvmap *db);
+
+/* ---- Readers ------------------------------------------------------------ */
+
+/*
+ * The reader table lives in the lock file PATH-lock beside the database,
+ * shared by every process that opens it.  Each thread that reads claims a
+ * slot once and keeps it for its next read transactions (a thread holding
+ * several read transactions at once uses one slot per transaction).
+ */
+typedef struct kvmap_reader_info {
+    unsigned slot;   /* index in the table */
+    uint64_t pid;    /* owning process */
+    uint64_t txnid;  /* snapshot held, 0 when the slot is idle */
+    int alive;       /* 0 when the owner is gone (kvmap_reader_check clears it) */
+} kvmap_reader_info;
+
+/* The claimed slots: up to max into out, their number into *count. */
+KVMAP_API int kvmap_reader_list(kvmap *db, kvmap_reader_info *out, unsigned max,
+                                unsigned *count);
+/* Clear the slots of dead processes; their number into *cleared (may be NULL).
+ * Writers do this themselves for slots that pin old snapshots, and
+ * kvmap_begin does when the table is full. */
+KVMAP_API int kvmap_reader_check(kvmap *db, unsigned *cleared);
 
 /* ---- Checking ----------------------------------------------------------- */
 

@@ -77,8 +77,11 @@ static int copy_compact(kvmap *db, kvmap_txn *t, const char *path, int fd)
     if (r < 0)
         return r;
     r = copy_entries(t, dst);
+    kv_meta m;
+    if (r == 0)
+        r = kv_meta_current(dst, &m);
     if (r == 0) /* no slack after the data: the copy is as small as it gets */
-        r = kv_os_truncate(fd, dst->cur.hwm * dst->psize);
+        r = kv_os_truncate(fd, m.hwm * dst->psize);
     kvmap_close(dst);
     return r;
 }

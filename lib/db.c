@@ -34,7 +34,7 @@ static int create_file(int fd, uint32_t psize)
 
 typedef struct meta_scan {
     kv_meta cand[2];
-    uint64_t sum[2];
+    unsigned slot[2];
     int n;
     bool magic, newer;
 } meta_scan;
@@ -51,7 +51,7 @@ static void scan_one(int fd, uint64_t size, uint64_t off, uint32_t want_ps, meta
     if (st == KV_META_NEWER)
         s->newer = true;
     if (st == KV_META_OK && (want_ps == 0 || m.page_size == want_ps) && s->n < 2) {
-        s->sum[s->n] = kv_get64(buf);
+        s->slot[s->n] = off != 0;
         s->cand[s->n++] = m;
     }
 }
@@ -76,16 +76,16 @@ static int scan_metas(int fd, uint64_t size, meta_scan *s)
         return KV_CORRUPT();
     if (s->n == 2 && (s->cand[1].txnid > s->cand[0].txnid)) {
         kv_meta m = s->cand[0];
-        uint64_t sum = s->sum[0];
         s->cand[0] = s->cand[1];
-        s->sum[0] = s->sum[1];
         s->cand[1] = m;
-        s->sum[1] = sum;
+        s->slot[0] = 1;
+        s->slot[1] = 0;
     }
     return 0;
 }
 
-/* The newest meta whose commit is complete on disk (see txn.c). */
+/* Index of the newest candidate whose commit is complete on disk (see
+ * txn.c), or an error. */
 static int choose_meta(kvmap *db, const meta_scan *s)
 {
     int err = KV_CORRUPT();
@@ -93,45 +93,78 @@ static int choose_meta(kvmap *db, const meta_scan *s)
         const kv_meta *m = &s->cand[i];
         if (m->page_size != db->psize)
             continue;
-        if (m->hwm * db->psize > db->file_size) {
+        if (m->hwm * db->psize > db->file_size)
             err = KV_CORRUPT(); /* truncated file */
-        } else {
+        else
             err = kv_txn_verify_commit(db, m);
-            if (err == 0) {
-                db->cur = *m;
-                return 0;
-            }
-        }
-        if (i == 0)
-            db->rejected_sum = s->sum[0];
+        if (err == 0)
+            return i;
     }
     return err;
 }
 
-static int open_file(kvmap *db, const char *path, const kvmap_options *o)
+/* The slot that does not hold the good meta is damaged, or holds a newer
+ * commit that did not fully reach the disk.  Readers pick the slot with the
+ * larger txnid, so it must not stay as it is: overwrite it with the good
+ * meta when the file is writable, else remember to skip it. */
+static int mend_other_slot(kvmap *db, const kv_meta *good, unsigned good_slot)
 {
-    bool rdonly = o->flags & KVMAP_RDONLY;
-    int r = kv_os_open(path, rdonly, o->flags & KVMAP_CREATE, o->mode ? o->mode : 0644,
-                       &db->fd);
+    unsigned bad = 1 - good_slot;
+    uint8_t *slot = db->map + (size_t)bad * db->psize;
+    if (db->flags & KVMAP_RDONLY) {
+        db->rejected_txnid = kv_get64(slot + KV_MT_TXNID);
+        db->rejected_sum = kv_get64(slot + KV_MT_CHECKSUM);
+        return 0;
+    }
+    kv_meta_encode(good, slot);
+    return kv_os_flush(db->fd, db->map, 2 * (size_t)db->psize);
+}
+
+/* Choose the meta.  When the newest fails verification or a slot is
+ * damaged, look again holding the writer lock (a commit in another process
+ * may have been under way), then mend the other slot. */
+static int settle_meta(kvmap *db, const meta_scan *first)
+{
+    int i = choose_meta(db, first);
+    if (i == 0 && first->n == 2)
+        return 0;
+    if (i < 0 && db->lfd < 0)
+        return i;
+    int r = kv_lock_writer(db);
+    if (r < 0)
+        return r;
+    meta_scan s;
+    r = kv_os_size(db->fd, &db->file_size);
+    if (r == 0)
+        r = scan_metas(db->fd, db->file_size, &s);
+    if (r == 0)
+        r = i = choose_meta(db, &s);
+    if (r >= 0 && (i > 0 || s.n < 2))
+        r = mend_other_slot(db, &s.cand[i], s.slot[i]);
+    kv_unlock_writer(db);
+    return r < 0 ? r : 0;
+}
+
+/* An empty file becomes a new database, under the writer lock so that two
+ * processes creating it at once do not both write it. */
+static int create_if_empty(kvmap *db, const kvmap_options *o)
+{
+    int r = kv_lock_writer(db);
     if (r < 0)
         return r;
     r = kv_os_size(db->fd, &db->file_size);
-    if (r < 0)
-        return r;
-    if (db->file_size == 0) {
-        if (!(o->flags & KVMAP_CREATE) || rdonly)
-            return KVMAP_INVALID;
+    if (r == 0 && db->file_size == 0) {
         uint32_t ps = o->page_size ? o->page_size : 4096;
         r = create_file(db->fd, ps);
-        if (r < 0)
-            return r;
-        db->file_size = 2ull * ps;
+        if (r == 0)
+            db->file_size = 2ull * ps;
     }
-    meta_scan s;
-    r = scan_metas(db->fd, db->file_size, &s);
-    if (r < 0)
-        return r;
-    db->psize = s.cand[0].page_size;
+    kv_unlock_writer(db);
+    return r;
+}
+
+static int map_file(kvmap *db, const kvmap_options *o)
+{
     uint64_t max = o->max_size ? o->max_size : KV_DEFAULT_MAX_SIZE;
     if (max < db->file_size)
         max = db->file_size;
@@ -140,19 +173,45 @@ static int open_file(kvmap *db, const char *path, const kvmap_options *o)
         return KVMAP_BAD_ARG;
     db->max_size = max;
     db->map_size = (size_t)max;
-    r = kv_os_map(db->fd, db->map_size, !rdonly, &db->map);
-    if (r < 0) {
+    int r = kv_os_map(db->fd, db->map_size, !(db->flags & KVMAP_RDONLY), &db->map);
+    if (r < 0)
         db->map = NULL;
+    return r;
+}
+
+static int open_file(kvmap *db, const char *path, const kvmap_options *o)
+{
+    bool rdonly = o->flags & KVMAP_RDONLY;
+    unsigned mode = o->mode ? o->mode : 0644;
+    int r = kv_os_open(path, rdonly, o->flags & KVMAP_CREATE, mode, &db->fd);
+    if (r == 0)
+        r = kv_os_size(db->fd, &db->file_size);
+    if (r < 0)
         return r;
+    if (db->file_size == 0 && (!(o->flags & KVMAP_CREATE) || rdonly))
+        return KVMAP_INVALID;
+    meta_scan s;
+    if (db->file_size > 0) { /* not ours: fail before making a lock file */
+        r = scan_metas(db->fd, db->file_size, &s);
+        if (r < 0)
+            return r;
     }
-    return choose_meta(db, &s);
+    r = kv_lock_open(db, path, mode);
+    if (r == 0 && db->file_size == 0)
+        r = create_if_empty(db, o);
+    if (r == 0)
+        r = scan_metas(db->fd, db->file_size, &s);
+    if (r < 0)
+        return r;
+    db->psize = s.cand[0].page_size;
+    r = map_file(db, o);
+    if (r < 0)
+        return r;
+    return settle_meta(db, &s);
 }
 
 static int alloc_buffers(kvmap *db)
 {
-    db->readers = calloc(db->max_readers, sizeof *db->readers);
-    if (!db->readers)
-        return -ENOMEM;
     if (db->flags & KVMAP_RDONLY)
         return 0;
     size_t cells = (db->psize - KV_PAGE_HDR) / KV_SLOT_SIZE + 2;
@@ -174,11 +233,17 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
     if (!db)
         return -ENOMEM;
     db->fd = -1;
+    db->lfd = -1;
     db->flags = o.flags;
     db->max_readers = o.max_readers ? o.max_readers : KV_DEFAULT_READERS;
     pthread_mutex_init(&db->wmutex, NULL);
-    pthread_mutex_init(&db->rmutex, NULL);
-    int r = open_file(db, path, &o);
+    int r = kv_readers_init(db);
+    if (r < 0) {
+        pthread_mutex_destroy(&db->wmutex);
+        free(db);
+        return r;
+    }
+    r = open_file(db, path, &o);
     if (r == 0)
         r = alloc_buffers(db);
     if (r < 0) {
@@ -193,12 +258,12 @@ void kvmap_close(kvmap *db)
 {
     if (!db)
         return;
+    kv_readers_fini(db);
+    kv_lock_close(db);
     kv_os_unmap(db->map, db->map_size);
     if (db->fd >= 0)
         close(db->fd);
     pthread_mutex_destroy(&db->wmutex);
-    pthread_mutex_destroy(&db->rmutex);
-    free(db->readers);
     free(db->wbuf);
     free(db);
 }

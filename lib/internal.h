@@ -49,8 +49,6 @@ int kv_os_truncate(int fd, uint64_t size);
 int kv_os_flush(int fd, uint8_t *map, size_t len);
 int kv_os_fsync(int fd);
 int kv_os_sync_file(int fd);
-int kv_os_lock(int fd, bool wait);
-void kv_os_unlock(int fd);
 
 /* ---- meta.c ------------------------------------------------------------- */
 typedef struct kv_tree {
@@ -66,6 +64,7 @@ typedef struct kv_meta {
 enum kv_meta_state { KV_META_OK, KV_META_NOT_KVMAP, KV_META_BAD, KV_META_NEWER };
 void kv_meta_encode(const kv_meta *m, uint8_t *buf /* KV_META_SIZE */);
 enum kv_meta_state kv_meta_decode(const uint8_t *buf, size_t len, kv_meta *m);
+enum kv_meta_state kv_meta_decode_trusted(const uint8_t *buf, kv_meta *m);
 
 /* ---- node.c: one slotted page in memory --------------------------------- */
 typedef struct kv_cell {
@@ -114,6 +113,22 @@ typedef struct kv_pgvec {
 int kv_pgvec_push(kv_pgvec *v, uint64_t pgno);
 void kv_pgvec_free(kv_pgvec *v);
 
+/* One slot of the reader table in the lock file (lock.c). */
+typedef struct kv_slot {
+    uint64_t pid;   /* owner process, 0 = free */
+    uint64_t txnid; /* snapshot held, 0 = idle */
+    uint64_t pad[6];
+} kv_slot;
+
+/* This process's hold on a claimed slot. */
+typedef struct kv_rslot {
+    kvmap *db;
+    unsigned idx;
+    bool busy;  /* a transaction uses it (atomic) */
+    bool tls;   /* it is a thread's own slot, kept between transactions (atomic) */
+    struct kv_rslot *next;
+} kv_rslot;
+
 struct kvmap {
     int fd;
     unsigned flags;
@@ -124,12 +139,19 @@ struct kvmap {
     uint64_t file_size;   /* current length of the file (writer's view) */
     unsigned max_readers;
     pthread_mutex_t wmutex; /* one writer per handle (plus an OFD lock across handles) */
-    pthread_mutex_t rmutex; /* guards cur and the reader table */
-    kv_meta cur;            /* last committed meta */
-    uint64_t *readers;      /* snapshot ids of open read transactions */
-    unsigned nreaders;
     kvmap_txn *writer;
-    uint64_t rejected_sum;  /* checksum of a meta the open-time walk rejected */
+    uint64_t rejected_sum;  /* checksum of a meta the open-time walk rejected, */
+    uint64_t rejected_txnid; /* when it could not be repaired (read-only) */
+    /* the lock file and reader table (lock.c) */
+    int lfd;                /* -1: private table, no lock file */
+    uint8_t *lmap;
+    size_t lsize;
+    unsigned nslots;
+    uint64_t pid;
+    pthread_mutex_t smutex; /* guards rslots and slot claiming in this process */
+    pthread_key_t tkey;     /* each thread's own slot */
+    bool tkey_ok;
+    kv_rslot *rslots;
     uint8_t *wbuf;          /* the writer's working buffers (see kvmap_txn) */
 };
 
@@ -147,6 +169,7 @@ typedef struct kv_pgset { /* open-addressing set of page numbers */
 struct kvmap_txn {
     kvmap *db;
     bool rdonly;
+    kv_rslot *rslot;      /* read transactions: the reader slot holding the snapshot */
     int poison;           /* the error that poisoned this write transaction */
     uint64_t txnid;       /* snapshot id (read) or id being written (write) */
     uint64_t changes;     /* bumped by every successful write: cursors re-seek */
@@ -207,7 +230,21 @@ int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_
               const uint8_t *val, size_t vsize, unsigned flags);
 int kv_bt_del(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize);
 
+/* ---- lock.c ------------------------------------------------------------- */
+int kv_lock_open(kvmap *db, const char *path, unsigned mode);
+void kv_lock_close(kvmap *db);
+int kv_lock_writer(kvmap *db);
+void kv_unlock_writer(kvmap *db);
+int kv_readers_init(kvmap *db);
+void kv_readers_fini(kvmap *db);
+int kv_reader_get(kvmap *db, kv_rslot **rs);
+void kv_reader_set(kv_rslot *rs, uint64_t txnid);
+void kv_reader_put(kv_rslot *rs);
+void kv_reader_free(kv_rslot *rs);
+uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active);
+
 /* ---- txn.c -------------------------------------------------------------- */
+int kv_meta_current(kvmap *db, kv_meta *m);
 int kv_txn_verify_commit(kvmap *db, const kv_meta *m);
 int kv_txn_write_meta(kvmap *db, const kv_meta *m);
 void kv_txn_fail(kvmap_txn *t, int err);

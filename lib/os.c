@@ -159,23 +159,3 @@ int kv_os_fsync(int fd)
     return fdatasync(fd) < 0 ? -errno : 0;
 }
 
-/* The writer lock across handles and processes: an OFD lock on byte 0, which
- * belongs to the open file description (closing another descriptor of the
- * same file does not drop it, unlike classic fcntl locks) and is released by
- * the kernel when the holder dies. */
-int kv_os_lock(int fd, bool wait)
-{
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    for (;;) {
-        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
-            return 0;
-        if (errno != EINTR)
-            return -errno;
-    }
-}
-
-void kv_os_unlock(int fd)
-{
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    (void)fcntl(fd, F_OFD_SETLK, &fl);
-}

@@ -263,7 +263,11 @@ static bool take_run(kv_pgvec *rc, uint32_t n, uint64_t *pgno)
 
 static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
 {
-    for (int pulls = 0;; pulls++) {
+    /* A run may need several records' worth of pages before a long enough
+     * stretch turns up: pull up to eight times its length (the work stays in
+     * proportion to the value being written). */
+    uint64_t max_pulls = n == 1 ? 1 : 8ull * n / kv_free_chunk_max(t->db->psize) + 8;
+    for (uint64_t pulls = 0;; pulls++) {
         if (n == 1 && t->reclaim.n) {
             /* lowest first, so that the end of the file drains and can be
              * given back */
@@ -276,7 +280,7 @@ static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
         }
         if (n > 1 && t->reclaim.n >= n && take_run(&t->reclaim, n, pgno))
             return 1;
-        if (t->in_free_op || t->free_exhausted || pulls >= (n == 1 ? 1 : 4))
+        if (t->in_free_op || t->free_exhausted || pulls >= max_pulls)
             return 0;
         int r = kv_free_pull(t);
         if (r < 0)

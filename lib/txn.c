@@ -21,67 +21,72 @@
 
 #include "internal.h"
 
-/* ---- readers ------------------------------------------------------------ */
-
-static uint64_t oldest_snapshot(kvmap *db)
-{
-    uint64_t oldest = db->cur.txnid;
-    for (unsigned i = 0; i < db->nreaders; i++)
-        if (db->readers[i] < oldest)
-            oldest = db->readers[i];
-    return oldest;
-}
-
-static void reader_remove(kvmap *db, uint64_t txnid)
-{
-    pthread_mutex_lock(&db->rmutex);
-    for (unsigned i = 0; i < db->nreaders; i++) {
-        if (db->readers[i] == txnid) {
-            db->readers[i] = db->readers[--db->nreaders];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&db->rmutex);
-}
-
 /* ---- the meta pages ----------------------------------------------------- */
 
-static const uint8_t *meta_slot(const kvmap *db, uint64_t txnid)
+static uint64_t *meta_txnid_field(const kvmap *db, unsigned slot)
 {
-    return db->map + (txnid & 1) * db->psize;
+    return (uint64_t *)(void *)(db->map + (size_t)slot * db->psize + KV_MT_TXNID);
 }
 
-/* Adopt a newer meta that another handle or process committed. */
-static void refresh_meta(kvmap *db)
+static bool rejected(const kvmap *db, unsigned slot, uint64_t txnid)
 {
-    for (uint64_t s = 0; s < 2; s++) {
-        kv_meta m;
-        const uint8_t *b = meta_slot(db, s);
-        if (kv_meta_decode(b, KV_META_SIZE, &m) != KV_META_OK || m.page_size != db->psize)
+    return db->rejected_txnid && txnid == db->rejected_txnid &&
+           kv_get64(db->map + (size_t)slot * db->psize) == db->rejected_sum;
+}
+
+/* The slot of the newest meta (a slot being rewritten reads as txnid 0). */
+static unsigned newest_slot(const kvmap *db, uint64_t *txnid)
+{
+    uint64_t a = __atomic_load_n(meta_txnid_field(db, 0), __ATOMIC_SEQ_CST);
+    uint64_t b = __atomic_load_n(meta_txnid_field(db, 1), __ATOMIC_SEQ_CST);
+    if (rejected(db, 0, a))
+        a = 0;
+    if (rejected(db, 1, b))
+        b = 0;
+    *txnid = a > b ? a : b;
+    return a > b ? 0 : 1;
+}
+
+/* The newest committed meta, read without a lock: copy it, then check that
+ * its txnid did not change meanwhile (kv_txn_write_meta zeroes the txnid of a
+ * slot before rewriting it), or try again. */
+int kv_meta_current(kvmap *db, kv_meta *m)
+{
+    for (unsigned tries = 0; tries < 1000000; tries++) {
+        uint64_t t1;
+        unsigned s = newest_slot(db, &t1);
+        const uint8_t *src = db->map + (size_t)s * db->psize;
+        uint8_t buf[KV_META_SIZE];
+        memcpy(buf, src, sizeof buf);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        uint64_t t2 = __atomic_load_n(meta_txnid_field(db, s), __ATOMIC_RELAXED);
+        if (t1 != t2 || kv_get64(buf + KV_MT_TXNID) != t1)
             continue;
-        if (m.txnid <= db->cur.txnid || kv_get64(b) == db->rejected_sum)
-            continue;
-        if (m.hwm * db->psize > db->file_size) {
-            uint64_t sz;
-            if (kv_os_size(db->fd, &sz) < 0 || m.hwm * db->psize > sz)
-                continue;
-            db->file_size = sz;
-        }
-        pthread_mutex_lock(&db->rmutex);
-        db->cur = m;
-        pthread_mutex_unlock(&db->rmutex);
+        if (kv_meta_decode_trusted(buf, m) != KV_META_OK || m->page_size != db->psize)
+            return KV_CORRUPT();
+        if (m->hwm > db->map_size / db->psize)
+            return KVMAP_FULL; /* another process grew the file past this handle's map */
+        return 0;
     }
+    return KV_CORRUPT();
 }
 
+/* Write the meta into slot txnid % 2 and make the commit durable. */
 int kv_txn_write_meta(kvmap *db, const kv_meta *m)
 {
+    uint8_t buf[KV_META_SIZE];
+    kv_meta_encode(m, buf);
     uint8_t *slot = db->map + (m->txnid & 1) * db->psize;
-    kv_meta_encode(m, slot);
+    uint64_t *txnid = meta_txnid_field(db, (unsigned)(m->txnid & 1));
+    __atomic_store_n(txnid, 0, __ATOMIC_SEQ_CST); /* readers: being rewritten */
+    memcpy(slot, buf, KV_MT_TXNID);
+    memcpy(slot + KV_MT_TXNID + 8, buf + KV_MT_TXNID + 8, KV_META_SIZE - KV_MT_TXNID - 8);
+    __atomic_store_n(txnid, m->txnid, __ATOMIC_SEQ_CST);
     if (db->flags & KVMAP_NOSYNC)
         return 0;
     int r = kv_os_flush(db->fd, db->map, (size_t)(m->hwm * db->psize));
     if (r < 0)
-        kv_put64(slot, kv_get64(slot) ^ 1); /* not durable: make it invalid */
+        __atomic_store_n(txnid, 0, __ATOMIC_SEQ_CST); /* not durable: not a commit */
     return r;
 }
 
@@ -175,38 +180,51 @@ static int begin_write(kvmap *db, kvmap_txn *t)
     if (db->flags & KVMAP_RDONLY)
         return KVMAP_BAD_TXN;
     pthread_mutex_lock(&db->wmutex);
-    int r = kv_os_lock(db->fd, true);
+    int r = kv_lock_writer(db);
     if (r < 0) {
         pthread_mutex_unlock(&db->wmutex);
         return r;
     }
     uint64_t sz;
     if (kv_os_size(db->fd, &sz) == 0)
-        db->file_size = sz; /* another handle may have grown it */
-    refresh_meta(db);
-    pthread_mutex_lock(&db->rmutex);
-    t->m = db->cur;
-    t->oldest = oldest_snapshot(db);
-    pthread_mutex_unlock(&db->rmutex);
+        db->file_size = sz; /* another process may have grown it */
+    r = kv_meta_current(db, &t->m);
+    if (r == 0 && t->m.hwm * db->psize > db->file_size)
+        r = KV_CORRUPT();
+    if (r < 0) {
+        kv_unlock_writer(db);
+        pthread_mutex_unlock(&db->wmutex);
+        return r;
+    }
+    t->oldest = kv_reader_oldest(db, t->m.txnid, NULL);
     t->txnid = t->m.txnid + 1;
     db->writer = t;
     writer_buffers(t);
     return 0;
 }
 
+/* Register the snapshot, then check it is still the newest: a writer that
+ * scanned the table before the registration became visible cannot have
+ * counted on it, but then a newer meta exists and we take that one. */
 static int begin_read(kvmap *db, kvmap_txn *t)
 {
-    int r = 0;
-    pthread_mutex_lock(&db->rmutex);
-    if (db->nreaders >= db->max_readers) {
-        r = KVMAP_READERS_FULL;
-    } else {
-        t->m = db->cur;
-        t->txnid = db->cur.txnid;
-        db->readers[db->nreaders++] = t->txnid;
+    int r = kv_reader_get(db, &t->rslot);
+    if (r < 0)
+        return r;
+    for (;;) {
+        r = kv_meta_current(db, &t->m);
+        if (r < 0) {
+            kv_reader_put(t->rslot);
+            return r;
+        }
+        kv_reader_set(t->rslot, t->m.txnid);
+        uint64_t newest;
+        newest_slot(db, &newest);
+        if (newest == t->m.txnid)
+            break;
     }
-    pthread_mutex_unlock(&db->rmutex);
-    return r;
+    t->txnid = t->m.txnid;
+    return 0;
 }
 
 int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn)
@@ -234,7 +252,7 @@ static void end_write(kvmap_txn *t)
     kv_pgvec_free(&t->freed);
     kv_pgvec_free(&t->reclaim);
     db->writer = NULL;
-    kv_os_unlock(db->fd);
+    kv_unlock_writer(db);
     pthread_mutex_unlock(&db->wmutex);
 }
 
@@ -243,7 +261,7 @@ void kvmap_abort(kvmap_txn *t)
     if (!t)
         return;
     if (t->rdonly)
-        reader_remove(t->db, t->txnid);
+        kv_reader_put(t->rslot);
     else
         end_write(t);
     free(t);
@@ -274,17 +292,16 @@ static void seal_pages(kvmap_txn *t)
 /* Give back file space past the high-water mark, with hysteresis: only when
  * the unused tail is over a quarter of the file (and 4 MiB), and keeping one
  * growth step, so that a file does not shrink and grow on every commit.
- * Only when no reader of this handle holds an older snapshot, whose pages
- * could lie past the new end. */
+ * Only when no read transaction is open anywhere: one of an older snapshot
+ * could be reading past the new end. */
 static void maybe_shrink(kvmap_txn *t)
 {
     kvmap *db = t->db;
     uint64_t used = t->m.hwm * db->psize, size = db->file_size;
     if (size - used < (4u << 20) || size - used < size / 4)
         return;
-    pthread_mutex_lock(&db->rmutex);
-    bool readers = db->nreaders > 0;
-    pthread_mutex_unlock(&db->rmutex);
+    unsigned readers;
+    kv_reader_oldest(db, t->m.txnid, &readers);
     if (readers)
         return;
     uint64_t keep = used + used / 8;
@@ -309,12 +326,8 @@ int kvmap_commit(kvmap_txn *t)
             seal_pages(t);
             t->m.txnid = t->txnid;
             r = kv_txn_write_meta(db, &t->m);
-            if (r == 0) {
-                pthread_mutex_lock(&db->rmutex);
-                db->cur = t->m;
-                pthread_mutex_unlock(&db->rmutex);
+            if (r == 0)
                 maybe_shrink(t);
-            }
         }
     }
     kvmap_abort(t);
@@ -427,6 +440,13 @@ int kvmap_stat_get(kvmap_txn *t, kvmap_stat *st)
     if (!t->rdonly)
         st->free_pages += t->freed.n + t->reclaim.n;
     st->txn_id = t->txnid;
+    uint64_t newest = t->txnid;
+    if (t->rdonly)
+        newest_slot(db, &newest);
+    else
+        newest = t->m.txnid;
+    st->oldest_reader = kv_reader_oldest(db, newest, &st->readers);
+    st->reader_lag = newest - st->oldest_reader;
     uint64_t sz;
     st->file_size = kv_os_size(db->fd, &sz) == 0 ? sz : db->file_size;
     return 0;

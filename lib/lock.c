@@ -1,0 +1,430 @@
+/*
+ * lock.c - the lock file PATH-lock, shared-mapped by every process that has
+ * the database open: the writer lock and the reader table.
+ *
+ * LOCK FILE (all fields native-endian: the file never leaves the machine)
+ *   off size
+ *     0   8  magic "KVMAPLCK"
+ *     8   4  version KV_LOCK_VERSION
+ *    12   4  nslots: reader slots in the table (the first opener's max_readers)
+ *    16  48  reserved, zero
+ *    64      slot[nslots], 64 bytes each (a cache line, so that readers of
+ *            different slots do not share one):
+ *              0  8  pid    owner process, 0 = free
+ *              8  8  txnid  snapshot held, 0 = idle (no transaction)
+ *
+ * OFD byte-range locks on the lock file (they belong to one open file
+ * description, so closing another descriptor of the file does not drop them,
+ * and the kernel drops them when the process dies):
+ *   byte 0      the writer lock, exclusive, held for a write transaction
+ *   byte 1      users: shared while the database is open; exclusive only to
+ *               build the file, so it is (re)built only when nobody uses it
+ *   byte 2 + i  owner of slot i, exclusive, held while the slot is claimed:
+ *               a slot whose pid is set but whose byte is unlocked belongs
+ *               to a dead process and is reclaimed
+ *
+ * Reading a snapshot (no lock): claim a slot (once per thread; the thread
+ * keeps it for its next read transactions), store the newest meta's txnid
+ * in it, then check that the meta is still the newest; if not, retry.  The
+ * writer takes the smallest txnid in the table as the oldest snapshot in
+ * use, so it cannot reuse a page that a registered reader may read.
+ *
+ * Without a lock file (KVMAP_RDONLY on a read-only directory or medium) the
+ * table is private to the handle: the handle's own readers are safe from
+ * each other, but not from a writer in another process.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define KV_LOCK_MAGIC "KVMAPLCK"
+#define KV_LOCK_VERSION 1u
+#define KV_LOCK_HDR 64u
+#define KV_SLOT_BYTES 64u
+
+enum { LOCK_WRITER = 0, LOCK_USERS = 1, LOCK_SLOT0 = 2 };
+
+static int ofd_lock(int fd, short type, off_t at, bool wait)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
+    for (;;) {
+        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Is byte `at` locked through another open file description? */
+static bool ofd_held(int fd, off_t at)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return true; /* cannot tell: assume alive */
+    return fl.l_type != F_UNLCK;
+}
+
+static size_t lock_size(unsigned nslots)
+{
+    return KV_LOCK_HDR + (size_t)nslots * KV_SLOT_BYTES;
+}
+
+static kv_slot *slot_at(uint8_t *lmap, unsigned i)
+{
+    return (kv_slot *)(void *)(lmap + KV_LOCK_HDR + (size_t)i * KV_SLOT_BYTES);
+}
+
+/* We are the only user: write a fresh header and an empty table. */
+static int build(int fd, unsigned nslots)
+{
+    size_t size = lock_size(nslots);
+    uint8_t *buf = calloc(1, size);
+    if (!buf)
+        return -ENOMEM;
+    memcpy(buf, KV_LOCK_MAGIC, 8);
+    uint32_t v = KV_LOCK_VERSION;
+    memcpy(buf + 8, &v, 4);
+    memcpy(buf + 12, &nslots, 4);
+    int r = kv_os_truncate(fd, 0);
+    if (r == 0)
+        r = kv_os_pwrite(fd, buf, size, 0);
+    free(buf);
+    return r;
+}
+
+/* A lock file someone else built: ours, and big enough for its table. */
+static int validate(int fd, unsigned *nslots)
+{
+    uint8_t hdr[16];
+    uint64_t size;
+    int r = kv_os_size(fd, &size);
+    if (r < 0)
+        return r;
+    if (size < KV_LOCK_HDR || kv_os_pread(fd, hdr, sizeof hdr, 0) < 0)
+        return KVMAP_INVALID;
+    uint32_t v, n;
+    memcpy(&v, hdr + 8, 4);
+    memcpy(&n, hdr + 12, 4);
+    if (memcmp(hdr, KV_LOCK_MAGIC, 8) != 0 || v != KV_LOCK_VERSION || n == 0 ||
+        n > (1u << 20) || size < lock_size(n))
+        return KVMAP_INVALID;
+    *nslots = n;
+    return 0;
+}
+
+static int private_table(kvmap *db)
+{
+    db->nslots = db->max_readers;
+    db->lsize = lock_size(db->nslots);
+    db->lmap = calloc(1, db->lsize);
+    db->lfd = -1;
+    return db->lmap ? 0 : -ENOMEM;
+}
+
+/* Open (creating if needed) and map the lock file; join its users. */
+int kv_lock_open(kvmap *db, const char *path, unsigned mode)
+{
+    bool rdonly = db->flags & KVMAP_RDONLY;
+    size_t n = strlen(path);
+    char *lpath = malloc(n + 6);
+    if (!lpath)
+        return -ENOMEM;
+    memcpy(lpath, path, n);
+    memcpy(lpath + n, "-lock", 6);
+    int fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    free(lpath);
+    if (fd < 0) {
+        int e = -errno;
+        if (rdonly && (e == -EACCES || e == -EROFS || e == -EPERM))
+            return private_table(db);
+        return e;
+    }
+    db->lfd = fd;
+    db->pid = (uint64_t)getpid();
+    /* Sole user: build the file.  Otherwise wait out a builder and check. */
+    int r = ofd_lock(fd, F_WRLCK, LOCK_USERS, false);
+    if (r == 0) {
+        r = build(fd, db->max_readers);
+        db->nslots = db->max_readers;
+        if (r == 0)
+            r = ofd_lock(fd, F_RDLCK, LOCK_USERS, false); /* downgrade */
+    } else {
+        r = ofd_lock(fd, F_RDLCK, LOCK_USERS, true);
+        if (r == 0)
+            r = validate(fd, &db->nslots);
+    }
+    if (r < 0)
+        return r;
+    db->lsize = lock_size(db->nslots);
+    return kv_os_map(fd, db->lsize, true, &db->lmap);
+}
+
+void kv_lock_close(kvmap *db)
+{
+    if (db->lfd >= 0) {
+        kv_os_unmap(db->lmap, db->lsize);
+        close(db->lfd); /* drops every OFD lock this handle holds */
+    } else {
+        free(db->lmap);
+    }
+    db->lmap = NULL;
+    db->lfd = -1;
+}
+
+int kv_lock_writer(kvmap *db)
+{
+    return db->lfd >= 0 ? ofd_lock(db->lfd, F_WRLCK, LOCK_WRITER, true) : 0;
+}
+
+void kv_unlock_writer(kvmap *db)
+{
+    if (db->lfd >= 0)
+        ofd_lock(db->lfd, F_UNLCK, LOCK_WRITER, false);
+}
+
+/* ---- reader slots ------------------------------------------------------- */
+
+static int claim_slot(kvmap *db, unsigned *idx)
+{
+    for (unsigned i = 0; i < db->nslots; i++) {
+        kv_slot *s = slot_at(db->lmap, i);
+        if (__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) != 0)
+            continue;
+        if (db->lfd >= 0) {
+            /* the slot's byte first: while we hold it nobody else claims it */
+            if (ofd_lock(db->lfd, F_WRLCK, LOCK_SLOT0 + i, false) < 0)
+                continue;
+            if (__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) != 0) {
+                ofd_lock(db->lfd, F_UNLCK, LOCK_SLOT0 + i, false);
+                continue;
+            }
+        } else {
+            uint64_t zero = 0;
+            if (!__atomic_compare_exchange_n(&s->pid, &zero, db->pid ? db->pid : 1, false,
+                                             __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+                continue;
+        }
+        __atomic_store_n(&s->txnid, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->pid, db->pid ? db->pid : 1, __ATOMIC_RELEASE);
+        *idx = i;
+        return 0;
+    }
+    return KVMAP_READERS_FULL;
+}
+
+static void release_slot(kvmap *db, unsigned idx)
+{
+    kv_slot *s = slot_at(db->lmap, idx);
+    __atomic_store_n(&s->txnid, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
+    if (db->lfd >= 0)
+        ofd_lock(db->lfd, F_UNLCK, LOCK_SLOT0 + idx, false);
+}
+
+static bool owned_here(kvmap *db, unsigned idx)
+{
+    for (kv_rslot *rs = db->rslots; rs; rs = rs->next)
+        if (rs->idx == idx)
+            return true;
+    return false;
+}
+
+/* Clear the slots of dead processes; with only_pinning, just those holding
+ * a snapshot older than `current` (the ones that keep pages from reuse). */
+static unsigned reclaim_stale(kvmap *db, bool only_pinning, uint64_t current)
+{
+    unsigned cleared = 0;
+    if (db->lfd < 0)
+        return 0;
+    pthread_mutex_lock(&db->smutex);
+    for (unsigned i = 0; i < db->nslots; i++) {
+        kv_slot *s = slot_at(db->lmap, i);
+        uint64_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+        uint64_t txnid = __atomic_load_n(&s->txnid, __ATOMIC_ACQUIRE);
+        if (pid == 0 || (only_pinning && (txnid == 0 || txnid >= current)))
+            continue;
+        if (owned_here(db, i) || ofd_held(db->lfd, LOCK_SLOT0 + i))
+            continue;
+        /* nobody holds its byte: the owner is gone (or releasing it) */
+        if (__atomic_compare_exchange_n(&s->pid, &pid, 0, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            __atomic_store_n(&s->txnid, 0, __ATOMIC_RELEASE);
+            cleared++;
+        }
+    }
+    pthread_mutex_unlock(&db->smutex);
+    return cleared;
+}
+
+static void slot_destructor(void *arg)
+{
+    kv_rslot *rs = arg;
+    __atomic_store_n(&rs->tls, false, __ATOMIC_RELEASE);
+    if (__atomic_exchange_n(&rs->busy, true, __ATOMIC_ACQ_REL))
+        return; /* a transaction handed to another thread still uses it: it frees it */
+    kv_reader_free(rs);
+}
+
+int kv_readers_init(kvmap *db)
+{
+    pthread_mutex_init(&db->smutex, NULL);
+    int r = pthread_key_create(&db->tkey, slot_destructor);
+    if (r)
+        return -r;
+    db->tkey_ok = true;
+    return 0;
+}
+
+void kv_readers_fini(kvmap *db)
+{
+    if (db->tkey_ok)
+        pthread_key_delete(db->tkey); /* no destructor runs after this */
+    db->tkey_ok = false;
+    while (db->rslots) {
+        kv_rslot *rs = db->rslots;
+        db->rslots = rs->next;
+        if (db->lmap)
+            release_slot(db, rs->idx);
+        free(rs);
+    }
+    pthread_mutex_destroy(&db->smutex);
+}
+
+/* A slot for a new read transaction: the calling thread's own when it is
+ * idle (no system call, no lock), else a newly claimed one. */
+int kv_reader_get(kvmap *db, kv_rslot **out)
+{
+    kv_rslot *rs = pthread_getspecific(db->tkey);
+    if (rs && !__atomic_exchange_n(&rs->busy, true, __ATOMIC_ACQ_REL)) {
+        *out = rs;
+        return 0;
+    }
+    kv_rslot *n = calloc(1, sizeof *n);
+    if (!n)
+        return -ENOMEM;
+    pthread_mutex_lock(&db->smutex);
+    int r = claim_slot(db, &n->idx);
+    pthread_mutex_unlock(&db->smutex);
+    if (r == KVMAP_READERS_FULL && reclaim_stale(db, false, 0) > 0) {
+        pthread_mutex_lock(&db->smutex);
+        r = claim_slot(db, &n->idx);
+        pthread_mutex_unlock(&db->smutex);
+    }
+    if (r < 0) {
+        free(n);
+        return r;
+    }
+    n->db = db;
+    n->busy = true;
+    pthread_mutex_lock(&db->smutex);
+    n->next = db->rslots;
+    db->rslots = n;
+    pthread_mutex_unlock(&db->smutex);
+    if (!rs) {
+        n->tls = true;
+        pthread_setspecific(db->tkey, n);
+    }
+    *out = n;
+    return 0;
+}
+
+/* Give a claimed slot back to the table. */
+void kv_reader_free(kv_rslot *rs)
+{
+    kvmap *db = rs->db;
+    pthread_mutex_lock(&db->smutex);
+    for (kv_rslot **p = &db->rslots; *p; p = &(*p)->next) {
+        if (*p == rs) {
+            *p = rs->next;
+            break;
+        }
+    }
+    release_slot(db, rs->idx);
+    pthread_mutex_unlock(&db->smutex);
+    free(rs);
+}
+
+/* Publish the snapshot a read transaction holds (0: none). */
+void kv_reader_set(kv_rslot *rs, uint64_t txnid)
+{
+    kv_slot *s = slot_at(rs->db->lmap, rs->idx);
+    __atomic_store_n(&s->txnid, txnid, __ATOMIC_SEQ_CST);
+}
+
+/* The read transaction using rs ended. */
+void kv_reader_put(kv_rslot *rs)
+{
+    kv_reader_set(rs, 0);
+    if (__atomic_load_n(&rs->tls, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&rs->busy, false, __ATOMIC_RELEASE);
+    else
+        kv_reader_free(rs);
+}
+
+/* The oldest snapshot any reader holds (current when none is older).
+ * Slots of dead readers that pin older snapshots are reclaimed first. */
+uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t oldest = current;
+        unsigned n = 0;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        for (unsigned i = 0; i < db->nslots; i++) {
+            kv_slot *s = slot_at(db->lmap, i);
+            uint64_t txnid = __atomic_load_n(&s->txnid, __ATOMIC_ACQUIRE);
+            if (txnid == 0 || __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == 0)
+                continue;
+            n++;
+            if (txnid < oldest)
+                oldest = txnid;
+        }
+        if (pass == 1 || oldest == current || reclaim_stale(db, true, current) == 0) {
+            if (active)
+                *active = n;
+            return oldest;
+        }
+    }
+    return current;
+}
+
+/* ---- the public inspection calls ---------------------------------------- */
+
+int kvmap_reader_list(kvmap *db, kvmap_reader_info *out, unsigned max, unsigned *count)
+{
+    if (!db || !count || (max && !out))
+        return KVMAP_BAD_ARG;
+    unsigned n = 0;
+    for (unsigned i = 0; i < db->nslots; i++) {
+        kv_slot *s = slot_at(db->lmap, i);
+        uint64_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+        if (pid == 0)
+            continue;
+        if (n < max) {
+            out[n].slot = i;
+            out[n].pid = pid;
+            out[n].txnid = __atomic_load_n(&s->txnid, __ATOMIC_ACQUIRE);
+            out[n].alive = db->lfd < 0 || owned_here(db, i) ||
+                           ofd_held(db->lfd, LOCK_SLOT0 + i);
+        }
+        n++;
+    }
+    *count = n;
+    return 0;
+}
+
+int kvmap_reader_check(kvmap *db, unsigned *cleared)
+{
+    if (!db)
+        return KVMAP_BAD_ARG;
+    unsigned n = reclaim_stale(db, false, 0);
+    if (cleared)
+        *cleared = n;
+    return 0;
+}

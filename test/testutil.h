@@ -1,0 +1,110 @@
+/*
+ * testutil.h - small, generic helpers shared by kvmap's Check test programs.
+ *
+ * Temporary directories, assertions on kvmap return codes, a seeded random
+ * number generator (the seed is always printed), whole-file helpers and a
+ * kvmap_check wrapper that fails the running test with every problem found.
+ */
+#ifndef KVMAP_TESTUTIL_H
+#define KVMAP_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvmap.h"
+
+/* ---- Error codes ---------------------------------------------------------- */
+
+/* kvmap_err_name / kvmap_strerror, never NULL (safe to pass to printf). */
+const char *tu_err_name(int rc);
+const char *tu_strerror(int rc);
+
+/*
+ * Fail the test unless expr returns 0, naming the code it returned.  (These use
+ * ck_abort_msg rather than ck_assert_msg, which records a mark point on every
+ * success and is slow in hot loops.)
+ */
+#define ck_assert_kv_ok(expr)                                                  \
+    do {                                                                       \
+        int tu_rc_ = (expr);                                                   \
+        if (tu_rc_ != 0)                                                       \
+            ck_abort_msg("%s returned %d %s (%s)", #expr, tu_rc_,              \
+                         tu_err_name(tu_rc_), tu_strerror(tu_rc_));            \
+    } while (0)
+
+/* Fail the test unless expr returns exactly the code want. */
+#define ck_assert_kv_rc(expr, want)                                            \
+    do {                                                                       \
+        int tu_rc_ = (expr), tu_want_ = (want);                                \
+        if (tu_rc_ != tu_want_)                                                \
+            ck_abort_msg("%s returned %d %s (%s), expected %d %s", #expr,      \
+                         tu_rc_, tu_err_name(tu_rc_), tu_strerror(tu_rc_),     \
+                         tu_want_, tu_err_name(tu_want_));                     \
+    } while (0)
+
+/* Fail the test with a message when cond is false (cheap on success). */
+#define tu_require(cond, ...)                                                  \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            ck_abort_msg(__VA_ARGS__);                                         \
+    } while (0)
+
+/* ---- Values --------------------------------------------------------------- */
+
+static inline kvmap_val tu_val(const void *data, size_t size)
+{
+    kvmap_val v;
+    v.data = data;
+    v.size = size;
+    return v;
+}
+kvmap_val tu_str(const char *s);                 /* the bytes of s, no NUL */
+int tu_val_eq(kvmap_val v, const void *data, size_t size); /* 1 when equal */
+int tu_val_eq_str(kvmap_val v, const char *s);
+
+/* ---- Temporary directories and paths ------------------------------------- */
+
+/* A new empty directory under $TMPDIR (or /tmp); malloc'd path. Fails the test on error. */
+char *tu_mkdtemp(void);
+/* Remove a directory tree (kept, and its path printed, when KVMAP_KEEP_TMP is set). */
+void tu_rmtree(const char *dir);
+/* dir "/" name, malloc'd. */
+char *tu_path(const char *dir, const char *name);
+
+/* ---- Random numbers -------------------------------------------------------- */
+
+typedef struct tu_rng {
+    uint64_t s[4];
+} tu_rng;
+
+void tu_rng_seed(tu_rng *r, uint64_t seed);
+uint64_t tu_rng_next(tu_rng *r);
+uint64_t tu_rng_below(tu_rng *r, uint64_t n);            /* [0, n), n > 0 */
+uint64_t tu_rng_range(tu_rng *r, uint64_t lo, uint64_t hi); /* [lo, hi] */
+void tu_rng_fill(tu_rng *r, void *buf, size_t n);
+/* Print "what: seed=N" to stderr and seed r with it; returns seed. */
+uint64_t tu_rng_seed_announce(tu_rng *r, const char *what, uint64_t seed);
+/* The unsigned number in environment variable name; 1 when set and valid. */
+int tu_env_u64(const char *name, uint64_t *out);
+
+/* ---- Files ------------------------------------------------------------------ */
+
+/* The whole file, malloc'd (+1 NUL byte not counted in *len); NULL with errno. */
+void *tu_read_file(const char *path, size_t *len);
+/* Create or truncate path and write buf to it; 0 or -errno. */
+int tu_write_file(const char *path, const void *buf, size_t len);
+int tu_copy_file(const char *src, const char *dst);          /* 0 or -errno */
+int tu_files_equal(const char *a, const char *b);            /* 1 same, 0 differ, -errno */
+int tu_file_equals_buf(const char *path, const void *buf, size_t len); /* 1, 0, -errno */
+/* Size of the file, or -errno. */
+long long tu_file_size(const char *path);
+
+/* ---- Database checks ------------------------------------------------------ */
+
+/* kvmap_check in txn; fails the test listing every problem reported. */
+void tu_check_txn(kvmap_txn *txn);
+/* tu_check_txn in a new read transaction of db. */
+void tu_check_db(kvmap *db);
+
+#endif
