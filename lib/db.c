@@ -116,7 +116,7 @@ static int mend_other_slot(kvmap *db, const kv_meta *good, unsigned good_slot)
         db->rejected_sum = kv_get64(slot + KV_MT_CHECKSUM);
         return 0;
     }
-    kv_meta_encode(good, slot);
+    kv_meta_publish(db, bad, good);
     return kv_os_flush(db->fd, db->map, 2 * (size_t)db->psize);
 }
 

@@ -133,14 +133,9 @@ static int cmp_asc(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Write up to one record's worth of the pages at the end of v. */
-static int save_chunk(kvmap_txn *t, kv_pgvec *v, uint64_t txnid)
+/* Record n pages (n <= kv_free_chunk_max) as freed by txnid. */
+static int save_pages(kvmap_txn *t, uint64_t *pg, uint32_t n, uint64_t txnid)
 {
-    uint32_t max = kv_free_chunk_max(t->db->psize);
-    uint32_t n = v->n < max ? (uint32_t)v->n : max;
-    uint64_t pg[n];
-    memcpy(pg, v->v + v->n - n, n * sizeof *pg);
-    v->n -= n;
     qsort(pg, n, sizeof *pg, cmp_asc);
     uint8_t key[KV_FREE_KEY_SIZE], val[8 * n];
     kv_put64be(key, txnid);
@@ -151,6 +146,37 @@ static int save_chunk(kvmap_txn *t, kv_pgvec *v, uint64_t txnid)
     int r = kv_bt_put(t, &t->m.free, KV_TREE_FREE, key, sizeof key, val, sizeof val,
                       KVMAP_NOOVERWRITE);
     return r == KVMAP_EXISTS ? KV_CORRUPT() : r;
+}
+
+/* One record's worth of the pages this transaction freed. */
+static int save_freed(kvmap_txn *t)
+{
+    kv_pgvec *v = &t->freed;
+    uint32_t max = kv_free_chunk_max(t->db->psize);
+    uint32_t n = v->n < max ? (uint32_t)v->n : max;
+    uint64_t pg[n];
+    memcpy(pg, v->v + v->n - n, n * sizeof *pg);
+    v->n -= n;
+    return save_pages(t, pg, n, t->txnid);
+}
+
+/* One record's worth of the reclaimed pages left unused, the highest first:
+ * the lowest stay in reclaim for the record's own insertion to take (so
+ * that it does not take new pages at the end of the file), until only a
+ * few are left and they go too.  reclaim is sorted descending. */
+static int save_reclaimed(kvmap_txn *t)
+{
+    kv_pgvec *v = &t->reclaim;
+    uint32_t max = kv_free_chunk_max(t->db->psize);
+    size_t reserve = 2 * (size_t)t->m.free.depth + 4;
+    size_t n = v->n > reserve ? v->n - reserve : v->n;
+    if (n > max)
+        n = max;
+    uint64_t pg[n];
+    memcpy(pg, v->v, n * sizeof *pg);
+    memmove(v->v, v->v + n, (v->n - n) * sizeof *v->v);
+    v->n -= n;
+    return save_pages(t, pg, (uint32_t)n, 0);
 }
 
 /* Unused reclaimed pages at the very end of the file need no record: the
@@ -190,12 +216,12 @@ int kv_free_save(kvmap_txn *t)
     t->in_free_op = true;
     for (;;) {
         if (t->freed.n) {
-            r = save_chunk(t, &t->freed, t->txnid);
+            r = save_freed(t);
         } else if (t->reclaim.n) {
             trim_tail(t);
             if (!t->reclaim.n)
                 continue;
-            r = save_chunk(t, &t->reclaim, 0);
+            r = save_reclaimed(t);
         } else {
             break;
         }

@@ -245,6 +245,7 @@ uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active);
 
 /* ---- txn.c -------------------------------------------------------------- */
 int kv_meta_current(kvmap *db, kv_meta *m);
+void kv_meta_publish(kvmap *db, unsigned slot, const kv_meta *m);
 int kv_txn_verify_commit(kvmap *db, const kv_meta *m);
 int kv_txn_write_meta(kvmap *db, const kv_meta *m);
 void kv_txn_fail(kvmap_txn *t, int err);

@@ -288,6 +288,23 @@ static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
     }
 }
 
+/* Free pages at the very end of the file (in reclaim) can start a run that
+ * then continues past the high-water mark: take them out of reclaim. */
+static uint64_t take_free_tail(kvmap_txn *t)
+{
+    kv_pgvec *rc = &t->reclaim;
+    kv_pgvec_sort_desc(rc);
+    t->reclaim_sorted = true;
+    uint64_t k = 0;
+    while (k < rc->n && rc->v[k] == t->m.hwm - 1 - k)
+        k++;
+    if (k) {
+        memmove(rc->v, rc->v + k, (rc->n - k) * sizeof *rc->v);
+        rc->n -= k;
+    }
+    return k;
+}
+
 /* Allocate n contiguous pages for t: reused ones when it can, else past the
  * high-water mark.  The pages join t's dirty set. */
 int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
@@ -297,13 +314,14 @@ int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
     if (r < 0)
         return r;
     if (r == 0) {
-        uint64_t end = t->m.hwm + npages;
+        uint64_t tail = npages > 1 ? take_free_tail(t) : 0;
+        uint64_t start = t->m.hwm - tail, end = start + npages;
         if (end > db->max_size / db->psize)
             return KVMAP_FULL;
         r = kv_file_ensure(db, end);
         if (r < 0)
             return r;
-        *pgno = t->m.hwm;
+        *pgno = start;
         t->m.hwm = end;
     }
     r = kv_pgset_add(&t->dirty, *pgno);

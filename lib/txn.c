@@ -55,14 +55,15 @@ int kv_meta_current(kvmap *db, kv_meta *m)
     for (unsigned tries = 0; tries < 1000000; tries++) {
         uint64_t t1;
         unsigned s = newest_slot(db, &t1);
-        const uint8_t *src = db->map + (size_t)s * db->psize;
-        uint8_t buf[KV_META_SIZE];
-        memcpy(buf, src, sizeof buf);
+        const uint64_t *src = (const uint64_t *)(const void *)(db->map + (size_t)s * db->psize);
+        uint64_t buf[KV_META_SIZE / 8];
+        for (unsigned i = 0; i < KV_META_SIZE / 8; i++)
+            buf[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         uint64_t t2 = __atomic_load_n(meta_txnid_field(db, s), __ATOMIC_RELAXED);
-        if (t1 != t2 || kv_get64(buf + KV_MT_TXNID) != t1)
+        if (t1 != t2 || kv_get64((uint8_t *)buf + KV_MT_TXNID) != t1)
             continue;
-        if (kv_meta_decode_trusted(buf, m) != KV_META_OK || m->page_size != db->psize)
+        if (kv_meta_decode_trusted((uint8_t *)buf, m) != KV_META_OK || m->page_size != db->psize)
             return KV_CORRUPT();
         if (m->hwm > db->map_size / db->psize)
             return KVMAP_FULL; /* another process grew the file past this handle's map */
@@ -71,22 +72,32 @@ int kv_meta_current(kvmap *db, kv_meta *m)
     return KV_CORRUPT();
 }
 
+/* Write a meta into a slot so that a concurrent kv_meta_current never takes
+ * a torn copy: txnid 0 first (the slot is being rewritten), then the other
+ * words, then the txnid.  Word-sized atomic stores: the map is shared. */
+void kv_meta_publish(kvmap *db, unsigned slot, const kv_meta *m)
+{
+    uint64_t buf[KV_META_SIZE / 8];
+    kv_meta_encode(m, (uint8_t *)buf);
+    uint64_t *dst = (uint64_t *)(void *)(db->map + (size_t)slot * db->psize);
+    uint64_t *txnid = meta_txnid_field(db, slot);
+    __atomic_store_n(txnid, 0, __ATOMIC_SEQ_CST);
+    for (unsigned i = 0; i < KV_META_SIZE / 8; i++)
+        if (&dst[i] != txnid)
+            __atomic_store_n(&dst[i], buf[i], __ATOMIC_RELAXED);
+    __atomic_store_n(txnid, m->txnid, __ATOMIC_SEQ_CST);
+}
+
 /* Write the meta into slot txnid % 2 and make the commit durable. */
 int kv_txn_write_meta(kvmap *db, const kv_meta *m)
 {
-    uint8_t buf[KV_META_SIZE];
-    kv_meta_encode(m, buf);
-    uint8_t *slot = db->map + (m->txnid & 1) * db->psize;
-    uint64_t *txnid = meta_txnid_field(db, (unsigned)(m->txnid & 1));
-    __atomic_store_n(txnid, 0, __ATOMIC_SEQ_CST); /* readers: being rewritten */
-    memcpy(slot, buf, KV_MT_TXNID);
-    memcpy(slot + KV_MT_TXNID + 8, buf + KV_MT_TXNID + 8, KV_META_SIZE - KV_MT_TXNID - 8);
-    __atomic_store_n(txnid, m->txnid, __ATOMIC_SEQ_CST);
+    unsigned slot = (unsigned)(m->txnid & 1);
+    kv_meta_publish(db, slot, m);
     if (db->flags & KVMAP_NOSYNC)
         return 0;
     int r = kv_os_flush(db->fd, db->map, (size_t)(m->hwm * db->psize));
-    if (r < 0)
-        __atomic_store_n(txnid, 0, __ATOMIC_SEQ_CST); /* not durable: not a commit */
+    if (r < 0) /* not durable: not a commit */
+        __atomic_store_n(meta_txnid_field(db, slot), 0, __ATOMIC_SEQ_CST);
     return r;
 }
 
@@ -320,7 +331,12 @@ int kvmap_commit(kvmap_txn *t)
     }
     int r = t->poison;
     if (r == 0 && (t->dirty.n || t->freed.n)) {
-        r = kv_free_save(t);
+        /* Give the free tree's own updates reused pages to take, rather
+         * than new ones at the end of the file. */
+        for (int i = 0; i < 8 && r == 0 && t->reclaim.n < 16 && !t->free_exhausted; i++)
+            r = kv_free_pull(t);
+        if (r == 0)
+            r = kv_free_save(t);
         if (r == 0) {
             kvmap *db = t->db;
             seal_pages(t);

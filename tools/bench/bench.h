@@ -1,0 +1,182 @@
+/*
+ * bench.h - shared declarations of kvmap-bench.
+ *
+ * The benchmark is split into:
+ *   main.c          options, the run loop (repetitions x engines x workloads)
+ *   workloads.c     the workload table and the workloads themselves
+ *   data.c          keys, values, key orders, timing, files
+ *   report.c        the result table and the JSON object
+ *   bench_kvmap.c   the kvmap adapter (include/kvmap.h only)
+ *   bench_lmdb.c    the LMDB adapter   (built when configure found liblmdb)
+ *   bench_sqlite.c  the SQLite adapter (built when configure found sqlite3)
+ */
+#ifndef KVMAP_BENCH_H
+#define KVMAP_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* ---- Configuration ------------------------------------------------------- */
+
+typedef struct bench_cfg {
+    uint64_t n;        /* entries (-n) */
+    size_t ksize;      /* key bytes (-k) */
+    size_t vsize;      /* value bytes (-v) */
+    unsigned reps;     /* repetitions (-r); the median is reported */
+    int nosync;        /* --nosync: each engine's no-flush mode */
+    const char *dir;   /* the temporary directory made under -d */
+} bench_cfg;
+
+/* ---- Engine adapters ----------------------------------------------------- */
+
+/* What every adapter call returns. */
+#define BENCH_OK        0
+#define BENCH_NOTFOUND  1  /* get/del: no such key; cursor: past the end */
+#define BENCH_ERR      (-1) /* the adapter has printed what went wrong */
+
+typedef struct bench_kv {
+    const void *data;
+    size_t size;
+} bench_kv;
+
+/*
+ * One engine.  A handle holds at most one transaction and, inside it, at most
+ * one cursor.  Data returned through bench_kv stays valid until the next call
+ * on the handle.  cur_next is used after cur_first or cur_seek, cur_prev after
+ * cur_last (SQLite's cursors are statements that run in one direction).
+ */
+typedef struct bench_engine {
+    const char *name;
+    const char *(*version)(void);
+    /* Files making up the database, as suffixes of its path ("" = the path). */
+    const char *const *data_suffixes;
+
+    void *(*open)(const char *path, const bench_cfg *cfg); /* NULL: failed */
+    void (*close)(void *h);
+
+    int (*begin)(void *h, int write);
+    int (*commit)(void *h); /* ends a read transaction as well */
+
+    int (*put)(void *h, bench_kv key, bench_kv val);
+    int (*get)(void *h, bench_kv key, bench_kv *val);
+    int (*del)(void *h, bench_kv key);
+
+    int (*cur_open)(void *h);
+    void (*cur_close)(void *h);
+    int (*cur_first)(void *h, bench_kv *key, bench_kv *val);
+    int (*cur_last)(void *h, bench_kv *key, bench_kv *val);
+    int (*cur_seek)(void *h, bench_kv target, bench_kv *key, bench_kv *val);
+    int (*cur_next)(void *h, bench_kv *key, bench_kv *val);
+    int (*cur_prev)(void *h, bench_kv *key, bench_kv *val);
+
+    /* Pages recorded as free (outside a transaction), or -1 if unknown. */
+    int64_t (*free_pages)(void *h);
+} bench_engine;
+
+extern const bench_engine bench_kvmap;
+#ifdef HAVE_LMDB
+extern const bench_engine bench_lmdb;
+#endif
+#ifdef HAVE_SQLITE
+extern const bench_engine bench_sqlite;
+#endif
+
+/* ---- Data shared by all engines (data.c) --------------------------------- */
+
+/* Key orders, made once so that every engine sees the same sequence. */
+typedef struct bench_data {
+    uint64_t n;
+    uint32_t *perm_fill; /* a permutation of 0..n-1: fillrandom */
+    uint32_t *perm_del;  /* another one: deleterandom */
+    uint32_t *uniform;   /* n uniform draws: reads, seeks, overwrites */
+    uint32_t *zipf;      /* n scrambled zipfian (0.99) draws: YCSB */
+} bench_data;
+
+int bench_data_init(bench_data *d, uint64_t n);
+void bench_data_free(bench_data *d);
+
+/* Entry i has key number 2i; 2i+1 is a key that is never stored. */
+#define KEY_PRESENT(i) (2 * (uint64_t)(i))
+#define KEY_MISSING(i) (2 * (uint64_t)(i) + 1)
+
+/* Digits needed for the key numbers of n entries. */
+size_t bench_key_digits(uint64_t n);
+/* keyno in decimal, zero-padded to ksize bytes (sorts like the number). */
+void bench_make_key(unsigned char *buf, size_t ksize, uint64_t keyno);
+/* The value of entry i at generation gen: vsize pseudo-random bytes. */
+void bench_make_value(unsigned char *buf, size_t vsize, uint64_t i, unsigned gen);
+/* Whether val is that value. */
+int bench_value_ok(bench_kv val, size_t vsize, uint64_t i, unsigned gen);
+/* A deterministic 64-bit hash (splitmix64's finalizer). */
+uint64_t bench_mix(uint64_t x);
+
+double bench_now(void); /* seconds, monotonic */
+
+/* Total bytes of the database files (data_suffixes) at path. */
+uint64_t bench_file_bytes(const bench_engine *e, const char *path);
+/* Remove the database at path and every side file an engine may leave. */
+void bench_remove_db(const char *path);
+
+/* ---- Workloads (workloads.c) --------------------------------------------- */
+
+/* One engine's run of the workloads of one repetition. */
+typedef struct bench_run {
+    const bench_cfg *cfg;
+    const bench_engine *eng;
+    const bench_data *data;
+    void *h;              /* the open database */
+    char path[4096];      /* its file */
+    uint8_t *gen;         /* per entry: generation of its current value */
+    unsigned char *kbuf;  /* scratch: a key */
+    unsigned char *vbuf;  /* scratch: a value */
+} bench_run;
+
+enum bench_kind {
+    WL_FRESH,  /* runs on a fresh file of its own */
+    WL_FILL,   /* fillrandom_batch: the fill the WL_FILLED workloads read */
+    WL_FILLED  /* runs on the filled database (in table order) */
+};
+
+#define BENCH_MAX_OUT 4
+
+typedef struct bench_out {
+    const char *metric; /* JSON key: "ops_per_sec", "space_amp", ... */
+    const char *label;  /* table row (NULL: the workload's name) */
+    const char *unit;   /* "ops/s", "x", "pages" */
+} bench_out;
+
+typedef struct bench_workload {
+    const char *name;
+    enum bench_kind kind;
+    /* Fills out[0..nout-1]; 0, or -1 after printing an error. */
+    int (*run)(bench_run *r, double *out);
+    int nout;
+    bench_out out[BENCH_MAX_OUT];
+} bench_workload;
+
+extern const bench_workload bench_workloads[];
+extern const size_t bench_nworkloads;
+
+/* Open a fresh database named NAME in the temporary directory into r. */
+int bench_open_fresh(bench_run *r, const char *name);
+/* Close r's database and remove its files. */
+void bench_close_remove(bench_run *r);
+
+/* ---- Report (report.c) --------------------------------------------------- */
+
+typedef struct bench_results {
+    const bench_cfg *cfg;
+    const bench_engine *const *engines;
+    size_t nengines;
+    const int *selected;   /* per workload */
+    double *v;             /* [rep][engine][workload][out], NaN = not run */
+} bench_results;
+
+double *bench_result_at(const bench_results *res, unsigned rep, size_t engine,
+                        size_t workload, int out);
+void bench_report_table(const bench_results *res);
+void bench_report_json(const bench_results *res);
+
+#endif /* KVMAP_BENCH_H */

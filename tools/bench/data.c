@@ -1,0 +1,227 @@
+/*
+ * data.c - keys, values, key orders, the clock and file helpers of kvmap-bench.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* ---- Pseudo-random numbers ----------------------------------------------- */
+
+uint64_t bench_mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* splitmix64: the state advances by a constant, the output is mixed. */
+static uint64_t rng_next(uint64_t *state)
+{
+    *state += 0x9e3779b97f4a7c15ULL;
+    return bench_mix(*state);
+}
+
+/* Uniform in [0, bound) (the modulo bias is irrelevant here). */
+static uint32_t rng_below(uint64_t *state, uint64_t bound)
+{
+    return (uint32_t)(rng_next(state) % bound);
+}
+
+/* A double in [0, 1). */
+static double rng_unit(uint64_t *state)
+{
+    return (double)(rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ---- Keys and values ----------------------------------------------------- */
+
+size_t bench_key_digits(uint64_t n)
+{
+    uint64_t top = KEY_MISSING(n);
+    size_t d = 1;
+
+    while (top >= 10) {
+        top /= 10;
+        d++;
+    }
+    return d;
+}
+
+void bench_make_key(unsigned char *buf, size_t ksize, uint64_t keyno)
+{
+    size_t j = ksize;
+
+    while (j-- > 0) {
+        buf[j] = (unsigned char)('0' + keyno % 10);
+        keyno /= 10;
+    }
+}
+
+static uint64_t value_seed(uint64_t i, unsigned gen)
+{
+    return (i << 8 | (gen & 0xffu)) ^ 0x6b766d6170626e63ULL;
+}
+
+void bench_make_value(unsigned char *buf, size_t vsize, uint64_t i, unsigned gen)
+{
+    uint64_t s = value_seed(i, gen), x;
+    size_t j;
+
+    for (j = 0; j + 8 <= vsize; j += 8) {
+        x = rng_next(&s);
+        memcpy(buf + j, &x, 8);
+    }
+    if (j < vsize) {
+        x = rng_next(&s);
+        memcpy(buf + j, &x, vsize - j);
+    }
+}
+
+int bench_value_ok(bench_kv val, size_t vsize, uint64_t i, unsigned gen)
+{
+    const unsigned char *p = val.data;
+    uint64_t s = value_seed(i, gen), x;
+    size_t j;
+
+    if (val.size != vsize)
+        return 0;
+    for (j = 0; j + 8 <= vsize; j += 8) {
+        x = rng_next(&s);
+        if (memcmp(p + j, &x, 8) != 0)
+            return 0;
+    }
+    if (j < vsize) {
+        x = rng_next(&s);
+        if (memcmp(p + j, &x, vsize - j) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- Key orders ---------------------------------------------------------- */
+
+static void make_permutation(uint32_t *a, uint64_t n, uint64_t seed)
+{
+    uint64_t i;
+
+    for (i = 0; i < n; i++)
+        a[i] = (uint32_t)i;
+    for (i = n; i > 1; i--) { /* Fisher-Yates */
+        uint32_t j = rng_below(&seed, i), t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
+static void make_uniform(uint32_t *a, uint64_t n, uint64_t seed)
+{
+    for (uint64_t i = 0; i < n; i++)
+        a[i] = rng_below(&seed, n);
+}
+
+/*
+ * YCSB's zipfian generator (Gray et al., "Quickly generating billion-record
+ * synthetic databases"), theta 0.99, scrambled like YCSB's
+ * ScrambledZipfianGenerator so that the popular items are spread over the
+ * key space rather than being the smallest keys.
+ */
+static void make_zipfian(uint32_t *a, uint64_t n, uint64_t seed)
+{
+    const double theta = 0.99;
+    double zetan = 0, zeta2 = 1.0 + pow(0.5, theta);
+    double alpha = 1.0 / (1.0 - theta), eta;
+    uint64_t i;
+
+    for (i = 1; i <= n; i++)
+        zetan += 1.0 / pow((double)i, theta);
+    eta = (1.0 - pow(2.0 / (double)n, 1.0 - theta)) / (1.0 - zeta2 / zetan);
+    for (i = 0; i < n; i++) {
+        double u = rng_unit(&seed), uz = u * zetan;
+        uint64_t item;
+
+        if (uz < 1.0)
+            item = 0;
+        else if (uz < zeta2)
+            item = 1;
+        else
+            item = (uint64_t)((double)n * pow(eta * u - eta + 1.0, alpha));
+        if (item >= n)
+            item = n - 1;
+        a[i] = (uint32_t)(bench_mix(item + 0x5a5a) % n);
+    }
+}
+
+int bench_data_init(bench_data *d, uint64_t n)
+{
+    memset(d, 0, sizeof *d);
+    d->n = n;
+    d->perm_fill = malloc(n * sizeof *d->perm_fill);
+    d->perm_del = malloc(n * sizeof *d->perm_del);
+    d->uniform = malloc(n * sizeof *d->uniform);
+    d->zipf = malloc(n * sizeof *d->zipf);
+    if (!d->perm_fill || !d->perm_del || !d->uniform || !d->zipf) {
+        bench_data_free(d);
+        return -1;
+    }
+    make_permutation(d->perm_fill, n, 1);
+    make_permutation(d->perm_del, n, 2);
+    make_uniform(d->uniform, n, 3);
+    make_zipfian(d->zipf, n, 4);
+    return 0;
+}
+
+void bench_data_free(bench_data *d)
+{
+    free(d->perm_fill);
+    free(d->perm_del);
+    free(d->uniform);
+    free(d->zipf);
+    memset(d, 0, sizeof *d);
+}
+
+/* ---- Clock and files ----------------------------------------------------- */
+
+double bench_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t bench_file_bytes(const bench_engine *e, const char *path)
+{
+    const char *const *sfx;
+    char name[4200];
+    struct stat st;
+    uint64_t total = 0;
+
+    for (sfx = e->data_suffixes; *sfx; sfx++) {
+        snprintf(name, sizeof name, "%s%s", path, *sfx);
+        if (stat(name, &st) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    return total;
+}
+
+void bench_remove_db(const char *path)
+{
+    static const char *const side[] = { "", "-lock", "-wal", "-shm", "-journal" };
+    char name[4200];
+
+    for (size_t i = 0; i < sizeof side / sizeof side[0]; i++) {
+        snprintf(name, sizeof name, "%s%s", path, side[i]);
+        if (unlink(name) != 0 && errno != ENOENT)
+            fprintf(stderr, "kvmap-bench: cannot remove %s: %s\n", name,
+                    strerror(errno));
+    }
+}

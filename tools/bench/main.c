@@ -1,0 +1,388 @@
+/*
+ * kvmap-bench - kvmap against LMDB and SQLite on the same keys.
+ *
+ *   kvmap-bench [-n ENTRIES] [-k KEYBYTES] [-v VALUEBYTES] [-r REPS] [-d DIR]
+ *               [--nosync] [--engines LIST] [--workloads LIST] [--json] [-q]
+ *
+ * Each repetition runs every engine in turn (the starting engine rotates),
+ * each on fresh files in a temporary directory under DIR, with the same key
+ * sequences.  The report is the median over the repetitions.  Exit status:
+ * 0 success, 1 an engine failed or a read returned wrong data, 2 usage.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static const bench_engine *const all_engines[] = {
+    &bench_kvmap,
+#ifdef HAVE_LMDB
+    &bench_lmdb,
+#endif
+#ifdef HAVE_SQLITE
+    &bench_sqlite,
+#endif
+};
+#define NALL (sizeof all_engines / sizeof all_engines[0])
+
+#define MAX_WORKLOADS 32
+
+typedef struct bench_main {
+    bench_cfg cfg;
+    char dir[4096];                     /* the temporary directory */
+    const bench_engine *engines[NALL];
+    size_t nengines;
+    int selected[MAX_WORKLOADS];        /* per bench_workloads entry */
+    int need_fill;                      /* some WL_FILLED workload is selected */
+    int json, quiet;
+    int progress;                       /* 0 none, 1 a tty line, 2 a line per run */
+    bench_data data;
+    bench_results res;
+    uint8_t *gen;
+    unsigned char *kbuf, *vbuf;
+} bench_main;
+
+/* ---- Options ------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: kvmap-bench [options]\n"
+        "  -n N              entries (default 1000000)\n"
+        "  -k BYTES          key size (default 16)\n"
+        "  -v BYTES          value size (default 100)\n"
+        "  -r N              repetitions; the median is reported (default 1)\n"
+        "  -d DIR            where to make the temporary directory\n"
+        "                    (default $TMPDIR, else /tmp)\n"
+        "  --nosync          no flush on commit (kvmap KVMAP_NOSYNC, LMDB MDB_NOSYNC,\n"
+        "                    SQLite synchronous=OFF); default: durable commits\n"
+        "  --engines LIST    comma-separated, from:");
+    for (size_t e = 0; e < NALL; e++)
+        fprintf(f, " %s", all_engines[e]->name);
+    fprintf(f, "\n  --workloads LIST  comma-separated, from:");
+    for (size_t w = 0; w < bench_nworkloads; w++)
+        fprintf(f, "%s%s", w % 4 ? " " : "\n                      ", bench_workloads[w].name);
+    fprintf(f,
+        "\n  --json            print one JSON object instead of the table\n"
+        "  -q                no progress on stderr\n"
+        "  -h, --help        this text\n");
+}
+
+/* A count: digits, optionally followed by k (x1000) or m (x1000000). */
+static int parse_count(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -1;
+    if (*end == 'k' || *end == 'K')
+        v *= 1000, end++;
+    else if (*end == 'm' || *end == 'M')
+        v *= 1000000, end++;
+    if (*end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int select_engines(bench_main *m, const char *list)
+{
+    char *copy = strdup(list), *save = NULL, *name;
+    int rc = 0;
+
+    m->nengines = 0;
+    for (name = strtok_r(copy, ",", &save); name && rc == 0;
+         name = strtok_r(NULL, ",", &save)) {
+        size_t e;
+
+        for (e = 0; e < NALL && strcmp(all_engines[e]->name, name) != 0; e++)
+            ;
+        if (e == NALL) {
+            fprintf(stderr, "kvmap-bench: unknown engine '%s'%s\n", name,
+                    strcmp(name, "lmdb") == 0 || strcmp(name, "sqlite") == 0
+                        ? " (configure did not find it)" : "");
+            rc = -1;
+        } else if (m->nengines < NALL) {
+            m->engines[m->nengines++] = all_engines[e];
+        }
+    }
+    free(copy);
+    return rc == 0 && m->nengines > 0 ? 0 : -1;
+}
+
+static int select_workloads(bench_main *m, const char *list)
+{
+    char *copy = strdup(list), *save = NULL, *name;
+    int rc = 0, any = 0;
+
+    memset(m->selected, 0, sizeof m->selected);
+    for (name = strtok_r(copy, ",", &save); name && rc == 0;
+         name = strtok_r(NULL, ",", &save)) {
+        size_t w;
+
+        for (w = 0; w < bench_nworkloads && strcmp(bench_workloads[w].name, name); w++)
+            ;
+        if (w == bench_nworkloads) {
+            fprintf(stderr, "kvmap-bench: unknown workload '%s'\n", name);
+            rc = -1;
+        } else {
+            m->selected[w] = any = 1;
+        }
+    }
+    free(copy);
+    return rc == 0 && any ? 0 : -1;
+}
+
+static int parse_args(bench_main *m, int argc, char **argv, const char **base)
+{
+    static const struct option longopts[] = {
+        { "nosync", no_argument, NULL, 'S' },
+        { "engines", required_argument, NULL, 'E' },
+        { "workloads", required_argument, NULL, 'W' },
+        { "json", no_argument, NULL, 'J' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    uint64_t v;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "n:k:v:r:d:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'n': if (parse_count(optarg, 1, INT32_MAX, &m->cfg.n)) goto bad; break;
+        case 'k': if (parse_count(optarg, 8, 65535, &v)) goto bad; m->cfg.ksize = v; break;
+        case 'v': if (parse_count(optarg, 0, 1u << 30, &v)) goto bad; m->cfg.vsize = v; break;
+        case 'r': if (parse_count(optarg, 1, 255, &v)) goto bad; m->cfg.reps = (unsigned)v; break;
+        case 'd': *base = optarg; break;
+        case 'S': m->cfg.nosync = 1; break;
+        case 'E': if (select_engines(m, optarg)) return -1; break;
+        case 'W': if (select_workloads(m, optarg)) return -1; break;
+        case 'J': m->json = 1; break;
+        case 'q': m->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        default: return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kvmap-bench: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (m->cfg.ksize < bench_key_digits(m->cfg.n)) {
+        fprintf(stderr, "kvmap-bench: -k %zu is too small for -n %llu (need %zu)\n",
+                m->cfg.ksize, (unsigned long long)m->cfg.n, bench_key_digits(m->cfg.n));
+        return -1;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "kvmap-bench: bad value '%s' for -%c\n", optarg, c);
+    return -1;
+}
+
+/* ---- Running ------------------------------------------------------------- */
+
+static void progress(const bench_main *m, unsigned rep, const bench_engine *e,
+                     size_t w, const double *out)
+{
+    const char *name = bench_workloads[w].name;
+
+    if (m->progress == 1 && !out)
+        fprintf(stderr, "\r\033[K[%u/%u] %s %s ...", rep + 1, m->cfg.reps, e->name, name);
+    else if (m->progress == 2 && out)
+        fprintf(stderr, "kvmap-bench: [%u/%u] %s %s: %.0f ops/s\n", rep + 1,
+                m->cfg.reps, e->name, name, out[0]);
+}
+
+/* Run workload w of engine ei on r (already open); store its results. */
+static int run_one(bench_main *m, bench_run *r, unsigned rep, size_t ei, size_t w)
+{
+    const bench_workload *wl = &bench_workloads[w];
+    double out[BENCH_MAX_OUT];
+
+    progress(m, rep, r->eng, w, NULL);
+    sync(); /* earlier workloads' dirty pages must not slow this one's flushes */
+    if (wl->run(r, out) != 0) {
+        fprintf(stderr, "kvmap-bench: %s %s failed\n", r->eng->name, wl->name);
+        return -1;
+    }
+    progress(m, rep, r->eng, w, out);
+    if (m->selected[w])
+        for (int o = 0; o < wl->nout; o++)
+            *bench_result_at(&m->res, rep, ei, w, o) = out[o];
+    return 0;
+}
+
+/*
+ * One engine's share of a repetition, in table order: WL_FRESH workloads on
+ * files of their own; fillrandom_batch (when selected or needed) makes the
+ * database the WL_FILLED workloads that follow it run on.
+ */
+static int run_engine(bench_main *m, unsigned rep, size_t ei)
+{
+    bench_run r = { .cfg = &m->cfg, .eng = m->engines[ei], .data = &m->data,
+                    .gen = m->gen, .kbuf = m->kbuf, .vbuf = m->vbuf };
+    int filled = 0, rc = 0;
+
+    for (size_t w = 0; w < bench_nworkloads && rc == 0; w++) {
+        const bench_workload *wl = &bench_workloads[w];
+
+        if (wl->kind == WL_FILLED) {
+            if (m->selected[w])
+                rc = run_one(m, &r, rep, ei, w);
+            continue;
+        }
+        if (filled) {
+            bench_close_remove(&r);
+            filled = 0;
+        }
+        if (!m->selected[w] && !(wl->kind == WL_FILL && m->need_fill))
+            continue;
+        memset(m->gen, 0, m->cfg.n);
+        if (bench_open_fresh(&r, wl->name) != 0) {
+            rc = -1;
+            break;
+        }
+        rc = run_one(m, &r, rep, ei, w);
+        if (wl->kind == WL_FILL)
+            filled = 1;
+        else
+            bench_close_remove(&r);
+    }
+    if (r.h || filled)
+        bench_close_remove(&r);
+    return rc;
+}
+
+static int run_all(bench_main *m)
+{
+    for (unsigned rep = 0; rep < m->cfg.reps; rep++)
+        for (size_t i = 0; i < m->nengines; i++)
+            if (run_engine(m, rep, (i + rep) % m->nengines) != 0)
+                return -1;
+    if (m->progress == 1)
+        fprintf(stderr, "\r\033[K");
+    return 0;
+}
+
+/* ---- Setup and teardown -------------------------------------------------- */
+
+static int make_tmpdir(bench_main *m, const char *base)
+{
+    if (!base)
+        base = getenv("TMPDIR");
+    if (!base || !*base)
+        base = "/tmp";
+    snprintf(m->dir, sizeof m->dir, "%s/kvmap-bench.XXXXXX", base);
+    if (!mkdtemp(m->dir)) {
+        fprintf(stderr, "kvmap-bench: cannot make a directory in %s: %s\n", base,
+                strerror(errno));
+        return -1;
+    }
+    m->cfg.dir = m->dir;
+    return 0;
+}
+
+/* Remove the temporary directory and anything left in it. */
+static void remove_tmpdir(bench_main *m)
+{
+    DIR *d = opendir(m->dir);
+    struct dirent *de;
+    char path[4400];
+
+    while (d && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", m->dir, de->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    if (rmdir(m->dir) != 0)
+        fprintf(stderr, "kvmap-bench: cannot remove %s: %s\n", m->dir, strerror(errno));
+}
+
+static int alloc_buffers(bench_main *m)
+{
+    size_t nres = (size_t)m->cfg.reps * m->nengines * bench_nworkloads * BENCH_MAX_OUT;
+
+    m->gen = calloc(m->cfg.n, 1);
+    m->kbuf = malloc(m->cfg.ksize);
+    m->vbuf = malloc(m->cfg.vsize ? m->cfg.vsize : 1);
+    m->res.v = malloc(nres * sizeof *m->res.v);
+    if (!m->gen || !m->kbuf || !m->vbuf || !m->res.v ||
+        bench_data_init(&m->data, m->cfg.n) != 0) {
+        fprintf(stderr, "kvmap-bench: out of memory\n");
+        return -1;
+    }
+    for (size_t i = 0; i < nres; i++)
+        m->res.v[i] = NAN;
+    m->res.cfg = &m->cfg;
+    m->res.engines = m->engines;
+    m->res.nengines = m->nengines;
+    m->res.selected = m->selected;
+    return 0;
+}
+
+static void free_buffers(bench_main *m)
+{
+    bench_data_free(&m->data);
+    free(m->gen);
+    free(m->kbuf);
+    free(m->vbuf);
+    free(m->res.v);
+}
+
+static void set_defaults(bench_main *m)
+{
+    m->cfg.n = 1000000;
+    m->cfg.ksize = 16;
+    m->cfg.vsize = 100;
+    m->cfg.reps = 1;
+    for (size_t e = 0; e < NALL; e++)
+        m->engines[e] = all_engines[e];
+    m->nengines = NALL;
+    for (size_t w = 0; w < bench_nworkloads; w++)
+        m->selected[w] = 1;
+}
+
+int main(int argc, char **argv)
+{
+    static bench_main m;
+    const char *base = NULL;
+    int rc;
+
+    if (bench_nworkloads > MAX_WORKLOADS)
+        return 2;
+    set_defaults(&m);
+    if (parse_args(&m, argc, argv, &base) != 0) {
+        fprintf(stderr, "Try 'kvmap-bench --help'.\n");
+        return 2;
+    }
+    for (size_t w = 0; w < bench_nworkloads; w++)
+        if (m.selected[w] && bench_workloads[w].kind == WL_FILLED)
+            m.need_fill = 1;
+    if (!m.quiet)
+        m.progress = isatty(STDERR_FILENO) ? 1 : m.cfg.n >= 100000 ? 2 : 0;
+
+    if (alloc_buffers(&m) != 0 || make_tmpdir(&m, base) != 0) {
+        free_buffers(&m);
+        return 1;
+    }
+    rc = run_all(&m);
+    remove_tmpdir(&m);
+    if (rc == 0) {
+        if (m.json)
+            bench_report_json(&m.res);
+        else
+            bench_report_table(&m.res);
+    }
+    free_buffers(&m);
+    return rc == 0 ? 0 : 1;
+}
