@@ -36,15 +36,15 @@ static int take_record(kvmap_txn *t, const kv_path *path)
     uint8_t key[KV_FREE_KEY_SIZE];
     memcpy(key, c.key, sizeof key);
     uint32_t n = c.vsize / 8;
+    uint64_t pg[n];
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t pgno = kv_get64(c.val + 8 * i);
-        if (pgno < KV_FIRST_PGNO || pgno >= t->m.hwm)
+        pg[i] = kv_get64(c.val + 8 * i);
+        if (pg[i] < KV_FIRST_PGNO || pg[i] >= t->m.hwm || (i > 0 && pg[i] <= pg[i - 1]))
             return KV_CORRUPT();
-        r = kv_pgvec_push(&t->reclaim, pgno);
-        if (r < 0)
-            return r;
     }
-    t->reclaim_sorted = false;
+    r = kv_pgvec_merge_desc(&t->reclaim, pg, n);
+    if (r < 0)
+        return r;
     if (t->m.free_pages < n)
         return KV_CORRUPT();
     t->m.free_pages -= n;
@@ -133,10 +133,9 @@ static int cmp_asc(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Record n pages (n <= kv_free_chunk_max) as freed by txnid. */
-static int save_pages(kvmap_txn *t, uint64_t *pg, uint32_t n, uint64_t txnid)
+/* Record n pages (n <= kv_free_chunk_max, ascending) as freed by txnid. */
+static int save_pages(kvmap_txn *t, const uint64_t *pg, uint32_t n, uint64_t txnid)
 {
-    qsort(pg, n, sizeof *pg, cmp_asc);
     uint8_t key[KV_FREE_KEY_SIZE], val[8 * n];
     kv_put64be(key, txnid);
     kv_put64be(key + 8, pg[n - 1]);
@@ -157,6 +156,7 @@ static int save_freed(kvmap_txn *t)
     uint64_t pg[n];
     memcpy(pg, v->v + v->n - n, n * sizeof *pg);
     v->n -= n;
+    qsort(pg, n, sizeof *pg, cmp_asc);
     return save_pages(t, pg, n, t->txnid);
 }
 
@@ -173,7 +173,8 @@ static int save_reclaimed(kvmap_txn *t)
     if (n > max)
         n = max;
     uint64_t pg[n];
-    memcpy(pg, v->v, n * sizeof *pg);
+    for (size_t i = 0; i < n; i++)
+        pg[i] = v->v[n - 1 - i];
     memmove(v->v, v->v + n, (v->n - n) * sizeof *v->v);
     v->n -= n;
     return save_pages(t, pg, (uint32_t)n, 0);
@@ -184,8 +185,6 @@ static int save_reclaimed(kvmap_txn *t)
 static void trim_tail(kvmap_txn *t)
 {
     kv_pgvec *rc = &t->reclaim;
-    kv_pgvec_sort_desc(rc);
-    t->reclaim_sorted = true;
     size_t k = 0;
     while (k < rc->n && rc->v[k] == t->m.hwm - 1) {
         t->m.hwm--;

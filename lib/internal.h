@@ -177,8 +177,7 @@ struct kvmap_txn {
     /* write transactions only */
     kv_pgset dirty;       /* pages (first page of runs) written by this txn */
     kv_pgvec freed;       /* pages it freed that older snapshots may still read */
-    kv_pgvec reclaim;     /* pages free for its reuse */
-    bool reclaim_sorted;  /* reclaim is in descending order */
+    kv_pgvec reclaim;     /* pages free for its reuse, in descending order */
     uint64_t oldest;      /* oldest snapshot any reader holds */
     bool in_free_op;      /* inside a free-tree update: do not pull more pages */
     bool free_exhausted;  /* no free-tree record is reusable now */
@@ -200,6 +199,8 @@ int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p);
 uint64_t kv_page_checksum(const uint8_t *p, size_t len);
 uint64_t kv_overflow_pages(uint32_t psize, uint64_t vsize);
 void kv_pgvec_sort_desc(kv_pgvec *v);
+int kv_pgvec_insert_desc(kv_pgvec *v, uint64_t pgno);
+int kv_pgvec_merge_desc(kv_pgvec *v, const uint64_t *asc, size_t k);
 int kv_pgset_add(kv_pgset *s, uint64_t k);
 bool kv_pgset_has(const kv_pgset *s, uint64_t k);
 bool kv_pgset_del(kv_pgset *s, uint64_t k);

@@ -35,6 +35,59 @@ int kv_pgvec_push(kv_pgvec *v, uint64_t pgno)
     return 0;
 }
 
+static int pgvec_reserve(kv_pgvec *v, size_t extra)
+{
+    if (v->n + extra <= v->cap)
+        return 0;
+    size_t cap = v->cap ? v->cap : 64;
+    while (cap < v->n + extra)
+        cap *= 2;
+    uint64_t *nv = realloc(v->v, cap * sizeof *nv);
+    if (!nv)
+        return -ENOMEM;
+    v->v = nv;
+    v->cap = cap;
+    return 0;
+}
+
+/* v is in descending order: insert pgno where it belongs. */
+int kv_pgvec_insert_desc(kv_pgvec *v, uint64_t pgno)
+{
+    int r = pgvec_reserve(v, 1);
+    if (r < 0)
+        return r;
+    size_t lo = 0, hi = v->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->v[mid] > pgno)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(v->v + lo + 1, v->v + lo, (v->n - lo) * sizeof *v->v);
+    v->v[lo] = pgno;
+    v->n++;
+    return 0;
+}
+
+/* v is in descending order; add the k ascending page numbers of `asc`,
+ * merging from the small end so that it stays in order (linear time). */
+int kv_pgvec_merge_desc(kv_pgvec *v, const uint64_t *asc, size_t k)
+{
+    int r = pgvec_reserve(v, k);
+    if (r < 0)
+        return r;
+    size_t i = v->n, j = 0, w = v->n + k;
+    while (j < k) {
+        if (i > 0 && v->v[i - 1] < asc[j])
+            v->v[--w] = v->v[--i];
+        else
+            v->v[--w] = asc[j++];
+    }
+    v->n += k;
+    return 0;
+}
+
 void kv_pgvec_free(kv_pgvec *v)
 {
     free(v->v);
@@ -246,7 +299,6 @@ void kv_pgvec_sort_desc(kv_pgvec *v)
 /* Take a run of n consecutive pages out of the reclaim list, if it has one. */
 static bool take_run(kv_pgvec *rc, uint32_t n, uint64_t *pgno)
 {
-    kv_pgvec_sort_desc(rc);
     size_t len = 1;
     for (size_t i = rc->n; i-- > 0;) {
         len = (i + 1 < rc->n && rc->v[i] == rc->v[i + 1] + 1) ? len + 1 : 1;
@@ -269,12 +321,8 @@ static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
     uint64_t max_pulls = n == 1 ? 1 : 8ull * n / kv_free_chunk_max(t->db->psize) + 8;
     for (uint64_t pulls = 0;; pulls++) {
         if (n == 1 && t->reclaim.n) {
-            /* lowest first, so that the end of the file drains and can be
-             * given back */
-            if (!t->reclaim_sorted) {
-                kv_pgvec_sort_desc(&t->reclaim);
-                t->reclaim_sorted = true;
-            }
+            /* lowest first (reclaim is in descending order), so that the
+             * end of the file drains and can be given back */
             *pgno = t->reclaim.v[--t->reclaim.n];
             return 1;
         }
@@ -293,8 +341,6 @@ static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
 static uint64_t take_free_tail(kvmap_txn *t)
 {
     kv_pgvec *rc = &t->reclaim;
-    kv_pgvec_sort_desc(rc);
-    t->reclaim_sorted = true;
     uint64_t k = 0;
     while (k < rc->n && rc->v[k] == t->m.hwm - 1 - k)
         k++;
@@ -346,11 +392,9 @@ int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p)
 int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages)
 {
     bool dirty = kv_pgset_del(&t->dirty, pgno);
-    kv_pgvec *v = dirty ? &t->reclaim : &t->freed;
-    if (dirty)
-        t->reclaim_sorted = false;
     for (uint32_t i = 0; i < npages; i++) {
-        int r = kv_pgvec_push(v, pgno + i);
+        int r = dirty ? kv_pgvec_insert_desc(&t->reclaim, pgno + i)
+                      : kv_pgvec_push(&t->freed, pgno + i);
         if (r < 0)
             return r;
     }
