@@ -120,14 +120,7 @@ typedef struct kv_slot {
     uint64_t pad[6];
 } kv_slot;
 
-/* This process's hold on a claimed slot. */
-typedef struct kv_rslot {
-    kvmap *db;
-    unsigned idx;
-    bool busy;  /* a transaction uses it (atomic) */
-    bool tls;   /* it is a thread's own slot, kept between transactions (atomic) */
-    struct kv_rslot *next;
-} kv_rslot;
+typedef struct kv_rslot kv_rslot;
 
 struct kvmap {
     int fd;
@@ -186,6 +179,17 @@ struct kvmap_txn {
     split_cell *splitv; /* the cells of a split */
     uint8_t *cellbuf[2];  /* the cell being inserted, and its parent's separator */
     uint8_t *mergebuf;    /* a branch cell rebuilt during a merge */
+};
+
+/* This process's hold on a claimed reader slot.  A read transaction lives
+ * in the slot it uses: beginning one allocates nothing. */
+struct kv_rslot {
+    kvmap *db;
+    unsigned idx;
+    bool busy;  /* a transaction uses it (atomic) */
+    bool tls;   /* it is a thread's own slot, kept between transactions (atomic) */
+    struct kv_rslot *next;
+    kvmap_txn txn;
 };
 
 /* ---- pager.c ------------------------------------------------------------ */

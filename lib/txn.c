@@ -217,24 +217,32 @@ static int begin_write(kvmap *db, kvmap_txn *t)
 /* Register the snapshot, then check it is still the newest: a writer that
  * scanned the table before the registration became visible cannot have
  * counted on it, but then a newer meta exists and we take that one. */
-static int begin_read(kvmap *db, kvmap_txn *t)
+static int begin_read(kvmap *db, kvmap_txn **txn)
 {
-    int r = kv_reader_get(db, &t->rslot);
+    kv_rslot *rs;
+    int r = kv_reader_get(db, &rs);
     if (r < 0)
         return r;
+    kvmap_txn *t = &rs->txn;
+    t->db = db;
+    t->rdonly = true;
+    t->rslot = rs;
+    t->poison = 0;
+    t->changes = 0;
     for (;;) {
         r = kv_meta_current(db, &t->m);
         if (r < 0) {
-            kv_reader_put(t->rslot);
+            kv_reader_put(rs);
             return r;
         }
-        kv_reader_set(t->rslot, t->m.txnid);
+        kv_reader_set(rs, t->m.txnid);
         uint64_t newest;
         newest_slot(db, &newest);
         if (newest == t->m.txnid)
             break;
     }
     t->txnid = t->m.txnid;
+    *txn = t;
     return 0;
 }
 
@@ -242,12 +250,13 @@ int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn)
 {
     if (!db || !txn || (flags & ~KVMAP_TXN_RDONLY))
         return KVMAP_BAD_ARG;
+    if (flags & KVMAP_TXN_RDONLY)
+        return begin_read(db, txn);
     kvmap_txn *t = calloc(1, sizeof *t);
     if (!t)
         return -ENOMEM;
     t->db = db;
-    t->rdonly = (flags & KVMAP_TXN_RDONLY) != 0;
-    int r = t->rdonly ? begin_read(db, t) : begin_write(db, t);
+    int r = begin_write(db, t);
     if (r < 0) {
         free(t);
         return r;
@@ -271,10 +280,11 @@ void kvmap_abort(kvmap_txn *t)
 {
     if (!t)
         return;
-    if (t->rdonly)
-        kv_reader_put(t->rslot);
-    else
-        end_write(t);
+    if (t->rdonly) {
+        kv_reader_put(t->rslot); /* the transaction lives in its slot */
+        return;
+    }
+    end_write(t);
     free(t);
 }
 
