@@ -202,7 +202,6 @@ int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages);
 int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p);
 uint64_t kv_page_checksum(const uint8_t *p, size_t len);
 uint64_t kv_overflow_pages(uint32_t psize, uint64_t vsize);
-void kv_pgvec_sort_desc(kv_pgvec *v);
 int kv_pgvec_insert_desc(kv_pgvec *v, uint64_t pgno);
 int kv_pgvec_merge_desc(kv_pgvec *v, const uint64_t *asc, size_t k);
 int kv_pgset_add(kv_pgset *s, uint64_t k);

@@ -284,18 +284,6 @@ int kv_file_ensure(kvmap *db, uint64_t pages)
 
 /* ---- allocation and copy-on-write --------------------------------------- */
 
-static int cmp_desc(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
-void kv_pgvec_sort_desc(kv_pgvec *v)
-{
-    if (v->n > 1)
-        qsort(v->v, v->n, sizeof *v->v, cmp_desc);
-}
-
 /* Take a run of n consecutive pages out of the reclaim list, if it has one. */
 static bool take_run(kv_pgvec *rc, uint32_t n, uint64_t *pgno)
 {

@@ -1178,6 +1178,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* reclaim lists stay in descending order through single inserts and
+ * merges of ascending runs (free-tree records). */
 START_TEST(test_pgvec_sort)
 {
     tu_rng r;
@@ -1187,26 +1189,38 @@ START_TEST(test_pgvec_sort)
         kv_pgvec v = {0};
         size_t n = sizes[s];
         uint64_t *ref = malloc(n * sizeof *ref);
+        uint64_t *run = malloc(n * sizeof *run);
         ck_assert_ptr_nonnull(ref);
-        for (size_t i = 0; i < n; i++) {
-            /* duplicates, extremes and the sign bit */
-            uint64_t x;
-            switch (tu_rng_below(&r, 4)) {
-            case 0: x = tu_rng_below(&r, 16); break;
-            case 1: x = UINT64_MAX - tu_rng_below(&r, 4); break;
-            case 2: x = 0x8000000000000000ull + tu_rng_below(&r, 4) - 2; break;
-            default: x = tu_rng_next(&r); break;
+        ck_assert_ptr_nonnull(run);
+        for (size_t i = 0; i < n;) {
+            /* duplicates-free values: extremes, the sign bit, small ones */
+            size_t k = tu_rng_below(&r, 2) ? 1 : 1 + tu_rng_below(&r, 300);
+            if (k > n - i)
+                k = n - i;
+            for (size_t j = 0; j < k; j++) {
+                uint64_t x;
+                switch (tu_rng_below(&r, 3)) {
+                case 0: x = UINT64_MAX - tu_rng_below(&r, 1u << 20); break;
+                case 1: x = 0x8000000000000000ull + tu_rng_below(&r, 1u << 20); break;
+                default: x = tu_rng_next(&r); break;
+                }
+                ref[i + j] = run[j] = x;
             }
-            ck_assert_int_eq(kv_pgvec_push(&v, x), 0);
-            ref[i] = x;
+            if (k == 1) {
+                ck_assert_int_eq(kv_pgvec_insert_desc(&v, run[0]), 0);
+            } else {
+                qsort(run, k, sizeof *run, cmp_u64);
+                ck_assert_int_eq(kv_pgvec_merge_desc(&v, run, k), 0);
+            }
+            i += k;
         }
         ck_assert_uint_eq(v.n, n);
         ck_assert_uint_ge(v.cap, n);
-        kv_pgvec_sort_desc(&v);
         qsort(ref, n, sizeof *ref, cmp_u64);
         for (size_t i = 0; i < n; i++)
             tu_require(v.v[i] == ref[n - 1 - i], "size %zu: index %zu", n, i);
         free(ref);
+        free(run);
         kv_pgvec_free(&v);
         ck_assert_ptr_null(v.v);
         ck_assert_uint_eq(v.n, 0);
