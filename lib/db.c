@@ -254,10 +254,29 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
     return 0;
 }
 
+/* The last handle to close gives back the space preallocated past the
+ * high-water marks of both metas (the older one must stay usable). */
+static void trim_on_close(kvmap *db)
+{
+    if (!db->map || (db->flags & KVMAP_RDONLY) || !kv_lock_sole_user(db))
+        return;
+    uint64_t hwm = 0;
+    for (unsigned s = 0; s < 2; s++) {
+        kv_meta m;
+        if (kv_meta_decode(db->map + (size_t)s * db->psize, KV_META_SIZE, &m) == KV_META_OK &&
+            m.hwm > hwm)
+            hwm = m.hwm;
+    }
+    uint64_t size;
+    if (hwm >= KV_FIRST_PGNO && kv_os_size(db->fd, &size) == 0 && size > hwm * db->psize)
+        kv_os_truncate(db->fd, hwm * db->psize);
+}
+
 void kvmap_close(kvmap *db)
 {
     if (!db)
         return;
+    trim_on_close(db);
     kv_readers_fini(db);
     kv_lock_close(db);
     kv_os_unmap(db->map, db->map_size);

@@ -172,6 +172,7 @@ struct kvmap_txn {
     kv_pgvec freed;       /* pages it freed that older snapshots may still read */
     kv_pgvec reclaim;     /* pages free for its reuse, in descending order */
     uint64_t oldest;      /* oldest snapshot any reader holds */
+    uint64_t base_hwm;    /* the high-water mark of the meta it started from */
     bool in_free_op;      /* inside a free-tree update: do not pull more pages */
     bool free_exhausted;  /* no free-tree record is reusable now */
     /* working buffers, owned by the handle (one writer at a time) */
@@ -181,13 +182,17 @@ struct kvmap_txn {
     uint8_t *mergebuf;    /* a branch cell rebuilt during a merge */
 };
 
+enum {
+    KV_RS_BUSY = 1, /* a read transaction uses the slot */
+    KV_RS_TLS = 2   /* it is a thread's own slot, kept between transactions */
+};
+
 /* This process's hold on a claimed reader slot.  A read transaction lives
  * in the slot it uses: beginning one allocates nothing. */
 struct kv_rslot {
     kvmap *db;
     unsigned idx;
-    bool busy;  /* a transaction uses it (atomic) */
-    bool tls;   /* it is a thread's own slot, kept between transactions (atomic) */
+    unsigned state; /* KV_RS_BUSY | KV_RS_TLS, changed atomically */
     struct kv_rslot *next;
     kvmap_txn txn;
 };
@@ -238,6 +243,7 @@ int kv_bt_del(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize);
 int kv_lock_open(kvmap *db, const char *path, unsigned mode);
 void kv_lock_close(kvmap *db);
 int kv_lock_writer(kvmap *db);
+bool kv_lock_sole_user(kvmap *db);
 void kv_unlock_writer(kvmap *db);
 int kv_readers_init(kvmap *db);
 void kv_readers_fini(kvmap *db);

@@ -142,7 +142,7 @@ int kv_lock_open(kvmap *db, const char *path, unsigned mode)
     free(lpath);
     if (fd < 0) {
         int e = -errno;
-        if (rdonly && (e == -EACCES || e == -EROFS || e == -EPERM))
+        if (rdonly) /* read-only medium or directory, or no lock file possible */
             return private_table(db);
         return e;
     }
@@ -176,6 +176,13 @@ void kv_lock_close(kvmap *db)
     }
     db->lmap = NULL;
     db->lfd = -1;
+}
+
+/* No other handle, in this process or another, has the database open: the
+ * users byte can be taken exclusively (it stays so until close). */
+bool kv_lock_sole_user(kvmap *db)
+{
+    return db->lfd >= 0 && ofd_lock(db->lfd, F_WRLCK, LOCK_USERS, false) == 0;
 }
 
 int kv_lock_writer(kvmap *db)
@@ -237,39 +244,49 @@ static bool owned_here(kvmap *db, unsigned idx)
 }
 
 /* Clear the slots of dead processes; with only_pinning, just those holding
- * a snapshot older than `current` (the ones that keep pages from reuse). */
-static unsigned reclaim_stale(kvmap *db, bool only_pinning, uint64_t current)
+ * a snapshot older than `current` (the ones that keep pages from reuse).
+ * A slot is dead when its byte can be locked: its owner holds that lock
+ * from before it sets the pid until after it clears it, and the kernel
+ * drops it when the owner dies.  Clearing under the lock cannot race with
+ * a new owner claiming the slot.  Caller holds smutex. */
+static unsigned reclaim_stale_locked(kvmap *db, bool only_pinning, uint64_t current)
 {
     unsigned cleared = 0;
     if (db->lfd < 0)
         return 0;
-    pthread_mutex_lock(&db->smutex);
     for (unsigned i = 0; i < db->nslots; i++) {
         kv_slot *s = slot_at(db->lmap, i);
         uint64_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
         uint64_t txnid = __atomic_load_n(&s->txnid, __ATOMIC_ACQUIRE);
         if (pid == 0 || (only_pinning && (txnid == 0 || txnid >= current)))
             continue;
-        if (owned_here(db, i) || ofd_held(db->lfd, LOCK_SLOT0 + i))
+        if (owned_here(db, i) || ofd_lock(db->lfd, F_WRLCK, LOCK_SLOT0 + i, false) < 0)
             continue;
-        /* nobody holds its byte: the owner is gone (or releasing it) */
-        if (__atomic_compare_exchange_n(&s->pid, &pid, 0, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) != 0) {
             __atomic_store_n(&s->txnid, 0, __ATOMIC_RELEASE);
+            __atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);
             cleared++;
         }
+        ofd_lock(db->lfd, F_UNLCK, LOCK_SLOT0 + i, false);
     }
-    pthread_mutex_unlock(&db->smutex);
     return cleared;
 }
 
+static unsigned reclaim_stale(kvmap *db, bool only_pinning, uint64_t current)
+{
+    pthread_mutex_lock(&db->smutex);
+    unsigned n = reclaim_stale_locked(db, only_pinning, current);
+    pthread_mutex_unlock(&db->smutex);
+    return n;
+}
+
+/* The thread that owned rs exits.  Whichever of this and kv_reader_put
+ * clears its bit second frees the slot: exactly one of them does. */
 static void slot_destructor(void *arg)
 {
     kv_rslot *rs = arg;
-    __atomic_store_n(&rs->tls, false, __ATOMIC_RELEASE);
-    if (__atomic_exchange_n(&rs->busy, true, __ATOMIC_ACQ_REL))
-        return; /* a transaction handed to another thread still uses it: it frees it */
-    kv_reader_free(rs);
+    if (!(__atomic_fetch_and(&rs->state, ~(unsigned)KV_RS_TLS, __ATOMIC_ACQ_REL) & KV_RS_BUSY))
+        kv_reader_free(rs);
 }
 
 int kv_readers_init(kvmap *db)
@@ -302,35 +319,30 @@ void kv_readers_fini(kvmap *db)
 int kv_reader_get(kvmap *db, kv_rslot **out)
 {
     kv_rslot *rs = pthread_getspecific(db->tkey);
-    if (rs && !__atomic_exchange_n(&rs->busy, true, __ATOMIC_ACQ_REL)) {
+    if (rs && !(__atomic_fetch_or(&rs->state, KV_RS_BUSY, __ATOMIC_ACQ_REL) & KV_RS_BUSY)) {
         *out = rs;
         return 0;
     }
     kv_rslot *n = calloc(1, sizeof *n);
     if (!n)
         return -ENOMEM;
+    n->db = db;
+    n->state = KV_RS_BUSY | (rs ? 0 : KV_RS_TLS);
     pthread_mutex_lock(&db->smutex);
     int r = claim_slot(db, &n->idx);
-    pthread_mutex_unlock(&db->smutex);
-    if (r == KVMAP_READERS_FULL && reclaim_stale(db, false, 0) > 0) {
-        pthread_mutex_lock(&db->smutex);
+    if (r == KVMAP_READERS_FULL && reclaim_stale_locked(db, false, 0) > 0)
         r = claim_slot(db, &n->idx);
-        pthread_mutex_unlock(&db->smutex);
+    if (r == 0) { /* listed in the same critical section: it is never "not ours" */
+        n->next = db->rslots;
+        db->rslots = n;
     }
+    pthread_mutex_unlock(&db->smutex);
     if (r < 0) {
         free(n);
         return r;
     }
-    n->db = db;
-    n->busy = true;
-    pthread_mutex_lock(&db->smutex);
-    n->next = db->rslots;
-    db->rslots = n;
-    pthread_mutex_unlock(&db->smutex);
-    if (!rs) {
-        n->tls = true;
+    if (!rs)
         pthread_setspecific(db->tkey, n);
-    }
     *out = n;
     return 0;
 }
@@ -362,10 +374,8 @@ void kv_reader_set(kv_rslot *rs, uint64_t txnid)
 void kv_reader_put(kv_rslot *rs)
 {
     kv_reader_set(rs, 0);
-    if (__atomic_load_n(&rs->tls, __ATOMIC_ACQUIRE))
-        __atomic_store_n(&rs->busy, false, __ATOMIC_RELEASE);
-    else
-        kv_reader_free(rs);
+    if (!(__atomic_fetch_and(&rs->state, ~(unsigned)KV_RS_BUSY, __ATOMIC_ACQ_REL) & KV_RS_TLS))
+        kv_reader_free(rs); /* no thread keeps it */
 }
 
 /* The oldest snapshot any reader holds (current when none is older).
@@ -401,6 +411,7 @@ int kvmap_reader_list(kvmap *db, kvmap_reader_info *out, unsigned max, unsigned 
     if (!db || !count || (max && !out))
         return KVMAP_BAD_ARG;
     unsigned n = 0;
+    pthread_mutex_lock(&db->smutex);
     for (unsigned i = 0; i < db->nslots; i++) {
         kv_slot *s = slot_at(db->lmap, i);
         uint64_t pid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
@@ -415,6 +426,7 @@ int kvmap_reader_list(kvmap *db, kvmap_reader_info *out, unsigned max, unsigned 
         }
         n++;
     }
+    pthread_mutex_unlock(&db->smutex);
     *count = n;
     return 0;
 }

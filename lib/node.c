@@ -16,13 +16,32 @@ static inline void slot_set(uint8_t *p, uint32_t i, uint16_t off)
     kv_put16(p + KV_PAGE_HDR + KV_SLOT_SIZE * i, off);
 }
 
-int kv_key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+/* memcmp order, a shorter prefix first; eight bytes at a time (the search
+ * loops spend their time here). */
+static inline int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 {
     size_t n = an < bn ? an : bn;
-    int c = n ? memcmp(a, b, n) : 0;
-    if (c)
-        return c;
+    for (; n >= 8; n -= 8, a += 8, b += 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            x = __builtin_bswap64(x);
+            y = __builtin_bswap64(y);
+#endif
+            return x < y ? -1 : 1;
+        }
+    }
+    for (; n > 0; n--, a++, b++)
+        if (*a != *b)
+            return *a < *b ? -1 : 1;
     return an < bn ? -1 : an > bn;
+}
+
+int kv_key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    return key_cmp(a, an, b, bn);
 }
 
 void kv_node_init(uint8_t *p, uint32_t psize, uint64_t pgno, uint64_t txnid, int type,
@@ -108,19 +127,34 @@ uint32_t kv_node_cell_size(const uint8_t *p, uint32_t psize, uint32_t i)
     return KV_BRANCH_CELL_HDR + c.ksize;
 }
 
+/* The key of cell i, checked to lie in the cell area: the search loops'
+ * lean version of kv_node_cell.  hdr is the cell header's size, kpos where
+ * in it the key size is.  NULL when the cell is out of bounds. */
+static inline const uint8_t *probe_key(const uint8_t *p, uint32_t psize, uint32_t upper,
+                                       uint32_t i, uint32_t hdr, uint32_t kpos,
+                                       uint32_t *ksize)
+{
+    uint32_t off = slot_get(p, i);
+    if (KV_UNLIKELY(off < upper || off + hdr > psize))
+        return NULL;
+    *ksize = kv_get16(p + off + kpos);
+    if (KV_UNLIKELY(off + hdr + *ksize > psize))
+        return NULL;
+    return p + off + hdr;
+}
+
 /* Leaf: the first index whose key is >= key; *exact when equal. */
 int kv_node_search(const uint8_t *p, uint32_t psize, const uint8_t *key, size_t ksize,
                    uint32_t *idx, bool *exact)
 {
-    uint32_t lo = 0, hi = kv_pg_count(p);
+    uint32_t lo = 0, hi = kv_pg_count(p), upper = kv_pg_upper(p);
     *exact = false;
     while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        kv_cell c;
-        int r = kv_node_cell(p, psize, mid, &c);
-        if (r < 0)
-            return r;
-        int cmp = kv_key_cmp(c.key, c.ksize, key, ksize);
+        uint32_t mid = lo + (hi - lo) / 2, ks = 0;
+        const uint8_t *k = probe_key(p, psize, upper, mid, KV_LEAF_CELL_HDR, 4, &ks);
+        if (KV_UNLIKELY(!k))
+            return KV_CORRUPT();
+        int cmp = key_cmp(k, ks, key, ksize);
         if (cmp < 0) {
             lo = mid + 1;
         } else if (cmp > 0) {
@@ -140,14 +174,13 @@ int kv_node_search(const uint8_t *p, uint32_t psize, const uint8_t *key, size_t 
 int kv_node_branch_search(const uint8_t *p, uint32_t psize, const uint8_t *key,
                           size_t ksize, uint32_t *idx)
 {
-    uint32_t lo = 1, hi = kv_pg_count(p);
+    uint32_t lo = 1, hi = kv_pg_count(p), upper = kv_pg_upper(p);
     while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        kv_cell c;
-        int r = kv_node_cell(p, psize, mid, &c);
-        if (r < 0)
-            return r;
-        if (kv_key_cmp(c.key, c.ksize, key, ksize) <= 0)
+        uint32_t mid = lo + (hi - lo) / 2, ks = 0;
+        const uint8_t *k = probe_key(p, psize, upper, mid, KV_BRANCH_CELL_HDR, 8, &ks);
+        if (KV_UNLIKELY(!k))
+            return KV_CORRUPT();
+        if (key_cmp(k, ks, key, ksize) <= 0)
             lo = mid + 1;
         else
             hi = mid;

@@ -209,6 +209,7 @@ static int begin_write(kvmap *db, kvmap_txn *t)
     }
     t->oldest = kv_reader_oldest(db, t->m.txnid, NULL);
     t->txnid = t->m.txnid + 1;
+    t->base_hwm = t->m.hwm;
     db->writer = t;
     writer_buffers(t);
     return 0;
@@ -318,7 +319,9 @@ static void seal_pages(kvmap_txn *t)
 static void maybe_shrink(kvmap_txn *t)
 {
     kvmap *db = t->db;
-    uint64_t used = t->m.hwm * db->psize, size = db->file_size;
+    /* the previous meta must stay usable (a torn commit falls back to it) */
+    uint64_t hwm = t->m.hwm > t->base_hwm ? t->m.hwm : t->base_hwm;
+    uint64_t used = hwm * db->psize, size = db->file_size;
     if (size - used < (4u << 20) || size - used < size / 4)
         return;
     unsigned readers;
