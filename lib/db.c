@@ -163,20 +163,29 @@ static int create_if_empty(kvmap *db, const kvmap_options *o)
     return r;
 }
 
+/* Reserve the address space for max_size.  With the default max_size, a
+ * system that will not reserve 1 TiB (ulimit -v, a sanitizer's shadow
+ * memory) gets the largest power-of-two share down to 1 GiB (or the file)
+ * that it will: the database then reaches KVMAP_FULL there. */
 static int map_file(kvmap *db, const kvmap_options *o)
 {
     uint64_t max = o->max_size ? o->max_size : KV_DEFAULT_MAX_SIZE;
-    if (max < db->file_size)
-        max = db->file_size;
-    max = (max + db->psize - 1) / db->psize * db->psize;
-    if (max > SIZE_MAX)
-        return KVMAP_BAD_ARG;
-    db->max_size = max;
-    db->map_size = (size_t)max;
-    int r = kv_os_map(db->fd, db->map_size, !(db->flags & KVMAP_RDONLY), &db->map);
-    if (r < 0)
+    for (;;) {
+        if (max < db->file_size)
+            max = db->file_size;
+        max = (max + db->psize - 1) / db->psize * db->psize;
+        if (max > SIZE_MAX)
+            return KVMAP_BAD_ARG;
+        db->max_size = max;
+        db->map_size = (size_t)max;
+        int r = kv_os_map(db->fd, db->map_size, !(db->flags & KVMAP_RDONLY), &db->map);
+        if (r == 0)
+            return 0;
         db->map = NULL;
-    return r;
+        if (r != -ENOMEM || o->max_size || max <= (1ull << 30) || max <= db->file_size)
+            return r;
+        max /= 4;
+    }
 }
 
 static int open_file(kvmap *db, const char *path, const kvmap_options *o)
@@ -204,6 +213,8 @@ static int open_file(kvmap *db, const char *path, const kvmap_options *o)
     if (r < 0)
         return r;
     db->psize = s.cand[0].page_size;
+    if (db->file_size < 2ull * db->psize)
+        return KV_CORRUPT(); /* truncated inside the meta pages */
     r = map_file(db, o);
     if (r < 0)
         return r;
@@ -237,9 +248,11 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
     db->flags = o.flags;
     db->max_readers = o.max_readers ? o.max_readers : KV_DEFAULT_READERS;
     pthread_mutex_init(&db->wmutex, NULL);
+    pthread_cond_init(&db->wcond, NULL);
     int r = kv_readers_init(db);
     if (r < 0) {
         pthread_mutex_destroy(&db->wmutex);
+        pthread_cond_destroy(&db->wcond);
         free(db);
         return r;
     }
@@ -283,6 +296,7 @@ void kvmap_close(kvmap *db)
     if (db->fd >= 0)
         close(db->fd);
     pthread_mutex_destroy(&db->wmutex);
+    pthread_cond_destroy(&db->wcond);
     free(db->wbuf);
     free(db);
 }

@@ -131,7 +131,12 @@ struct kvmap {
     uint64_t max_size;
     uint64_t file_size;   /* current length of the file (writer's view) */
     unsigned max_readers;
-    pthread_mutex_t wmutex; /* one writer per handle (plus an OFD lock across handles) */
+    /* one writer per handle (plus an OFD lock across handles); a flag under a
+     * mutex rather than a held mutex, since a write transaction may end in
+     * another thread than the one that began it */
+    pthread_mutex_t wmutex;
+    pthread_cond_t wcond;
+    bool wbusy;
     kvmap_txn *writer;
     uint64_t rejected_sum;  /* checksum of a meta the open-time walk rejected, */
     uint64_t rejected_txnid; /* when it could not be repaired (read-only) */

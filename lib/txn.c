@@ -13,8 +13,10 @@
  * from its roots through pages it also wrote (copy-on-write copies the whole
  * path), so kvmap_open walks those pages, and when their count or checksum
  * sum differs from the meta's, uses the previous meta instead; that one is
- * intact, because the transaction wrote only pages free in it.  The next
- * commit reuses the rejected txnid and so overwrites the rejected slot.
+ * intact, because the transaction wrote only pages free in it; and it
+ * overwrites the rejected slot with that meta (db.c: mend_other_slot), so
+ * that no reader takes it and the next commit, which reuses the rejected
+ * txnid, writes that slot and not the good one.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -186,14 +188,31 @@ static void writer_buffers(kvmap_txn *t)
     t->splitv = (split_cell *)(void *)(b + 4 * db->psize);
 }
 
+static void writer_enter(kvmap *db)
+{
+    pthread_mutex_lock(&db->wmutex);
+    while (db->wbusy)
+        pthread_cond_wait(&db->wcond, &db->wmutex);
+    db->wbusy = true;
+    pthread_mutex_unlock(&db->wmutex);
+}
+
+static void writer_leave(kvmap *db)
+{
+    pthread_mutex_lock(&db->wmutex);
+    db->wbusy = false;
+    pthread_cond_signal(&db->wcond);
+    pthread_mutex_unlock(&db->wmutex);
+}
+
 static int begin_write(kvmap *db, kvmap_txn *t)
 {
     if (db->flags & KVMAP_RDONLY)
         return KVMAP_BAD_TXN;
-    pthread_mutex_lock(&db->wmutex);
+    writer_enter(db);
     int r = kv_lock_writer(db);
     if (r < 0) {
-        pthread_mutex_unlock(&db->wmutex);
+        writer_leave(db);
         return r;
     }
     uint64_t sz;
@@ -204,7 +223,7 @@ static int begin_write(kvmap *db, kvmap_txn *t)
         r = KV_CORRUPT();
     if (r < 0) {
         kv_unlock_writer(db);
-        pthread_mutex_unlock(&db->wmutex);
+        writer_leave(db);
         return r;
     }
     t->oldest = kv_reader_oldest(db, t->m.txnid, NULL);
@@ -274,7 +293,7 @@ static void end_write(kvmap_txn *t)
     kv_pgvec_free(&t->reclaim);
     db->writer = NULL;
     kv_unlock_writer(db);
-    pthread_mutex_unlock(&db->wmutex);
+    writer_leave(db);
 }
 
 void kvmap_abort(kvmap_txn *t)
