@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "kvmap.h"
 #include "testutil.h"
 
@@ -2659,6 +2660,41 @@ static int patch_byte(const char *path, size_t off, unsigned char b)
     return e;
 }
 
+/* A file written by a newer format version: KVMAP_VERSION, file untouched. */
+START_TEST(test_bad_newer_version)
+{
+    kvmap *db = create_db("newer", 4096);
+    kvmap_txn *t = wbegin(db);
+    ck_assert_kv_ok(kvmap_put(t, tu_str("k"), tu_str("v"), 0));
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+    char *p = dbpath("newer");
+    size_t len;
+    unsigned char *img = tu_read_file(p, &len);
+    ck_assert_ptr_nonnull(img);
+    for (int slot = 0; slot < 2; slot++) {
+        kv_meta m;
+        ck_assert_int_eq(kv_meta_decode(img + slot * 4096, KV_META_SIZE, &m), KV_META_OK);
+        m.version = KVMAP_FORMAT_VERSION + 1;
+        kv_meta_encode(&m, img + slot * 4096);
+    }
+    ck_assert_int_eq(tu_write_file(p, img, len), 0);
+    for (int f = 0; f < 3; f++) {
+        unsigned flags = f == 0 ? 0 : f == 1 ? KVMAP_RDONLY : KVMAP_CREATE;
+        kvmap_options o = opts_flags(flags);
+        kvmap *d2 = NULL;
+        ck_assert_kv_rc(kvmap_open(p, &o, &d2), KVMAP_VERSION);
+        size_t len2;
+        unsigned char *now = tu_read_file(p, &len2);
+        ck_assert_ptr_nonnull(now);
+        tu_require(len2 == len && memcmp(now, img, len) == 0, "file changed by a failed open");
+        free(now);
+    }
+    free(img);
+    free(p);
+}
+END_TEST
+
 START_TEST(test_bad_truncated)
 {
     g_cur_test = "truncated";
@@ -2829,6 +2865,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_bad_text_file);
     tcase_add_test(tc, test_bad_empty_file);
     tcase_add_test(tc, test_bad_truncated);
+    tcase_add_test(tc, test_bad_newer_version);
     tcase_add_loop_test(tc, test_bad_flips, 0, 2);
     suite_add_tcase(s, tc);
     return s;
