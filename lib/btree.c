@@ -340,18 +340,26 @@ static int insert_cell(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, i
     return split(t, tree, treeid, path, level, idx, buf, size);
 }
 
-/* The search ended after the last key of the tree. */
-static bool at_end(const kv_path *path, bool exact)
+/* KVMAP_APPEND: the position after the last key, found down the right
+ * edge without searching; KVMAP_EXISTS unless key is greater than it. */
+static int append_position(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize,
+                           kv_path *path)
 {
-    if (exact)
-        return false;
-    for (int l = 0; l < path->depth; l++) {
-        uint32_t n = kv_pg_count(path->page[l]);
-        uint32_t last = l + 1 == path->depth ? n : n - 1;
-        if (path->idx[l] != last)
-            return false;
+    int r = kv_bt_first(t, tree, path, true);
+    if (r == KVMAP_NOTFOUND) { /* an empty tree */
+        if (path->depth > 0)
+            path->idx[path->depth - 1] = 0;
+        return 0;
     }
-    return true;
+    kv_cell last;
+    if (r == 0)
+        r = kv_bt_cell(t, path, &last);
+    if (r < 0)
+        return r;
+    if (kv_key_cmp(key, ksize, last.key, last.ksize) <= 0)
+        return KVMAP_EXISTS;
+    path->idx[path->depth - 1]++;
+    return 0;
 }
 
 /* Write a value too large for a leaf into a new overflow run. */
@@ -395,13 +403,12 @@ int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_
               const uint8_t *val, size_t vsize, unsigned flags)
 {
     kv_path path;
-    bool exact;
-    int r = kv_bt_search(t, tree, key, ksize, &path, &exact);
+    bool exact = false;
+    int r = flags & KVMAP_APPEND ? append_position(t, tree, key, ksize, &path)
+                                 : kv_bt_search(t, tree, key, ksize, &path, &exact);
     if (r < 0)
         return r;
-    if (exact && (flags & (KVMAP_NOOVERWRITE | KVMAP_APPEND)))
-        return KVMAP_EXISTS;
-    if ((flags & KVMAP_APPEND) && !at_end(&path, exact))
+    if (exact && (flags & KVMAP_NOOVERWRITE))
         return KVMAP_EXISTS;
 
     /* Encode the new cell before any page changes: val may point into the map. */
