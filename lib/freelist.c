@@ -72,23 +72,31 @@ int kv_free_pull(kvmap_txn *t)
     return r < 0 ? r : take_record(t, &path);
 }
 
-/* Records of transactions older than every reader become txnid-0 records,
- * one per commit: those are ordered by page number, which is what lets
- * pull_tail find the free pages at the end of the file. */
-static int convert_one(kvmap_txn *t)
+/* The record beside the boundary between the txnid-0 records and the
+ * others: the first of the others (after), or the last txnid-0 one. */
+static int boundary_record(kvmap_txn *t, bool after, kv_path *path, kv_cell *c)
 {
     uint8_t key[KV_FREE_KEY_SIZE];
     kv_put64be(key, 1);
     kv_put64be(key + 8, 0);
-    kv_path path;
     bool exact;
-    int r = kv_bt_search(t, &t->m.free, key, sizeof key, &path, &exact);
-    if (r == 0 && path.depth > 0 &&
-        path.idx[path.depth - 1] >= kv_pg_count(path.page[path.depth - 1]))
-        r = kv_bt_step(t, &t->m.free, &path, false);
-    kv_cell c;
+    int r = kv_bt_search(t, &t->m.free, key, sizeof key, path, &exact);
+    int L = path->depth - 1;
+    if (r == 0 && (!after || (L >= 0 && path->idx[L] >= kv_pg_count(path->page[L]))))
+        r = kv_bt_step(t, &t->m.free, path, !after);
     if (r == 0)
-        r = kv_bt_cell(t, &path, &c);
+        r = kv_bt_cell(t, path, c);
+    return r;
+}
+
+/* Records of transactions older than every reader become txnid-0 records,
+ * one per call: those are ordered by page number, which is what lets
+ * pull_tail find the free pages at the end of the file. */
+static int convert_one(kvmap_txn *t)
+{
+    kv_path path;
+    kv_cell c;
+    int r = boundary_record(t, true, &path, &c);
     if (r == KVMAP_NOTFOUND)
         return 0;
     if (r < 0)
@@ -104,18 +112,10 @@ static int convert_one(kvmap_txn *t)
  * its free tail. */
 static int pull_tail(kvmap_txn *t, bool *took)
 {
-    uint8_t key[KV_FREE_KEY_SIZE];
-    kv_put64be(key, 1);
-    kv_put64be(key + 8, 0);
     kv_path path;
-    bool exact;
-    *took = false;
-    int r = kv_bt_search(t, &t->m.free, key, sizeof key, &path, &exact);
-    if (r == 0)
-        r = kv_bt_step(t, &t->m.free, &path, true);
     kv_cell c;
-    if (r == 0)
-        r = kv_bt_cell(t, &path, &c);
+    *took = false;
+    int r = boundary_record(t, false, &path, &c);
     if (r == KVMAP_NOTFOUND)
         return 0;
     if (r < 0)
