@@ -150,9 +150,10 @@ static int step(kvmap_cursor *c, bool back, kvmap_val *key, kvmap_val *val)
         r = kv_bt_step(t, &t->m.main, &c->path, back);
         return r < 0 ? r : settle(c, &c->path, key, val);
     }
+    /* the transaction changed since: find the cursor's key again */
     kv_path path;
     bool exact;
-    r = resync(c, &path, &exact);
+    r = kv_bt_search(t, &t->m.main, c->key, c->ksize, &path, &exact);
     if (r < 0)
         return r;
     if (!exact && !back)
