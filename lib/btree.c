@@ -214,15 +214,11 @@ static int cell_key(const uint8_t *cell, int type, const uint8_t **key, uint32_t
     return 0;
 }
 
-/* How many of the n cells go to the left page.  A new cell at the end goes
- * alone to the right (so sequential inserts leave full pages behind);
- * otherwise the split that balances the two sides best. */
-static uint32_t split_point(const kvmap_txn *t, const split_cell *v, uint32_t n, uint32_t at,
-                            int type)
+/* How many of the n cells go to the left page: the split that balances the
+ * two sides best, each within a page. */
+static uint32_t split_point(const kvmap_txn *t, const split_cell *v, uint32_t n, int type)
 {
     uint32_t cap = usable(t);
-    if (at == n - 1)
-        return n - 1;
     uint64_t total = 0;
     for (uint32_t i = 0; i < n; i++)
         total += v[i].size + KV_SLOT_SIZE;
@@ -260,19 +256,29 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
     uint32_t psize = t->db->psize;
     uint8_t *p = path->page[level];
     int type = kv_pg_type(p);
-    memcpy(t->scratch, p, psize);
-    uint32_t n = kv_pg_count(p);
+    uint32_t n = kv_pg_count(p), sp;
     split_cell *v = t->splitv;
-    for (uint32_t i = 0, j = 0; i <= n; i++) {
-        if (i == idx) {
-            v[i] = (split_cell){t->cellbuf[buf], size};
-            continue;
+    bool edge = idx == n;
+    if (edge) {
+        /* A new last cell goes alone to a new right page and the page stays
+         * as it is: sequential inserts leave full pages behind. */
+        uint32_t off = kv_get16(p + KV_PAGE_HDR + KV_SLOT_SIZE * (n - 1));
+        v[n - 1] = (split_cell){p + off, kv_node_cell_size(p, psize, n - 1)};
+        v[n] = (split_cell){t->cellbuf[buf], size};
+        sp = n;
+    } else {
+        memcpy(t->scratch, p, psize);
+        for (uint32_t i = 0, j = 0; i <= n; i++) {
+            if (i == idx) {
+                v[i] = (split_cell){t->cellbuf[buf], size};
+                continue;
+            }
+            uint32_t off = kv_get16(t->scratch + KV_PAGE_HDR + KV_SLOT_SIZE * j);
+            v[i] = (split_cell){t->scratch + off, kv_node_cell_size(t->scratch, psize, j)};
+            j++;
         }
-        uint32_t off = kv_get16(t->scratch + KV_PAGE_HDR + KV_SLOT_SIZE * j);
-        v[i] = (split_cell){t->scratch + off, kv_node_cell_size(t->scratch, psize, j)};
-        j++;
+        sp = split_point(t, v, n + 1, type);
     }
-    uint32_t sp = split_point(t, v, n + 1, idx, type);
     if (sp == 0)
         return KV_CORRUPT(); /* cells larger than the format allows */
 
@@ -282,9 +288,11 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
     if (r < 0)
         return r;
     count_page(tree, type, +1);
-    kv_node_init(p, psize, path->pgno[level], t->txnid, type, treeid);
-    for (uint32_t i = 0; i < sp; i++)
-        kv_node_insert_raw(p, i, v[i].ptr, v[i].size);
+    if (!edge) {
+        kv_node_init(p, psize, path->pgno[level], t->txnid, type, treeid);
+        for (uint32_t i = 0; i < sp; i++)
+            kv_node_insert_raw(p, i, v[i].ptr, v[i].size);
+    }
 
     const uint8_t *sep, *rk;
     uint32_t seplen, rks;
