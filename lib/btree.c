@@ -402,7 +402,12 @@ static int free_value(kvmap_txn *t, kv_tree *tree, const kv_cell *c)
     int r = kv_overflow_get(t, pgno, c->vsize, &d);
     if (r < 0)
         return r;
+    /* the pages join the free list: they must be this run's (freeing pages
+     * of something else would hand out pages still in use) */
+    const uint8_t *p = d - KV_PAGE_HDR;
     uint64_t n = kv_overflow_pages(t->db->psize, c->vsize);
+    if (kv_pg_pgno(p) != pgno || kv_pg_type(p) != KV_OVERFLOW || kv_pg_count(p) != n)
+        return KV_CORRUPT();
     tree->overflow_pages -= n;
     return kv_page_free(t, pgno, (uint32_t)n);
 }
