@@ -83,16 +83,14 @@ static kvmap *create_db(const char *name, unsigned page_size)
 
 static kvmap_txn *wbegin(kvmap *db)
 {
-    kvmap_txn *t = NULL;
-    ck_assert_kv_ok(kvmap_begin(db, 0, &t));
+    kvmap_txn *t = tu_wbegin(db);
     ck_assert_ptr_nonnull(t);
     return t;
 }
 
 static kvmap_txn *rbegin(kvmap *db)
 {
-    kvmap_txn *t = NULL;
-    ck_assert_kv_ok(kvmap_begin(db, KVMAP_TXN_RDONLY, &t));
+    kvmap_txn *t = tu_rbegin(db);
     ck_assert_ptr_nonnull(t);
     return t;
 }

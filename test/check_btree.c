@@ -55,14 +55,6 @@ static void teardown(void)
     g_dir = NULL;
 }
 
-static uint64_t seed_for(tu_rng *r, const char *what, uint64_t dflt)
-{
-    uint64_t s;
-    if (!tu_env_u64("KVMAP_SEED", &s))
-        s = dflt;
-    return tu_rng_seed_announce(r, what, s);
-}
-
 static kvmap *db_open_path(const char *path, unsigned psize, unsigned flags)
 {
     kvmap_options o = {.flags = KVMAP_CREATE | KVMAP_NOSYNC | flags, .page_size = psize};
@@ -79,38 +71,17 @@ static kvmap *db_open(const char *name, unsigned psize)
     return db;
 }
 
-static kvmap_txn *wbegin(kvmap *db)
-{
-    kvmap_txn *t = NULL;
-    ck_assert_kv_ok(kvmap_begin(db, 0, &t));
-    return t;
-}
-
-static kvmap_txn *rbegin(kvmap *db)
-{
-    kvmap_txn *t = NULL;
-    ck_assert_kv_ok(kvmap_begin(db, KVMAP_TXN_RDONLY, &t));
-    return t;
-}
-
-static kvmap_stat txn_stat(kvmap_txn *t)
-{
-    kvmap_stat st;
-    ck_assert_kv_ok(kvmap_stat_get(t, &st));
-    return st;
-}
-
 static kvmap_stat db_stat(kvmap *db)
 {
-    kvmap_txn *t = rbegin(db);
-    kvmap_stat st = txn_stat(t);
+    kvmap_txn *t = tu_rbegin(db);
+    kvmap_stat st = tu_txn_stat(t);
     kvmap_abort(t);
     return st;
 }
 
 static uint64_t db_hwm(kvmap *db)
 {
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     uint64_t h = t->m.hwm;
     kvmap_abort(t);
     return h;
@@ -301,7 +272,7 @@ static void check_seps(kvmap_txn *t, uint64_t pgno, bool strict, sep_stats *st)
 static sep_stats db_check_seps(kvmap *db, bool strict)
 {
     sep_stats st = {0};
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     if (t->m.main.root)
         check_seps(t, t->m.main.root, strict, &st);
     kvmap_abort(t);
@@ -345,7 +316,7 @@ START_TEST(test_sequential_fill)
     uint8_t k[16];
     uint64_t id = 0;
     for (int txn = 0; txn < (append ? 1 : 10); txn++) {
-        kvmap_txn *t = wbegin(db);
+        kvmap_txn *t = tu_wbegin(db);
         for (uint64_t j = 0; j < (append ? N : N / 10); j++, id++) {
             seq_key(k, id);
             put_gen(t, k, 16, 100, id, 0, append ? KVMAP_APPEND : 0);
@@ -383,7 +354,7 @@ START_TEST(test_sequential_fill)
     ck_assert_uint_le(ss.max_sep, 8); /* keys differ within their first 8 bytes */
     tu_check_db(db);
     /* the data, in order */
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     kvmap_cursor *c;
     ck_assert_kv_ok(kvmap_cursor_open(t, &c));
     kvmap_val kk, v;
@@ -412,7 +383,7 @@ START_TEST(test_random_inserts)
     } cases[] = {{1, 1}, {20, 1}, {1000, 2}, {50000, 3}};
     const uint64_t N = cases[_i].n;
     tu_rng r;
-    uint64_t salt = seed_for(&r, "random_inserts", 31 + (uint64_t)_i);
+    uint64_t salt = tu_seed_for(&r, "random_inserts", 31 + (uint64_t)_i);
     kvmap *db = db_open("rnd.db", 4096);
     uint8_t(*keys)[16] = malloc(N * 16);
     ck_assert_ptr_nonnull(keys);
@@ -423,7 +394,7 @@ START_TEST(test_random_inserts)
         if (i % 5000 == 0) {
             if (t)
                 ck_assert_kv_ok(kvmap_commit(t));
-            t = wbegin(db);
+            t = tu_wbegin(db);
         }
         put_gen(t, keys[i], 16, 100, i, 1, KVMAP_NOOVERWRITE);
     }
@@ -446,7 +417,7 @@ START_TEST(test_random_inserts)
         ck_assert_msg(ss.sep_bytes <= 3 * ss.seps, "average separator %.1f bytes for random keys",
                       (double)ss.sep_bytes / (double)ss.seps);
 
-    t = rbegin(db);
+    t = tu_rbegin(db);
     for (uint64_t i = 0; i < N; i++)
         expect_val(t, keys[i], 16, 100, i, 1);
     uint8_t k[16];
@@ -477,12 +448,12 @@ START_TEST(test_delete_all)
     int order = _i % 3;
     const uint64_t N = ps == 512 ? 8000 : 20000;
     tu_rng r;
-    uint64_t salt = seed_for(&r, "delete_all", 77 + (uint64_t)_i);
+    uint64_t salt = tu_seed_for(&r, "delete_all", 77 + (uint64_t)_i);
     kvmap *db = db_open("del.db", ps);
     uint64_t *ids = iota(N);
     shuffle(&r, ids, N);
     uint8_t k[16];
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (uint64_t j = 0; j < N; j++) {
         seq_key(k, ids[j] * 3 + salt % 3);
         put_gen(t, k, 16, del_vsize(ids[j], ps), ids[j], 0, 0);
@@ -503,11 +474,11 @@ START_TEST(test_delete_all)
         for (uint64_t j = 0; j < N; j++)
             ids[j] = order == 1 ? j : N - 1 - j;
     }
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (uint64_t j = 0; j < N; j++) {
         if (order == 1 && j > 0 && j % 2000 == 0) {
             ck_assert_kv_ok(kvmap_commit(t));
-            t = wbegin(db);
+            t = tu_wbegin(db);
         }
         seq_key(k, ids[j] * 3 + salt % 3);
         int rc = kvmap_del(t, tu_val(k, 16));
@@ -515,12 +486,12 @@ START_TEST(test_delete_all)
             ck_abort_msg("del #%" PRIu64 " (id %" PRIu64 "): %s", j, ids[j], tu_err_name(rc));
         if (j == N / 2 || j == N - 2) {
             tu_check_txn(t); /* sound in the middle of the transaction too */
-            kvmap_stat mid = txn_stat(t);
+            kvmap_stat mid = tu_txn_stat(t);
             ck_assert_uint_eq(mid.entries, N - j - 1);
         }
     }
     ck_assert_kv_rc(kvmap_del(t, tu_val(k, 16)), KVMAP_NOTFOUND);
-    kvmap_stat st = txn_stat(t);
+    kvmap_stat st = tu_txn_stat(t);
     ck_assert_uint_eq(st.entries, 0);
     ck_assert_uint_eq(st.depth, 0);
     ck_assert_uint_eq(st.leaf_pages, 0);
@@ -530,8 +501,8 @@ START_TEST(test_delete_all)
     tu_check_txn(t);
     ck_assert_kv_ok(kvmap_commit(t));
 
-    t = rbegin(db);
-    st = txn_stat(t);
+    t = tu_rbegin(db);
+    st = tu_txn_stat(t);
     ck_assert_uint_eq(st.entries, 0);
     ck_assert_uint_eq(st.depth, 0);
     ck_assert_uint_eq(st.leaf_pages + st.branch_pages + st.overflow_pages, 0);
@@ -552,7 +523,7 @@ START_TEST(test_delete_all)
     kvmap_abort(t);
 
     /* the same data again reuses the freed pages */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (uint64_t j = 0; j < N; j++) {
         seq_key(k, j * 3 + salt % 3);
         put_gen(t, k, 16, del_vsize(j, ps), j, 1, 0);
@@ -562,7 +533,7 @@ START_TEST(test_delete_all)
     fprintf(stderr, "delete_all %u/%d: refilled hwm %" PRIu64 "\n", ps, order, hwm_again);
     ck_assert_uint_le(hwm_again, (hwm_deleted > hwm_before ? hwm_deleted : hwm_before) + 16);
     tu_check_db(db);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     for (uint64_t j = 0; j < N; j += 7) {
         seq_key(k, j * 3 + salt % 3);
         expect_val(t, k, 16, del_vsize(j, ps), j, 1);
@@ -579,11 +550,11 @@ START_TEST(test_merge_after_deletes)
 {
     const uint64_t N = 20000;
     tu_rng r;
-    uint64_t salt = seed_for(&r, "merge", 555);
+    uint64_t salt = tu_seed_for(&r, "merge", 555);
     kvmap *db = db_open("merge.db", 4096);
     uint8_t(*keys)[16] = malloc(N * 16);
     ck_assert_ptr_nonnull(keys);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (uint64_t i = 0; i < N; i++) {
         rnd_key(keys[i], i, salt);
         put_gen(t, keys[i], 16, 100, i, 0, 0);
@@ -597,7 +568,7 @@ START_TEST(test_merge_after_deletes)
     ck_assert_ptr_nonnull(gone);
     for (uint64_t j = 0; j < ND; j++) {
         if (j % 6000 == 0)
-            t = wbegin(db);
+            t = tu_wbegin(db);
         ck_assert_kv_ok(kvmap_del(t, tu_val(keys[ids[j]], 16)));
         gone[ids[j]] = true;
         if (j % 6000 == 5999 || j + 1 == ND)
@@ -616,7 +587,7 @@ START_TEST(test_merge_after_deletes)
     ck_assert_uint_le(st1.branch_pages, st0.branch_pages);
     tu_check_db(db);
     db_check_seps(db, false);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     for (uint64_t i = 0; i < N; i++) {
         if (gone[i]) {
             kvmap_val v;
@@ -695,13 +666,13 @@ START_TEST(test_overflow_sizes)
     kvmap *db = db_open_path(path, ps, 0);
     uint8_t k[16];
     uint64_t want_ovf = 0;
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (size_t i = 0; i < NS; i++) {
         memset(k, 'k', KS);
         k[KS - 1] = (uint8_t)('A' + i);
         put_gen(t, k, KS, sizes[i], i, 0, 0);
         want_ovf += ovf_pages(ps, KS, sizes[i]);
-        ck_assert_uint_eq(txn_stat(t).overflow_pages, want_ovf);
+        ck_assert_uint_eq(tu_txn_stat(t).overflow_pages, want_ovf);
         expect_cell(t, k, KS, sizes[i]);
     }
     for (size_t i = 0; i < NS; i++) {
@@ -716,7 +687,7 @@ START_TEST(test_overflow_sizes)
     /* overwrite: big -> small -> big, each value with its own sizes */
     const int rounds = 3;
     for (int round = 1; round <= rounds; round++) {
-        t = wbegin(db);
+        t = tu_wbegin(db);
         want_ovf = 0;
         for (size_t i = 0; i < NS; i++) {
             /* round 1: mirror the list; round 2: all small; round 3: as at first */
@@ -727,12 +698,12 @@ START_TEST(test_overflow_sizes)
             expect_cell(t, k, KS, vs);
             expect_val(t, k, KS, vs, i, (uint64_t)round);
         }
-        ck_assert_uint_eq(txn_stat(t).overflow_pages, want_ovf);
+        ck_assert_uint_eq(tu_txn_stat(t).overflow_pages, want_ovf);
         tu_check_txn(t);
         ck_assert_kv_ok(kvmap_commit(t));
         tu_check_db(db);
-        t = rbegin(db);
-        ck_assert_uint_eq(txn_stat(t).overflow_pages, want_ovf);
+        t = tu_rbegin(db);
+        ck_assert_uint_eq(tu_txn_stat(t).overflow_pages, want_ovf);
         for (size_t i = 0; i < NS; i++) {
             size_t vs = round == 1 ? sizes[NS - 1 - i] : round == 2 ? i : sizes[i];
             k[KS - 1] = (uint8_t)('A' + i);
@@ -741,7 +712,7 @@ START_TEST(test_overflow_sizes)
         kvmap_abort(t);
     }
     /* overwrite twice inside one transaction: the first new run is freed at once */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     k[KS - 1] = (uint8_t)('A' + NS - 1);
     put_gen(t, k, KS, 3 * (size_t)ps, 99, 4, 0);
     put_gen(t, k, KS, 5 * (size_t)ps, 99, 5, 0);
@@ -752,7 +723,7 @@ START_TEST(test_overflow_sizes)
 
     /* reopen with page verification: same bytes */
     db = db_open_path(path, 0, KVMAP_VERIFY);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     for (size_t i = 0; i + 1 < NS; i++) {
         k[KS - 1] = (uint8_t)('A' + i);
         expect_val(t, k, KS, sizes[i], i, 3);
@@ -763,12 +734,12 @@ START_TEST(test_overflow_sizes)
     kvmap_abort(t);
 
     /* delete them all: no overflow pages left */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (size_t i = 0; i < NS; i++) {
         k[KS - 1] = (uint8_t)('A' + i);
         ck_assert_kv_ok(kvmap_del(t, tu_val(k, KS)));
     }
-    kvmap_stat st = txn_stat(t);
+    kvmap_stat st = tu_txn_stat(t);
     ck_assert_uint_eq(st.overflow_pages, 0);
     ck_assert_uint_eq(st.entries, 0);
     ck_assert_kv_ok(kvmap_commit(t));
@@ -788,7 +759,7 @@ static size_t reuse_vsize(uint64_t id)
 static void overwrite_all(kvmap *db, uint64_t nkeys, uint64_t gen)
 {
     uint8_t k[16];
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (uint64_t i = 0; i < nkeys; i++) {
         seq_key(k, i);
         put_gen(t, k, 16, reuse_vsize(i), i, gen, 0);
@@ -838,7 +809,7 @@ START_TEST(test_free_reuse)
     /* the whole file is in use: live pages, free ones, the free tree */
     ck_assert_uint_ge(st.file_size, hwm_end * ps);
     tu_check_db(db);
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     expect_all(t, NK, gens);
     kvmap_abort(t);
     kvmap_close(db);
@@ -857,7 +828,7 @@ START_TEST(test_reader_blocks_reuse)
     kvmap_stat base = db_stat(db);
     uint64_t live = base.leaf_pages + base.branch_pages + base.overflow_pages;
 
-    kvmap_txn *reader = rbegin(db); /* sees generation 9 */
+    kvmap_txn *reader = tu_rbegin(db); /* sees generation 9 */
     for (int i = 0; i < 20; i++, gen++)
         overwrite_all(db, NK, gen);
     uint64_t hwm1 = db_hwm(db);
@@ -883,7 +854,7 @@ START_TEST(test_reader_blocks_reuse)
     ck_assert_uint_le(hwm2, hwm1 + 8);
     ck_assert_uint_le(size2, size1);
     tu_check_db(db);
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     expect_all(t, NK, gen - 1);
     kvmap_abort(t);
     kvmap_close(db);
@@ -901,8 +872,8 @@ START_TEST(test_reader_other_handle)
     for (; gen < 3; gen++)
         overwrite_all(w, NK, gen);
     kvmap *rdb = db_open_path(path, 0, 0); /* opened now: its first snapshot is generation 2 */
-    kvmap_txn *reader = rbegin(rdb); /* generation 2 */
-    ck_assert_uint_eq(txn_stat(reader).entries, NK);
+    kvmap_txn *reader = tu_rbegin(rdb); /* generation 2 */
+    ck_assert_uint_eq(tu_txn_stat(reader).entries, NK);
     uint64_t hwm0 = db_hwm(w);
     for (int i = 0; i < 5; i++, gen++)
         overwrite_all(w, NK, gen);
@@ -926,8 +897,8 @@ START_TEST(test_reader_sees_other_handle)
     kvmap *rdb = db_open_path(path, 0, 0);
     for (uint64_t gen = 0; gen < 3; gen++) {
         overwrite_all(w, NK, gen);
-        kvmap_txn *t = rbegin(rdb);
-        kvmap_stat st = txn_stat(t);
+        kvmap_txn *t = tu_rbegin(rdb);
+        kvmap_stat st = tu_txn_stat(t);
         ck_assert_msg(st.entries == NK, "generation %" PRIu64 ": the other handle's reader sees %"
                       PRIu64 " entries (txn %" PRIu64 ")", gen, st.entries, st.txn_id);
         expect_all(t, NK, gen);
@@ -947,10 +918,10 @@ START_TEST(test_shrink_after_delete)
 {
     const uint64_t N = 40000;
     tu_rng r;
-    uint64_t salt = seed_for(&r, "shrink", 321);
+    uint64_t salt = tu_seed_for(&r, "shrink", 321);
     kvmap *db = db_open("shrink.db", 4096);
     uint8_t k[16];
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (uint64_t i = 0; i < N; i++) {
         rnd_key(k, i, salt);
         put_gen(t, k, 16, 100, i, 0, 0);
@@ -958,14 +929,14 @@ START_TEST(test_shrink_after_delete)
     ck_assert_kv_ok(kvmap_commit(t));
     uint64_t hwm_full = db_hwm(db);
     uint64_t size_full = db_stat(db).file_size;
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (uint64_t i = 0; i < N; i++) {
         rnd_key(k, i, salt);
         ck_assert_kv_ok(kvmap_del(t, tu_val(k, 16)));
     }
     ck_assert_kv_ok(kvmap_commit(t));
     for (int i = 0; i < 30; i++) {
-        t = wbegin(db);
+        t = tu_wbegin(db);
         seq_key(k, (uint64_t)i);
         put_gen(t, k, 16, 100, (uint64_t)i, 0, 0);
         ck_assert_kv_ok(kvmap_commit(t));
@@ -1005,7 +976,7 @@ START_TEST(test_max_keys)
     unsigned ps = _i ? 4096 : 512;
     const uint64_t N = 1500;
     tu_rng r;
-    seed_for(&r, "max_keys", 900 + (uint64_t)_i);
+    tu_seed_for(&r, "max_keys", 900 + (uint64_t)_i);
     kvmap *db = db_open("maxkey.db", ps);
     size_t mk = kvmap_max_key_size(db);
     ck_assert_uint_eq(mk, kv_max_key(ps));
@@ -1013,7 +984,7 @@ START_TEST(test_max_keys)
     uint8_t *k = malloc(mk + 1);
     ck_assert_ptr_nonnull(k);
     /* one byte too long */
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     memset(k, 'x', mk + 1);
     ck_assert_kv_rc(kvmap_put(t, tu_val(k, mk + 1), tu_str("v"), 0), KVMAP_KEY_SIZE);
     kvmap_val v;
@@ -1037,7 +1008,7 @@ START_TEST(test_max_keys)
     tu_check_db(db);
     sep_stats ss = db_check_seps(db, true);
     ck_assert_uint_gt(ss.max_sep, mk / 2);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     for (uint64_t i = 0; i < N; i++) {
         max_key(k, mk, i);
         expect_val(t, k, mk, max_vsize(i), i, 0);
@@ -1046,14 +1017,14 @@ START_TEST(test_max_keys)
 
     /* delete them all in random order, checking the tree on the way */
     shuffle(&r, ids, N);
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (uint64_t j = 0; j < N; j++) {
         max_key(k, mk, ids[j]);
         ck_assert_kv_ok(kvmap_del(t, tu_val(k, mk)));
         if (j % 500 == 250)
             tu_check_txn(t);
     }
-    st = txn_stat(t);
+    st = tu_txn_stat(t);
     ck_assert_uint_eq(st.entries + st.depth + st.leaf_pages + st.branch_pages + st.overflow_pages, 0);
     ck_assert_kv_ok(kvmap_commit(t));
     tu_check_db(db);
@@ -1066,7 +1037,7 @@ START_TEST(test_max_keys)
         s[i] = (uint8_t)"\x00\xff\x7f\x80x"[i % 5];
     uint64_t *lens = iota(np);
     shuffle(&r, lens, np);
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (size_t j = 0; j < np; j++)
         put_gen(t, s, lens[j], 8, lens[j], 1, KVMAP_NOOVERWRITE);
     ck_assert_kv_ok(kvmap_commit(t));
@@ -1076,7 +1047,7 @@ START_TEST(test_max_keys)
     ck_assert_uint_eq(st.entries, np);
     tu_check_db(db);
     db_check_seps(db, true);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     kvmap_cursor *c;
     ck_assert_kv_ok(kvmap_cursor_open(t, &c));
     kvmap_val kk;
@@ -1092,13 +1063,13 @@ START_TEST(test_max_keys)
     kvmap_abort(t);
     /* delete the odd lengths, then the rest */
     for (int pass = 0; pass < 2; pass++) {
-        t = wbegin(db);
+        t = tu_wbegin(db);
         for (size_t len = (size_t)(1 - pass); len < np; len += 2)
             ck_assert_kv_ok(kvmap_del(t, tu_val(s, len)));
         ck_assert_kv_ok(kvmap_commit(t));
         tu_check_db(db);
         if (pass == 0) {
-            t = rbegin(db);
+            t = tu_rbegin(db);
             for (size_t len = 0; len < np; len++) {
                 rc = kvmap_get(t, tu_val(s, len), &v);
                 tu_require(len % 2 ? rc == KVMAP_NOTFOUND : rc == 0 && val_is(v, 8, len, 1),
@@ -1160,23 +1131,23 @@ static victims make_victim_db(const char *path)
     memset(&v, 0, sizeof v);
     kvmap *db = db_open_path(path, 512, 0);
     uint8_t k[16];
-    kvmap_txn *t = wbegin(db);
-    v.txn_a = txn_stat(t).txn_id;
+    kvmap_txn *t = tu_wbegin(db);
+    v.txn_a = tu_txn_stat(t).txn_id;
     for (uint64_t i = 0; i < CORR_N; i++) {
         seq_key(k, i);
         put_gen(t, k, 16, 100, i, 0, KVMAP_APPEND);
     }
     ck_assert_kv_ok(kvmap_commit(t));
     /* a small, unrelated commit after it: open verifies only this one */
-    t = wbegin(db);
-    v.txn_b = txn_stat(t).txn_id;
+    t = tu_wbegin(db);
+    v.txn_b = tu_txn_stat(t).txn_id;
     seq_key(k, CORR_N);
     put_gen(t, k, 16, 100, CORR_N, 0, KVMAP_APPEND);
     ck_assert_kv_ok(kvmap_commit(t));
     ck_assert_uint_ge(db_stat(db).depth, 3);
     tu_check_db(db);
 
-    t = rbegin(db);
+    t = tu_rbegin(db);
     const uint8_t *root = page_of(t, t->m.main.root);
     ck_assert_uint_eq(kv_pg_txnid(root), v.txn_b);
     /* down the leftmost path to the lowest branch: txn B did not touch it */
@@ -1278,7 +1249,7 @@ START_TEST(test_check_damage)
 
     /* the damage is in a page the newest commit did not write: open succeeds */
     kvmap *db = db_open_path(bad, 0, 0);
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     reports rep;
     memset(&rep, 0, sizeof rep);
     ck_assert_kv_rc(kvmap_check(t, collect, &rep), KVMAP_CORRUPTED);
@@ -1318,7 +1289,7 @@ START_TEST(test_check_damage)
     /* with KVMAP_VERIFY, any read of the damaged leaf is an error */
     if (dmg == DMG_LEAF_BYTE) {
         db = db_open_path(bad, 0, KVMAP_VERIFY);
-        t = rbegin(db);
+        t = tu_rbegin(db);
         ck_assert_kv_rc(kvmap_get(t, tu_val(v.leaf_key, 16), &val), KVMAP_CORRUPTED);
         expect_val(t, k, 16, 100, CORR_N - 1, 0);
         kvmap_abort(t);
@@ -1326,7 +1297,7 @@ START_TEST(test_check_damage)
     }
     /* the original is sound and reports nothing */
     db = db_open_path(good, 0, 0);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     memset(&rep, 0, sizeof rep);
     ck_assert_kv_ok(kvmap_check(t, collect, &rep));
     ck_assert_int_eq(rep.n, 0);

@@ -95,20 +95,6 @@ static kvmap *open_ok(const char *path, unsigned flags, unsigned psize, unsigned
     return db;
 }
 
-static kvmap_txn *wbegin(kvmap *db)
-{
-    kvmap_txn *t = NULL;
-    ck_assert_kv_ok(kvmap_begin(db, 0, &t));
-    return t;
-}
-
-static kvmap_txn *rbegin(kvmap *db)
-{
-    kvmap_txn *t = NULL;
-    ck_assert_kv_ok(kvmap_begin(db, KVMAP_TXN_RDONLY, &t));
-    return t;
-}
-
 static uint64_t txn_id(kvmap_txn *t)
 {
     kvmap_stat st;
@@ -116,72 +102,15 @@ static uint64_t txn_id(kvmap_txn *t)
     return st.txn_id;
 }
 
-static kvmap_stat stat_of(kvmap_txn *t)
-{
-    kvmap_stat st;
-    ck_assert_kv_ok(kvmap_stat_get(t, &st));
-    return st;
-}
-
 /* ---- Child processes: no Check calls, report by exit code ------------------------ */
+/* (tu_fork, tu_waitpid, tu_die, tu_write_full and tu_read_full are in testutil.c.) */
 
-static void die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "child %ld: ", (long)getpid());
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    _exit(code);
-}
-
-static int write_full(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-static int read_full(int fd, void *buf, size_t n)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t k = read(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-static pid_t fork_ok(void)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    return pid;
-}
 
 /* Wait for pid; fail unless it exited with status 0. */
 static void wait_ok(pid_t pid, const char *what)
 {
     int status = 0;
-    pid_t r;
-    do
-        r = waitpid(pid, &status, 0);
-    while (r < 0 && errno == EINTR);
+    pid_t r = tu_waitpid(pid, &status);
     ck_assert_msg(r == pid, "waitpid(%s): %s", what, strerror(errno));
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "%s (pid %ld) failed: status %#x", what, (long)pid, status);
@@ -191,10 +120,7 @@ static void kill_wait(pid_t pid)
 {
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
     int status = 0;
-    pid_t r;
-    do
-        r = waitpid(pid, &status, 0);
-    while (r < 0 && errno == EINTR);
+    pid_t r = tu_waitpid(pid, &status);
     ck_assert_int_eq(r, pid);
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
                   "child %ld was not killed by SIGKILL (status %#x)", (long)pid, status);
@@ -775,7 +701,7 @@ static void run_threads(int mode, int monitor)
     ck_assert_kv_ok(kvmap_reader_list(db, NULL, 0, &count));
     ck_assert_msg(count == 0, "%u reader slot(s) still claimed after every reader thread exited",
                   count);
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     snap s;
     char err[400];
     tu_rng rng;
@@ -890,7 +816,7 @@ static void proc_writer(const char *path, unsigned w)
     kvmap *db;
     int rc = open_rc(path, KVMAP_NOSYNC, 0, 0, &db);
     if (rc)
-        die(2, "writer %u: open: %s", w, tu_err_name(rc));
+        tu_die(2, "writer %u: open: %s", w, tu_err_name(rc));
     tu_rng rng;
     tu_rng_seed(&rng, g_seed * 31 + w);
     char ck[16];
@@ -901,28 +827,28 @@ static void proc_writer(const char *path, unsigned w)
             kvmap_txn *t;
             rc = kvmap_begin(db, 0, &t);
             if (rc)
-                die(3, "writer %u: begin: %s", w, tu_err_name(rc));
+                tu_die(3, "writer %u: begin: %s", w, tu_err_name(rc));
             int64_t cnt = 0;
             rc = get_i64(t, ck, &cnt);
             if (rc == KVMAP_NOTFOUND && n == 0)
                 rc = 0, cnt = 0;
             if (rc)
-                die(4, "writer %u: get(%s): %d %s", w, ck, rc, tu_err_name(rc));
+                tu_die(4, "writer %u: get(%s): %d %s", w, ck, rc, tu_err_name(rc));
             if (cnt != (int64_t)n)
-                die(5, "writer %u: %s = %" PRId64 " before my commit %u (lost or phantom update)",
+                tu_die(5, "writer %u: %s = %" PRId64 " before my commit %u (lost or phantom update)",
                     w, ck, cnt, n);
             rc = put_i64(t, ck, cnt + 1);
             if (rc == 0)
                 rc = transfer(t, &rng);
             if (rc)
-                die(6, "writer %u: txn %u: %s", w, n, tu_err_name(rc));
+                tu_die(6, "writer %u: txn %u: %s", w, n, tu_err_name(rc));
             if (doomed) {
                 kvmap_abort(t);
                 continue;
             }
             rc = kvmap_commit(t);
             if (rc)
-                die(7, "writer %u: commit %u: %s", w, n, tu_err_name(rc));
+                tu_die(7, "writer %u: commit %u: %s", w, n, tu_err_name(rc));
             break;
         }
     }
@@ -935,7 +861,7 @@ static void proc_reader(const char *path, const char *done, unsigned r, uint64_t
     kvmap *db;
     int rc = open_rc(path, 0, 0, 0, &db);
     if (rc)
-        die(2, "reader %u: open: %s", r, tu_err_name(rc));
+        tu_die(2, "reader %u: open: %s", r, tu_err_name(rc));
     tu_rng rng;
     tu_rng_seed(&rng, g_seed * 77 + r);
     static snap s;
@@ -947,11 +873,11 @@ static void proc_reader(const char *path, const char *done, unsigned r, uint64_t
         kvmap_txn *t;
         rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
         if (rc)
-            die(3, "reader %u: begin: %s", r, tu_err_name(rc));
+            tu_die(3, "reader %u: begin: %s", r, tu_err_name(rc));
         if (snap_read(t, &s, &rng, err, sizeof err))
-            die(4, "reader %u: %s", r, err);
+            tu_die(4, "reader %u: %s", r, err);
         if (s.txnid < last)
-            die(5, "reader %u: snapshot id went back from %" PRIu64 " to %" PRIu64, r, last,
+            tu_die(5, "reader %u: snapshot id went back from %" PRIu64 " to %" PRIu64, r, last,
                 s.txnid);
         int64_t sum = 0;
         for (unsigned w = 0; w < P_WRITERS; w++) {
@@ -961,18 +887,18 @@ static void proc_reader(const char *path, const char *done, unsigned r, uint64_t
             if (rc == KVMAP_NOTFOUND)
                 rc = 0, cnt = 0;
             if (rc)
-                die(6, "reader %u: get(%s): %s", r, ck, tu_err_name(rc));
+                tu_die(6, "reader %u: get(%s): %s", r, ck, tu_err_name(rc));
             if (cnt < last_cnt[w] || cnt > P_WTXNS)
-                die(7, "reader %u: %s went from %" PRId64 " to %" PRId64, r, ck, last_cnt[w], cnt);
+                tu_die(7, "reader %u: %s went from %" PRId64 " to %" PRId64, r, ck, last_cnt[w], cnt);
             last_cnt[w] = cnt;
             sum += cnt;
         }
         /* every commit made after base increments exactly one counter */
         if ((uint64_t)sum != s.txnid - base)
-            die(8, "reader %u: snapshot %" PRIu64 " holds %" PRId64 " counter increments, "
+            tu_die(8, "reader %u: snapshot %" PRIu64 " holds %" PRId64 " counter increments, "
                    "want %" PRIu64, r, s.txnid, sum, s.txnid - base);
         if (snap_recheck(t, &s, err, sizeof err))
-            die(9, "reader %u: %s", r, err);
+            tu_die(9, "reader %u: %s", r, err);
         kvmap_abort(t);
         last = s.txnid;
         snaps++;
@@ -988,19 +914,19 @@ START_TEST(test_processes_bank)
     char *p = dbpath(), *done = tu_path(g_dir, "done");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(init_accounts(db));
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     uint64_t base = txn_id(t);
     kvmap_abort(t);
     kvmap_close(db);
 
     pid_t readers[P_READERS], writers[P_WRITERS];
     for (unsigned r = 0; r < P_READERS; r++) {
-        readers[r] = fork_ok();
+        readers[r] = tu_fork();
         if (readers[r] == 0)
             proc_reader(p, done, r, base);
     }
     for (unsigned w = 0; w < P_WRITERS; w++) {
-        writers[w] = fork_ok();
+        writers[w] = tu_fork();
         if (writers[w] == 0)
             proc_writer(p, w);
     }
@@ -1011,7 +937,7 @@ START_TEST(test_processes_bank)
         wait_ok(readers[r], "reader process");
 
     db = open_ok(p, KVMAP_VERIFY, 0, 0);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     snap s;
     char err[400], ck[16];
     tu_rng rng;
@@ -1061,37 +987,37 @@ static void holder_start(holder *h, const char *path, unsigned max_readers, int 
     int to[2], from[2];
     ck_assert_int_eq(pipe(to), 0);
     ck_assert_int_eq(pipe(from), 0);
-    h->pid = fork_ok();
+    h->pid = tu_fork();
     if (h->pid == 0) {
         close(to[1]);
         close(from[0]);
         kvmap *db;
         int rc = open_rc(path, 0, 0, max_readers, &db);
         if (rc)
-            die(2, "holder: open: %s", tu_err_name(rc));
+            tu_die(2, "holder: open: %s", tu_err_name(rc));
         kvmap_txn *t[16] = {0};
         for (char cmd = 'b';;) {
             if (cmd == 'b') {
                 for (int i = 0; i < nread; i++) {
                     rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &t[i]);
                     if (rc)
-                        die(3, "holder: begin %d: %s", i, tu_err_name(rc));
+                        tu_die(3, "holder: begin %d: %s", i, tu_err_name(rc));
                 }
                 kvmap_stat st;
                 rc = kvmap_stat_get(t[0], &st);
                 if (rc)
-                    die(4, "holder: stat: %s", tu_err_name(rc));
+                    tu_die(4, "holder: stat: %s", tu_err_name(rc));
                 char msg[9] = {'R'};
                 memcpy(msg + 1, &st.txn_id, 8);
-                if (write_full(from[1], msg, 9))
-                    die(5, "holder: write");
+                if (tu_write_full(from[1], msg, 9))
+                    tu_die(5, "holder: write");
             } else if (cmd == 'e') {
                 for (int i = 0; i < nread; i++)
                     kvmap_abort(t[i]);
-                if (write_full(from[1], "E", 1))
-                    die(5, "holder: write");
+                if (tu_write_full(from[1], "E", 1))
+                    tu_die(5, "holder: write");
             }
-            if (read_full(to[0], &cmd, 1))
+            if (tu_read_full(to[0], &cmd, 1))
                 break;
         }
         kvmap_close(db);
@@ -1102,7 +1028,7 @@ static void holder_start(holder *h, const char *path, unsigned max_readers, int 
     h->to = to[1];
     h->from = from[0];
     char msg[9];
-    ck_assert_msg(read_full(h->from, msg, 9) == 0 && msg[0] == 'R',
+    ck_assert_msg(tu_read_full(h->from, msg, 9) == 0 && msg[0] == 'R',
                   "the holder child did not start");
     memcpy(&h->txnid, msg + 1, 8);
 }
@@ -1110,8 +1036,8 @@ static void holder_start(holder *h, const char *path, unsigned max_readers, int 
 static void holder_end_txns(holder *h)
 {
     char c;
-    ck_assert_int_eq(write_full(h->to, "e", 1), 0);
-    ck_assert_msg(read_full(h->from, &c, 1) == 0 && c == 'E', "holder did not end its txns");
+    ck_assert_int_eq(tu_write_full(h->to, "e", 1), 0);
+    ck_assert_msg(tu_read_full(h->from, &c, 1) == 0 && c == 'E', "holder did not end its txns");
 }
 
 static void holder_finish(holder *h)
@@ -1269,9 +1195,9 @@ START_TEST(test_dead_reader_reuse)
     ck_assert_msg(size300 <= size50 + size50 / 10,
                   "the file grew from %lld bytes (txn 50) to %lld (txn 300): pages are not reused",
                   size50, size300);
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     expect_gen(t, 300, "after 300 overwrites");
-    kvmap_stat st = stat_of(t);
+    kvmap_stat st = tu_txn_stat(t);
     ck_assert_uint_eq(st.reader_lag, 0);
     tu_check_txn(t);
     kvmap_abort(t);
@@ -1291,8 +1217,8 @@ START_TEST(test_reader_stats)
     holder_start(&h, p, 0, 1);
     uint64_t s0 = h.txnid;
 
-    kvmap_txn *t = rbegin(db);
-    kvmap_stat st = stat_of(t);
+    kvmap_txn *t = tu_rbegin(db);
+    kvmap_stat st = tu_txn_stat(t);
     ck_assert_uint_eq(st.txn_id, s0);
     ck_assert_uint_eq(st.readers, 2); /* the child's and this one */
     ck_assert_uint_eq(st.oldest_reader, s0);
@@ -1302,8 +1228,8 @@ START_TEST(test_reader_stats)
     for (unsigned k = 1; k <= 3; k++) {
         for (unsigned i = 0; i < 10; i++)
             ck_assert_kv_ok(write_gen(db, k * 10 + i));
-        t = rbegin(db);
-        st = stat_of(t);
+        t = tu_rbegin(db);
+        st = tu_txn_stat(t);
         ck_assert_uint_eq(st.txn_id, s0 + 10 * k);
         ck_assert_uint_eq(st.readers, 2);
         ck_assert_uint_eq(st.oldest_reader, s0);
@@ -1311,16 +1237,16 @@ START_TEST(test_reader_stats)
         kvmap_abort(t);
     }
     /* in a write transaction: the lag behind the last commit */
-    t = wbegin(db);
-    st = stat_of(t);
+    t = tu_wbegin(db);
+    st = tu_txn_stat(t);
     ck_assert_uint_eq(st.readers, 1);
     ck_assert_uint_eq(st.oldest_reader, s0);
     ck_assert_uint_eq(st.reader_lag, 30);
     kvmap_abort(t);
 
     holder_end_txns(&h);
-    t = rbegin(db);
-    st = stat_of(t);
+    t = tu_rbegin(db);
+    st = tu_txn_stat(t);
     ck_assert_uint_eq(st.readers, 1);
     ck_assert_uint_eq(st.oldest_reader, st.txn_id);
     ck_assert_uint_eq(st.reader_lag, 0);
@@ -1338,24 +1264,24 @@ START_TEST(test_dead_writer)
     char *p = dbpath();
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(write_gen(db, 0));
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     uint64_t committed = txn_id(t);
     kvmap_abort(t);
     int from[2], to[2];
     ck_assert_int_eq(pipe(from), 0);
     ck_assert_int_eq(pipe(to), 0);
-    pid_t pid = fork_ok();
+    pid_t pid = tu_fork();
     if (pid == 0) {
         close(from[0]);
         close(to[1]);
         kvmap *c;
         int rc = open_rc(p, KVMAP_NOSYNC, 0, 0, &c);
         if (rc)
-            die(2, "open: %s", tu_err_name(rc));
+            tu_die(2, "open: %s", tu_err_name(rc));
         kvmap_txn *w;
         rc = kvmap_begin(c, 0, &w);
         if (rc)
-            die(3, "begin: %s", tu_err_name(rc));
+            tu_die(3, "begin: %s", tu_err_name(rc));
         /* overwrite, delete and add enough to take free pages and grow the file */
         static char big[3000];
         memset(big, 'X', sizeof big);
@@ -1369,19 +1295,19 @@ START_TEST(test_dead_writer)
             rc = kvmap_put(w, tu_str(k), tu_val(big, i % 7 == 0 ? sizeof big : 200), 0);
         }
         if (rc)
-            die(4, "put: %s", tu_err_name(rc));
-        if (write_full(from[1], "w", 1))
-            die(5, "write");
+            tu_die(4, "put: %s", tu_err_name(rc));
+        if (tu_write_full(from[1], "w", 1))
+            tu_die(5, "write");
         char cmd;
-        read_full(to[0], &cmd, 1); /* until killed */
+        tu_read_full(to[0], &cmd, 1); /* until killed */
         _exit(0);
     }
     close(from[1]);
     close(to[0]);
     char c;
-    ck_assert_msg(read_full(from[0], &c, 1) == 0 && c == 'w', "the writer child did not start");
+    ck_assert_msg(tu_read_full(from[0], &c, 1) == 0 && c == 'w', "the writer child did not start");
     /* Readers do not wait for it and do not see its puts. */
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_gen(t, 0, "reader while another process writes");
     kvmap_abort(t);
     kill_wait(pid);
@@ -1389,8 +1315,8 @@ START_TEST(test_dead_writer)
     close(to[1]);
 
     /* This begin must not hang on the dead writer's lock. */
-    t = wbegin(db);
-    kvmap_stat st = stat_of(t);
+    t = tu_wbegin(db);
+    kvmap_stat st = tu_txn_stat(t);
     ck_assert_uint_eq(st.txn_id, committed + 1);
     ck_assert_uint_eq(st.entries, K_KEYS);
     expect_gen(t, 0, "write txn after the writer was killed");
@@ -1399,13 +1325,13 @@ START_TEST(test_dead_writer)
     ck_assert_kv_ok(kvmap_put(t, tu_str("after"), tu_str("kill"), 0));
     ck_assert_kv_ok(kvmap_commit(t));
     ck_assert_kv_ok(write_gen(db, 1));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_gen(t, 1, "after the next commits");
     tu_check_txn(t);
     kvmap_abort(t);
     kvmap_close(db);
     db = open_ok(p, KVMAP_VERIFY, 0, 0);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_gen(t, 1, "reopened");
     ck_assert_kv_ok(kvmap_get(t, tu_str("after"), &v));
     ck_assert_kv_rc(kvmap_get(t, tu_str("dead-00001"), &v), KVMAP_NOTFOUND);
@@ -1432,24 +1358,24 @@ START_TEST(test_growth_other_process)
 {
     char *p = dbpath();
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(t, tu_str("small"), tu_str("before"), 0));
     ck_assert_kv_ok(kvmap_commit(t));
     long long size0 = tu_file_size(p);
-    kvmap_txn *old = rbegin(db); /* a snapshot from before the growth, held throughout */
-    pid_t pid = fork_ok();
+    kvmap_txn *old = tu_rbegin(db); /* a snapshot from before the growth, held throughout */
+    pid_t pid = tu_fork();
     if (pid == 0) {
         kvmap *c;
         int rc = open_rc(p, KVMAP_NOSYNC, 0, 0, &c);
         if (rc)
-            die(2, "open: %s", tu_err_name(rc));
+            tu_die(2, "open: %s", tu_err_name(rc));
         uint8_t *buf = malloc(G_VSIZE);
         char k[32];
         for (unsigned b = 0; b < 4; b++) {
             kvmap_txn *w;
             rc = kvmap_begin(c, 0, &w);
             if (rc)
-                die(3, "begin: %s", tu_err_name(rc));
+                tu_die(3, "begin: %s", tu_err_name(rc));
             for (unsigned i = b * G_VALS / 4; i < (b + 1) * G_VALS / 4 && rc == 0; i++) {
                 snprintf(k, sizeof k, "big-%04u", i);
                 gval(buf, i);
@@ -1458,10 +1384,10 @@ START_TEST(test_growth_other_process)
             if (rc == 0)
                 rc = kvmap_put(w, tu_str("small"), tu_str("after"), 0);
             if (rc)
-                die(4, "put: %s", tu_err_name(rc));
+                tu_die(4, "put: %s", tu_err_name(rc));
             rc = kvmap_commit(w);
             if (rc)
-                die(5, "commit: %s", tu_err_name(rc));
+                tu_die(5, "commit: %s", tu_err_name(rc));
         }
         free(buf);
         kvmap_close(c);
@@ -1477,7 +1403,7 @@ START_TEST(test_growth_other_process)
     ck_assert_kv_rc(kvmap_get(old, tu_str("big-0000"), &v), KVMAP_NOTFOUND);
 
     /* Same handle, no reopen: a new snapshot reads every value. */
-    t = rbegin(db);
+    t = tu_rbegin(db);
     uint8_t *want = malloc(G_VSIZE);
     char k[32];
     for (unsigned i = 0; i < G_VALS; i++) {
@@ -1489,18 +1415,18 @@ START_TEST(test_growth_other_process)
     }
     ck_assert_kv_ok(kvmap_get(t, tu_str("small"), &v));
     ck_assert(tu_val_eq_str(v, "after"));
-    kvmap_stat st = stat_of(t);
+    kvmap_stat st = tu_txn_stat(t);
     ck_assert_uint_eq(st.entries, G_VALS + 1);
     tu_check_txn(t);
     kvmap_abort(t);
     kvmap_abort(old);
     /* and this handle can write into the grown file */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     gval(want, 9999);
     ck_assert_kv_ok(kvmap_put(t, tu_str("big-parent"), tu_val(want, G_VSIZE), 0));
     ck_assert_kv_ok(kvmap_del(t, tu_str("big-0001")));
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_kv_ok(kvmap_get(t, tu_str("big-parent"), &v));
     ck_assert(tu_val_eq(v, want, G_VSIZE));
     tu_check_txn(t);
@@ -1516,7 +1442,7 @@ END_TEST
 static void make_small_db(const char *p)
 {
     kvmap *db = open_ok(p, KVMAP_CREATE, 0, 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(t, tu_str("hello"), tu_str("world"), 0));
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
@@ -1578,8 +1504,8 @@ START_TEST(test_lockfile_garbage_unused)
     }
     kvmap *db = open_ok(p, 0, 0, 0);
     kvmap *db2 = open_ok(p, 0, 0, 0); /* a second opener accepts the rebuilt file */
-    kvmap_txn *r = rbegin(db2);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *r = tu_rbegin(db2);
+    kvmap_txn *t = tu_wbegin(db);
     kvmap_val v;
     ck_assert_kv_ok(kvmap_get(t, tu_str("hello"), &v));
     ck_assert(tu_val_eq_str(v, "world"));
@@ -1587,7 +1513,7 @@ START_TEST(test_lockfile_garbage_unused)
     ck_assert_kv_ok(kvmap_commit(t));
     ck_assert_kv_rc(kvmap_get(r, tu_str("new"), &v), KVMAP_NOTFOUND);
     kvmap_abort(r);
-    r = rbegin(db2);
+    r = tu_rbegin(db2);
     ck_assert_kv_ok(kvmap_get(r, tu_str("new"), &v));
     unsigned n = 0;
     ck_assert_kv_ok(kvmap_reader_list(db, NULL, 0, &n));
@@ -1612,7 +1538,7 @@ START_TEST(test_lockfile_garbage_in_use)
     char *p = dbpath(), *lp = lockpath();
     make_small_db(p);
     kvmap *a = open_ok(p, 0, 0, 0);
-    kvmap_txn *r = rbegin(a);
+    kvmap_txn *r = tu_rbegin(a);
     size_t len = 0;
     uint8_t *good = tu_read_file(lp, &len);
     ck_assert_ptr_nonnull(good);
@@ -1638,14 +1564,14 @@ START_TEST(test_lockfile_garbage_in_use)
     kvmap_val v;
     ck_assert_kv_ok(kvmap_get(r, tu_str("hello"), &v));
     kvmap_abort(r);
-    kvmap_txn *t = wbegin(a);
+    kvmap_txn *t = tu_wbegin(a);
     ck_assert_kv_ok(kvmap_put(t, tu_str("k"), tu_str("v"), 0));
     ck_assert_kv_ok(kvmap_commit(t));
     /* Put the header back: opening works again. */
     ck_assert_int_eq(pwrite(fd, good, 64, 0), 64);
     close(fd);
     kvmap *b = open_ok(p, 0, 0, 0);
-    r = rbegin(b);
+    r = tu_rbegin(b);
     ck_assert_kv_ok(kvmap_get(r, tu_str("k"), &v));
     kvmap_abort(r);
     kvmap_close(b);
@@ -1665,15 +1591,15 @@ START_TEST(test_max_readers_one_thread)
     kvmap *db = open_ok(p, 0, 0, 4);
     kvmap_txn *t[5];
     for (int i = 0; i < 4; i++)
-        t[i] = rbegin(db);
+        t[i] = tu_rbegin(db);
     ck_assert_kv_rc(kvmap_begin(db, KVMAP_TXN_RDONLY, &t[4]), KVMAP_READERS_FULL);
     /* a write transaction needs no slot */
-    kvmap_txn *w = wbegin(db);
+    kvmap_txn *w = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(w, tu_str("w"), tu_str("1"), 0));
     ck_assert_kv_ok(kvmap_commit(w));
     for (int i = 0; i < 4; i++) { /* end each in turn: its slot is usable again */
         kvmap_abort(t[i]);
-        t[i] = rbegin(db);
+        t[i] = tu_rbegin(db);
         ck_assert_kv_rc(kvmap_begin(db, KVMAP_TXN_RDONLY, &t[4]), KVMAP_READERS_FULL);
     }
     kvmap_val v;
@@ -1684,10 +1610,10 @@ START_TEST(test_max_readers_one_thread)
      * thread's own slot of db, which it keeps when idle: end another one) */
     kvmap *db2 = open_ok(p, 0, 0, 0);
     for (int i = 0; i < 4; i++)
-        t[i] = rbegin(db);
+        t[i] = tu_rbegin(db);
     ck_assert_kv_rc(kvmap_begin(db2, KVMAP_TXN_RDONLY, &t[4]), KVMAP_READERS_FULL);
     kvmap_abort(t[1]);
-    t[4] = rbegin(db2);
+    t[4] = tu_rbegin(db2);
     kvmap_abort(t[4]);
     kvmap_abort(t[0]);
     for (int i = 2; i < 4; i++)
@@ -1760,7 +1686,7 @@ START_TEST(test_max_readers_threads)
     pthread_cond_broadcast(&h.cv);
     pthread_mutex_unlock(&h.mu);
     pthread_join(th[0], NULL);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     kvmap_abort(t);
     pthread_mutex_lock(&h.mu);
     h.release = 4;
@@ -1770,7 +1696,7 @@ START_TEST(test_max_readers_threads)
         pthread_join(th[i], NULL);
     kvmap_txn *ts[4];
     for (int i = 0; i < 4; i++)
-        ts[i] = rbegin(db);
+        ts[i] = tu_rbegin(db);
     for (int i = 0; i < 4; i++)
         kvmap_abort(ts[i]);
     pthread_mutex_destroy(&h.mu);
@@ -1801,7 +1727,7 @@ START_TEST(test_max_readers_dead_child)
         ck_assert_int_eq(info[i].alive, 0);
     /* the 5th begin reclaims the dead slots */
     for (int i = 0; i < 4; i++)
-        t[i] = rbegin(db);
+        t[i] = tu_rbegin(db);
     ck_assert_kv_rc(kvmap_begin(db, KVMAP_TXN_RDONLY, &t[4]), KVMAP_READERS_FULL);
     ck_assert_kv_ok(kvmap_reader_list(db, info, 8, &n));
     ck_assert_uint_eq(count_pid(info, n, dead), 0);
@@ -1836,7 +1762,7 @@ START_TEST(test_rdonly_no_lockfile)
     rc = open_rc(p, KVMAP_RDONLY, 0, 0, &db);
     ck_assert_msg(rc == 0, "KVMAP_RDONLY open with PATH-lock a directory: %d %s", rc,
                   tu_err_name(rc));
-    kvmap_txn *t1 = rbegin(db), *t2 = rbegin(db);
+    kvmap_txn *t1 = tu_rbegin(db), *t2 = tu_rbegin(db);
     expect_gen(t1, 7, "RDONLY, private reader table");
     expect_gen(t2, 7, "RDONLY, private reader table, second txn");
     unsigned n = 0;
@@ -1858,7 +1784,7 @@ START_TEST(test_rdonly_no_lockfile)
         ck_assert_int_eq(chmod(g_dir, 0555), 0);
         rc = open_rc(p, KVMAP_RDONLY, 0, 0, &db);
         if (rc == 0) {
-            kvmap_txn *t = rbegin(db);
+            kvmap_txn *t = tu_rbegin(db);
             expect_gen(t, 7, "RDONLY in a read-only directory");
             kvmap_abort(t);
             kvmap_close(db);
@@ -1880,7 +1806,7 @@ START_TEST(test_two_handles)
     kvmap *a = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(write_gen(a, 0));
     kvmap *b = open_ok(p, KVMAP_NOSYNC, 0, 0);
-    kvmap_txn *ra = rbegin(a);
+    kvmap_txn *ra = tu_rbegin(a);
     uint64_t snap_a = txn_id(ra);
     /* the values ra returns, kept to see that their bytes never change */
     kvmap_val kept[K_KEYS];
@@ -1908,26 +1834,26 @@ START_TEST(test_two_handles)
 
     /* A's reader slot survives B's close: another process sees it alive,
      * does not clear it, and its writes do not reuse A's pages. */
-    pid_t pid = fork_ok();
+    pid_t pid = tu_fork();
     if (pid == 0) {
         kvmap *c;
         int rc = open_rc(p, KVMAP_NOSYNC, 0, 0, &c);
         if (rc)
-            die(2, "open: %s", tu_err_name(rc));
+            tu_die(2, "open: %s", tu_err_name(rc));
         kvmap_reader_info info[64];
         unsigned n = 0, cleared = 99;
         rc = kvmap_reader_list(c, info, 64, &n);
         const kvmap_reader_info *e = rc ? NULL : find_pid(info, n, getppid());
         if (!e || e->txnid != snap_a || !e->alive)
-            die(3, "handle A's reader slot after closing handle B: %s",
+            tu_die(3, "handle A's reader slot after closing handle B: %s",
                 !e ? "gone" : e->alive ? "wrong snapshot" : "shown dead");
         rc = kvmap_reader_check(c, &cleared);
         if (rc || cleared)
-            die(4, "kvmap_reader_check cleared %u slot(s) (%s)", cleared, tu_err_name(rc));
+            tu_die(4, "kvmap_reader_check cleared %u slot(s) (%s)", cleared, tu_err_name(rc));
         for (unsigned gen = 41; gen <= 80 && rc == 0; gen++)
             rc = write_gen(c, gen);
         if (rc)
-            die(5, "write: %s", tu_err_name(rc));
+            tu_die(5, "write: %s", tu_err_name(rc));
         kvmap_close(c);
         _exit(0);
     }
@@ -1942,39 +1868,39 @@ START_TEST(test_two_handles)
 
     /* A's writer lock survives B's close: a writer in a child process waits
      * for A's write transaction. */
-    kvmap_txn *wa = wbegin(a);
+    kvmap_txn *wa = tu_wbegin(a);
     ck_assert_kv_ok(kvmap_put(wa, tu_str("mark"), tu_str("A"), 0));
     int from[2];
     ck_assert_int_eq(pipe(from), 0);
-    pid = fork_ok();
+    pid = tu_fork();
     if (pid == 0) {
         close(from[0]);
         kvmap *c;
         int rc = open_rc(p, KVMAP_NOSYNC, 0, 0, &c);
         if (rc)
-            die(2, "open: %s", tu_err_name(rc));
-        if (write_full(from[1], "o", 1))
-            die(3, "write");
+            tu_die(2, "open: %s", tu_err_name(rc));
+        if (tu_write_full(from[1], "o", 1))
+            tu_die(3, "write");
         kvmap_txn *w;
         rc = kvmap_begin(c, 0, &w);
         if (rc)
-            die(4, "begin: %s", tu_err_name(rc));
+            tu_die(4, "begin: %s", tu_err_name(rc));
         kvmap_val v;
         rc = kvmap_get(w, tu_str("mark"), &v);
         char res = rc == 0 && tu_val_eq_str(v, "A") ? 'Y' : 'N';
-        if (write_full(from[1], &res, 1))
-            die(3, "write");
+        if (tu_write_full(from[1], &res, 1))
+            tu_die(3, "write");
         rc = kvmap_put(w, tu_str("mark"), tu_str("child"), 0);
         if (rc == 0)
             rc = kvmap_commit(w);
         if (rc)
-            die(5, "commit: %s", tu_err_name(rc));
+            tu_die(5, "commit: %s", tu_err_name(rc));
         kvmap_close(c);
         _exit(0);
     }
     close(from[1]);
     char c;
-    ck_assert_msg(read_full(from[0], &c, 1) == 0 && c == 'o', "the child did not open the db");
+    ck_assert_msg(tu_read_full(from[0], &c, 1) == 0 && c == 'o', "the child did not open the db");
     if (!wait_blocked_in_lock(pid))
         usleep(300 * 1000); /* cannot see it block: give it a moment to (wrongly) get in */
     struct pollfd pfd = {.fd = from[0], .events = POLLIN};
@@ -1982,11 +1908,11 @@ START_TEST(test_two_handles)
                   "a writer in another process began while handle A held a write txn "
                   "(handle B's close dropped A's writer lock)");
     ck_assert_kv_ok(kvmap_commit(wa));
-    ck_assert_msg(read_full(from[0], &c, 1) == 0, "no answer from the child writer");
+    ck_assert_msg(tu_read_full(from[0], &c, 1) == 0, "no answer from the child writer");
     ck_assert_msg(c == 'Y', "the child writer's txn did not see handle A's commit");
     wait_ok(pid, "child writer");
     close(from[0]);
-    kvmap_txn *t = rbegin(a);
+    kvmap_txn *t = tu_rbegin(a);
     kvmap_val v;
     ck_assert_kv_ok(kvmap_get(t, tu_str("mark"), &v));
     ck_assert(tu_val_eq_str(v, "child"));

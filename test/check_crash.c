@@ -15,8 +15,9 @@
  *              KVMAP_FULL, the transaction is poisoned, the file keeps the
  *              last committed state and the handle stays usable.
  *
- * Transaction i's changes derive from i alone (gen_ops_*), so the parent
- * recomputes every expected state.  Environment: KVMAP_CRASH_ROUNDS (kill
+ * Transaction i's changes derive from i alone (gen_ops_*; keys, values and
+ * the model of the db are in txnmodel.c), so the parent recomputes every
+ * expected state.  Environment: KVMAP_CRASH_ROUNDS (kill
  * rounds per variant, default 50), KVMAP_TEST_SEED.
  */
 #define _GNU_SOURCE
@@ -25,7 +26,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,389 +34,11 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvmap.h"
 #include "testutil.h"
-
-/* ======================================================================
- * Deterministic data: keys, values, transactions, and a model of the db.
- * ====================================================================== */
-
-#define KEY_MAX 128
-#define VAL_MAX (1u << 20)
-#define MAX_OPS 512
-
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rs_next(uint64_t *s)
-{
-    *s += 0x9e3779b97f4a7c15ull;
-    return mix64(*s);
-}
-
-static uint32_t rs_below(uint64_t *s, uint32_t n)
-{
-    return n ? (uint32_t)(rs_next(s) % n) : 0;
-}
-
-/* Key idx: "k%06u" then 0..100 pattern bytes; sorts in idx order. */
-static size_t make_key(uint32_t idx, char *buf)
-{
-    int n = snprintf(buf, KEY_MAX, "k%06" PRIu32, idx % 1000000u);
-    size_t extra = (idx * 7u) % 41u + (idx % 11u == 0 ? 60u : 0u);
-    for (size_t j = 0; j < extra; j++)
-        buf[(size_t)n + j] = (char)('a' + (idx + j) % 26u);
-    return (size_t)n + extra;
-}
-
-static void gen_val(uint32_t seed, uint32_t len, uint8_t *buf)
-{
-    uint64_t s = ((uint64_t)seed << 32) ^ len;
-    uint32_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t r = rs_next(&s);
-        memcpy(buf + i, &r, 8);
-    }
-    if (i < len) {
-        uint64_t r = rs_next(&s);
-        memcpy(buf + i, &r, len - i);
-    }
-}
-
-/* 1 when data equals gen_val(seed, len). */
-static int val_matches(uint32_t seed, uint32_t len, const uint8_t *data)
-{
-    uint64_t s = ((uint64_t)seed << 32) ^ len;
-    uint32_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t r = rs_next(&s);
-        if (memcmp(data + i, &r, 8) != 0)
-            return 0;
-    }
-    if (i < len) {
-        uint64_t r = rs_next(&s);
-        if (memcmp(data + i, &r, len - i) != 0)
-            return 0;
-    }
-    return 1;
-}
-
-static int key_cmp(const void *a, size_t an, const void *b, size_t bn)
-{
-    size_t n = an < bn ? an : bn;
-    int r = n ? memcmp(a, b, n) : 0;
-    if (r != 0)
-        return r;
-    return an < bn ? -1 : an > bn;
-}
-
-struct op {
-    uint32_t idx, seed, len;
-    uint8_t del;
-};
-
-struct ent {
-    uint32_t seed, len;
-    uint8_t present;
-};
-
-/* The expected database: keys by index, plus "last" = number of the last txn (absent if 0). */
-struct model {
-    uint32_t nkeys, count, last;
-    struct ent *e;
-};
-
-static void model_init(struct model *m, uint32_t nkeys)
-{
-    m->nkeys = nkeys;
-    m->count = 0;
-    m->last = 0;
-    m->e = calloc(nkeys, sizeof *m->e);
-    if (m->e == NULL)
-        abort();
-}
-
-static void model_free(struct model *m)
-{
-    free(m->e);
-    m->e = NULL;
-}
-
-static void model_copy(struct model *dst, const struct model *src)
-{
-    if (dst->e == NULL || dst->nkeys != src->nkeys) {
-        free(dst->e);
-        dst->e = malloc(src->nkeys * sizeof *dst->e);
-        if (dst->e == NULL)
-            abort();
-    }
-    dst->nkeys = src->nkeys;
-    dst->count = src->count;
-    dst->last = src->last;
-    memcpy(dst->e, src->e, src->nkeys * sizeof *dst->e);
-}
-
-static void model_apply(struct model *m, const struct op *ops, size_t n, uint32_t txn)
-{
-    for (size_t i = 0; i < n; i++) {
-        struct ent *e = &m->e[ops[i].idx];
-        if (ops[i].del) {
-            if (e->present)
-                m->count--;
-            e->present = 0;
-        } else {
-            if (!e->present)
-                m->count++;
-            e->present = 1;
-            e->seed = ops[i].seed;
-            e->len = ops[i].len;
-        }
-    }
-    if (txn != 0)
-        m->last = txn;
-}
-
-static uint8_t *scratch(void)
-{
-    static uint8_t *buf;
-    if (buf == NULL && (buf = malloc(VAL_MAX)) == NULL)
-        abort();
-    return buf;
-}
-
-/* Apply ops in a write transaction, then "last" = txn (when txn != 0). 0 or the first error. */
-static int db_apply(kvmap_txn *t, const struct op *ops, size_t n, uint32_t txn, int *failed_op)
-{
-    char key[KEY_MAX];
-    uint8_t *buf = scratch();
-    for (size_t i = 0; i < n; i++) {
-        kvmap_val k = { key, make_key(ops[i].idx, key) };
-        int rc;
-        if (ops[i].del) {
-            rc = kvmap_del(t, k);
-            if (rc == KVMAP_NOTFOUND)
-                rc = 0;
-        } else {
-            gen_val(ops[i].seed, ops[i].len, buf);
-            kvmap_val v = { buf, ops[i].len };
-            rc = kvmap_put(t, k, v, 0);
-        }
-        if (rc != 0) {
-            if (failed_op)
-                *failed_op = (int)i;
-            return rc;
-        }
-    }
-    if (txn != 0) {
-        char num[16];
-        int len = snprintf(num, sizeof num, "%" PRIu32, txn);
-        kvmap_val k = { "last", 4 }, v = { num, (size_t)len };
-        int rc = kvmap_put(t, k, v, 0);
-        if (rc != 0) {
-            if (failed_op)
-                *failed_op = (int)n;
-            return rc;
-        }
-    }
-    return 0;
-}
-
-#define SAY(...) snprintf(msg, msglen, __VA_ARGS__)
-
-/* 0 when db's newest snapshot equals m exactly; else a description in msg. */
-static int verify_txn(kvmap_txn *t, const struct model *m, char *msg, size_t msglen)
-{
-    kvmap_cursor *c = NULL;
-    kvmap_val k, v;
-    char prev[KEY_MAX], key[KEY_MAX];
-    size_t prevlen = 0;
-    int have_prev = 0, have_last = 0, bad = 1;
-    uint32_t seen = 0;
-    int rc = kvmap_cursor_open(t, &c);
-    if (rc != 0) {
-        SAY("kvmap_cursor_open: %s", tu_err_name(rc));
-        return 1;
-    }
-    for (rc = kvmap_cursor_first(c, &k, &v); rc == 0; rc = kvmap_cursor_next(c, &k, &v)) {
-        if (have_prev && key_cmp(prev, prevlen, k.data, k.size) >= 0) {
-            SAY("cursor keys out of order after entry %" PRIu32, seen);
-            goto out;
-        }
-        if (k.size > KEY_MAX) {
-            SAY("unexpected key of %zu bytes", k.size);
-            goto out;
-        }
-        memcpy(prev, k.data, k.size);
-        prevlen = k.size;
-        have_prev = 1;
-        if (k.size == 4 && memcmp(k.data, "last", 4) == 0) {
-            char num[16];
-            int len = snprintf(num, sizeof num, "%" PRIu32, m->last);
-            if (m->last == 0 || v.size != (size_t)len || memcmp(v.data, num, v.size) != 0) {
-                SAY("\"last\" is \"%.*s\", expected %" PRIu32, (int)(v.size < 16 ? v.size : 16),
-                    (const char *)v.data, m->last);
-                goto out;
-            }
-            have_last = 1;
-            continue;
-        }
-        const char *kd = k.data;
-        uint32_t idx = 0;
-        int ok = k.size >= 7 && kd[0] == 'k';
-        for (size_t j = 1; ok && j < 7; j++) {
-            ok = kd[j] >= '0' && kd[j] <= '9';
-            idx = idx * 10 + (uint32_t)(kd[j] - '0');
-        }
-        if (!ok || idx >= m->nkeys || make_key(idx, key) != k.size ||
-            memcmp(key, k.data, k.size) != 0) {
-            SAY("unexpected key \"%.*s\" (%zu bytes)", (int)(k.size < 40 ? k.size : 40), kd,
-                k.size);
-            goto out;
-        }
-        const struct ent *e = &m->e[idx];
-        if (!e->present) {
-            SAY("key %" PRIu32 " present, expected absent (model at txn %" PRIu32 ")", idx,
-                m->last);
-            goto out;
-        }
-        if (v.size != e->len || !val_matches(e->seed, e->len, v.data)) {
-            SAY("key %" PRIu32 ": value of %zu bytes differs (expected %" PRIu32
-                " bytes, seed %" PRIu32 "; model at txn %" PRIu32 ")",
-                idx, v.size, e->len, e->seed, m->last);
-            goto out;
-        }
-        seen++;
-    }
-    if (rc != KVMAP_NOTFOUND) {
-        SAY("cursor stopped after %" PRIu32 " entries: %s", seen, tu_err_name(rc));
-        goto out;
-    }
-    if (m->last != 0 && !have_last) {
-        SAY("\"last\" missing, expected %" PRIu32, m->last);
-        goto out;
-    }
-    if (seen != m->count) {
-        uint32_t first_missing = 0;
-        for (uint32_t i = 0; i < m->nkeys; i++) {
-            if (m->e[i].present) {
-                kvmap_val kk = { key, make_key(i, key) }, vv;
-                if (kvmap_get(t, kk, &vv) != 0) {
-                    first_missing = i;
-                    break;
-                }
-            }
-        }
-        SAY("%" PRIu32 " entries, expected %" PRIu32 " (model at txn %" PRIu32
-            "); first missing key %" PRIu32,
-            seen, m->count, m->last, first_missing);
-        goto out;
-    }
-    /* Point lookups through the tree, present and absent keys. */
-    for (uint32_t i = 0; i < m->nkeys; i += 3) {
-        kvmap_val kk = { key, make_key(i, key) }, vv;
-        rc = kvmap_get(t, kk, &vv);
-        if (m->e[i].present) {
-            if (rc != 0 || vv.size != m->e[i].len || !val_matches(m->e[i].seed, m->e[i].len,
-                                                                  vv.data)) {
-                SAY("kvmap_get(key %" PRIu32 "): %s / wrong value", i, tu_err_name(rc));
-                goto out;
-            }
-        } else if (rc != KVMAP_NOTFOUND) {
-            SAY("kvmap_get(absent key %" PRIu32 ") returned %s", i, tu_err_name(rc));
-            goto out;
-        }
-    }
-    bad = 0;
-out:
-    kvmap_cursor_close(c);
-    return bad;
-}
-
-static int verify_db(kvmap *db, const struct model *m, char *msg, size_t msglen)
-{
-    kvmap_txn *t = NULL;
-    int rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
-    if (rc != 0) {
-        SAY("kvmap_begin(RDONLY): %s", tu_err_name(rc));
-        return 1;
-    }
-    int bad = verify_txn(t, m, msg, msglen);
-    kvmap_abort(t);
-    return bad;
-}
-
-struct problems {
-    unsigned count;
-    size_t len;
-    char text[1024];
-};
-
-static void problem_cb(void *ctx, uint64_t pgno, const char *problem)
-{
-    struct problems *p = ctx;
-    p->count++;
-    if (p->len + 1 < sizeof p->text) {
-        int k = snprintf(p->text + p->len, sizeof p->text - p->len, "%s[page %" PRIu64 "] %s",
-                         p->count > 1 ? "; " : "", pgno, problem ? problem : "?");
-        if (k > 0)
-            p->len += (size_t)k;
-        if (p->len >= sizeof p->text)
-            p->len = sizeof p->text - 1;
-    }
-}
-
-/* kvmap_check on a new read transaction; 0 when sound, else a description in msg. */
-static int check_db(kvmap *db, char *msg, size_t msglen)
-{
-    kvmap_txn *t = NULL;
-    struct problems p;
-    memset(&p, 0, sizeof p);
-    int rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
-    if (rc != 0) {
-        SAY("kvmap_begin(RDONLY) for check: %s", tu_err_name(rc));
-        return 1;
-    }
-    rc = kvmap_check(t, problem_cb, &p);
-    kvmap_abort(t);
-    if (rc != 0 || p.count != 0) {
-        SAY("kvmap_check: %s, %u problem(s): %s", tu_err_name(rc), p.count, p.text);
-        return 1;
-    }
-    return 0;
-}
-
-/* "last" of the newest snapshot (0 when absent), or a negative error. */
-static int64_t read_last(kvmap *db)
-{
-    kvmap_txn *t = NULL;
-    kvmap_val k = { "last", 4 }, v;
-    int rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
-    if (rc != 0)
-        return rc;
-    rc = kvmap_get(t, k, &v);
-    int64_t last;
-    if (rc == KVMAP_NOTFOUND) {
-        last = 0;
-    } else if (rc != 0) {
-        last = rc;
-    } else {
-        char num[24];
-        size_t n = v.size < sizeof num - 1 ? v.size : sizeof num - 1;
-        memcpy(num, v.data, n);
-        num[n] = 0;
-        last = strtoll(num, NULL, 10);
-    }
-    kvmap_abort(t);
-    return last;
-}
+#include "txnmodel.h"
 
 /* ======================================================================
  * The transaction sequences.
@@ -495,32 +117,6 @@ static size_t gen_workload(enum workload wl, uint32_t txn, struct op *ops)
  * Helpers for forked children: no Check assertions there, just exit codes.
  * ====================================================================== */
 
-static void die(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "child %ld: ", (long)getpid());
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    _exit(code);
-}
-
-static int write_full(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 static int create_db(const char *path, unsigned flags, uint64_t max_size)
 {
     kvmap_options opt;
@@ -533,31 +129,6 @@ static int create_db(const char *path, unsigned flags, uint64_t max_size)
     return rc;
 }
 
-static int open_db(const char *path, unsigned flags, uint64_t max_size, kvmap **db)
-{
-    kvmap_options opt;
-    memset(&opt, 0, sizeof opt);
-    opt.flags = flags;
-    opt.max_size = max_size;
-    *db = NULL;
-    return kvmap_open(path, &opt, db);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t test_seed(tu_rng *r, const char *what)
-{
-    uint64_t seed;
-    if (!tu_env_u64("KVMAP_TEST_SEED", &seed))
-        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-    return tu_rng_seed_announce(r, what, seed);
-}
-
 /* ======================================================================
  * 1a. Process crash at a random moment.
  * ====================================================================== */
@@ -567,27 +138,27 @@ static void crash_child(const char *path, unsigned flags, int wfd)
 {
     static struct op ops[MAX_OPS];
     kvmap *db;
-    int rc = open_db(path, flags, 0, &db);
+    int rc = tu_open(path, flags, 0, &db);
     if (rc != 0)
-        die(10, "kvmap_open: %s", tu_err_name(rc));
+        tu_die(10, "kvmap_open: %s", tu_err_name(rc));
     int64_t last = read_last(db);
     if (last < 0)
-        die(11, "reading last: %s", tu_err_name((int)last));
+        tu_die(11, "reading last: %s", tu_err_name((int)last));
     for (uint32_t i = (uint32_t)last + 1;; i++) {
         size_t n = gen_ops_mix(i, ops);
         kvmap_txn *t;
         int bad_op = -1;
         rc = kvmap_begin(db, 0, &t);
         if (rc != 0)
-            die(12, "kvmap_begin txn %" PRIu32 ": %s", i, tu_err_name(rc));
+            tu_die(12, "kvmap_begin txn %" PRIu32 ": %s", i, tu_err_name(rc));
         rc = db_apply(t, ops, n, i, &bad_op);
         if (rc != 0)
-            die(13, "txn %" PRIu32 " op %d: %s", i, bad_op, tu_err_name(rc));
+            tu_die(13, "txn %" PRIu32 " op %d: %s", i, bad_op, tu_err_name(rc));
         rc = kvmap_commit(t);
         if (rc != 0)
-            die(14, "kvmap_commit txn %" PRIu32 ": %s", i, tu_err_name(rc));
-        if (write_full(wfd, &i, sizeof i) != 0)
-            die(15, "ack write: %s", strerror(errno));
+            tu_die(14, "kvmap_commit txn %" PRIu32 ": %s", i, tu_err_name(rc));
+        if (tu_write_full(wfd, &i, sizeof i) != 0)
+            tu_die(15, "ack write: %s", strerror(errno));
     }
 }
 
@@ -596,7 +167,7 @@ static void crash_rounds(unsigned flags, const char *what)
     static struct op ops[MAX_OPS];
     char msg[1536];
     tu_rng rng;
-    test_seed(&rng, what);
+    tu_test_seed(&rng, what);
     uint64_t rounds = 50;
     tu_env_u64("KVMAP_CRASH_ROUNDS", &rounds);
 
@@ -608,14 +179,12 @@ static void crash_rounds(unsigned flags, const char *what)
     struct model m;
     model_init(&m, MIX_KEYS);
     uint32_t prev_last = 0, in_flight_hits = 0, no_ack_rounds = 0, streak = 0;
-    double t0 = now_s();
+    double t0 = tu_now();
 
     for (uint64_t round = 0; round < rounds; round++) {
         int pfd[2];
         ck_assert_msg(pipe(pfd) == 0, "pipe: %s", strerror(errno));
-        fflush(NULL);
-        pid_t pid = fork();
-        ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+        pid_t pid = tu_fork();
         if (pid == 0) {
             close(pfd[0]);
             crash_child(path, flags, pfd[1]);
@@ -627,8 +196,7 @@ static void crash_rounds(unsigned flags, const char *what)
         usleep((useconds_t)(tu_rng_below(&rng, 20001) + (streak < 10 ? streak : 10) * 10000));
         kill(pid, SIGKILL);
         int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
+        tu_waitpid(pid, &status);
         ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
                       "round %" PRIu64 ": the writer died on its own (status 0x%x%s%s)", round,
                       status, WIFEXITED(status) ? ", exit " : "",
@@ -657,7 +225,7 @@ static void crash_rounds(unsigned flags, const char *what)
         streak = got_ack ? 0 : streak + 1;
 
         kvmap *db;
-        rc = open_db(path, 0, 0, &db);
+        rc = tu_open(path, 0, 0, &db);
         ck_assert_msg(rc == 0, "round %" PRIu64 ": reopening after the kill: %s", round,
                       tu_err_name(rc));
         int64_t last = read_last(db);
@@ -688,7 +256,7 @@ static void crash_rounds(unsigned flags, const char *what)
         kvmap_close(db);
         prev_last = (uint32_t)last;
     }
-    double dt = now_s() - t0;
+    double dt = tu_now() - t0;
     fprintf(stderr,
             "%s: %" PRIu64 " kills, %" PRIu32 " txns committed, %" PRIu32
             " rounds recovered the in-flight txn, %" PRIu32 " rounds without an ack, %.1f s\n",
@@ -777,34 +345,34 @@ static void rlimit_child(const char *path, unsigned flags, const struct model *s
     model_copy(&m, start);
 
     kvmap *db;
-    int rc = open_db(path, flags, 0, &db);
+    int rc = tu_open(path, flags, 0, &db);
     if (rc != 0)
-        die(20, "kvmap_open: %s", tu_err_name(rc));
+        tu_die(20, "kvmap_open: %s", tu_err_name(rc));
     struct stat st;
     if (stat(path, &st) != 0)
-        die(21, "stat: %s", strerror(errno));
+        tu_die(21, "stat: %s", strerror(errno));
     struct rlimit rl;
     rl.rlim_cur = rl.rlim_max = (rlim_t)st.st_size + (rlim_t)extra;
     rep.size_before = (uint64_t)st.st_size;
     rep.limit = (uint64_t)rl.rlim_cur;
     signal(SIGXFSZ, SIG_IGN);
     if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
-        die(22, "setrlimit: %s", strerror(errno));
+        tu_die(22, "setrlimit: %s", strerror(errno));
 
     for (int iter = 0;; iter++) {
         if (iter > 20000)
-            die(23, "no error after 20000 txns with RLIMIT_FSIZE %" PRIu64, rep.limit);
+            tu_die(23, "no error after 20000 txns with RLIMIT_FSIZE %" PRIu64, rep.limit);
         uint32_t i = m.last + 1;
         size_t n = gen_workload(wl, i, ops);
         kvmap_txn *t;
         rc = kvmap_begin(db, 0, &t);
         if (rc != 0)
-            die(24, "kvmap_begin: %s", tu_err_name(rc));
+            tu_die(24, "kvmap_begin: %s", tu_err_name(rc));
         int bad_op = -1;
         rc = db_apply(t, ops, n, i, &bad_op);
         if (rc != 0) {
             if (!is_space_error(rc))
-                die(25, "put in txn %" PRIu32 " failed with %s, expected EFBIG/ENOSPC/KVMAP_FULL",
+                tu_die(25, "put in txn %" PRIu32 " failed with %s, expected EFBIG/ENOSPC/KVMAP_FULL",
                     i, tu_err_name(rc));
             rep.err = rc;
             /* The transaction is poisoned now. */
@@ -812,16 +380,16 @@ static void rlimit_child(const char *path, unsigned flags, const struct model *s
             kvmap_val k = { key, make_key(FILL_KEYS - 1, key) }, v = { "x", 1 };
             int rc2 = kvmap_put(t, k, v, 0);
             if (rc2 == 0)
-                die(26, "put after a failed put (%s) succeeded", tu_err_name(rc));
+                tu_die(26, "put after a failed put (%s) succeeded", tu_err_name(rc));
             rc2 = kvmap_commit(t);
             if (rc2 == 0)
-                die(27, "commit after a failed put (%s) succeeded", tu_err_name(rc));
+                tu_die(27, "commit after a failed put (%s) succeeded", tu_err_name(rc));
             break;
         }
         rc = kvmap_commit(t);
         if (rc != 0) {
             if (!is_space_error(rc))
-                die(28, "commit of txn %" PRIu32 " failed with %s, expected EFBIG/ENOSPC/KVMAP_FULL",
+                tu_die(28, "commit of txn %" PRIu32 " failed with %s, expected EFBIG/ENOSPC/KVMAP_FULL",
                     i, tu_err_name(rc));
             rep.err = rc;
             rep.at_commit = 1;
@@ -832,9 +400,9 @@ static void rlimit_child(const char *path, unsigned flags, const struct model *s
     rep.last = m.last;
     /* The handle must still show the last committed state... */
     if (verify_db(db, &m, msg, sizeof msg) != 0)
-        die(29, "same handle after the failure (%s): %s", tu_err_name(rep.err), msg);
+        tu_die(29, "same handle after the failure (%s): %s", tu_err_name(rep.err), msg);
     if (check_db(db, msg, sizeof msg) != 0)
-        die(30, "same handle after the failure: %s", msg);
+        tu_die(30, "same handle after the failure: %s", msg);
     /* ...and small transactions either commit or fail cleanly. */
     for (int j = 0; j < 3; j++) {
         uint32_t i = m.last + 1;
@@ -842,7 +410,7 @@ static void rlimit_child(const char *path, unsigned flags, const struct model *s
         kvmap_txn *t;
         rc = kvmap_begin(db, 0, &t);
         if (rc != 0)
-            die(31, "kvmap_begin after the failure: %s", tu_err_name(rc));
+            tu_die(31, "kvmap_begin after the failure: %s", tu_err_name(rc));
         rc = db_apply(t, ops, n, i, NULL);
         if (rc == 0) {
             rc = kvmap_commit(t);
@@ -853,15 +421,15 @@ static void rlimit_child(const char *path, unsigned flags, const struct model *s
             model_apply(&m, ops, n, i);
             rep.extra_ok++;
         } else if (!is_space_error(rc)) {
-            die(32, "small txn after the failure: %s", tu_err_name(rc));
+            tu_die(32, "small txn after the failure: %s", tu_err_name(rc));
         }
     }
     rep.last = m.last;
     if (verify_db(db, &m, msg, sizeof msg) != 0)
-        die(33, "after the small txns: %s", msg);
+        tu_die(33, "after the small txns: %s", msg);
     kvmap_close(db);
-    if (write_full(wfd, &rep, sizeof rep) != 0)
-        die(34, "report write: %s", strerror(errno));
+    if (tu_write_full(wfd, &rep, sizeof rep) != 0)
+        tu_die(34, "report write: %s", strerror(errno));
     model_free(&m);
     _exit(0);
 }
@@ -877,9 +445,7 @@ static void run_rlimit(const char *path, unsigned flags, struct model *m, uint64
     char msg[1536];
     int pfd[2];
     ck_assert_msg(pipe(pfd) == 0, "pipe: %s", strerror(errno));
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+    pid_t pid = tu_fork();
     if (pid == 0) {
         close(pfd[0]);
         rlimit_child(path, flags, m, extra, wl, pfd[1]);
@@ -889,8 +455,7 @@ static void run_rlimit(const char *path, unsigned flags, struct model *m, uint64
     ssize_t got = read(pfd[0], rep, sizeof *rep);
     close(pfd[0]);
     int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    tu_waitpid(pid, &status);
     ck_assert_msg(!WIFSIGNALED(status),
                   "the writer under RLIMIT_FSIZE (size + %" PRIu64 ") was killed by signal %d (%s)",
                   extra, WTERMSIG(status), strsignal(WTERMSIG(status)));
@@ -908,7 +473,7 @@ static void run_rlimit(const char *path, unsigned flags, struct model *m, uint64
         model_apply(m, ops, n, i);
     }
     kvmap *db;
-    int rc = open_db(path, 0, 0, &db);
+    int rc = tu_open(path, 0, 0, &db);
     ck_assert_msg(rc == 0, "reopening after the failure (size + %" PRIu64 "): %s", extra,
                   tu_err_name(rc));
     ck_assert_msg(verify_db(db, m, msg, sizeof msg) == 0,
@@ -930,7 +495,7 @@ START_TEST(test_rlimit_fsize)
 
     kvmap *db;
     ck_assert_kv_ok(create_db(path, 0, 0));
-    ck_assert_kv_ok(open_db(path, 0, 0, &db));
+    ck_assert_kv_ok(tu_open(path, 0, 0, &db));
     commit_workload(db, &m, 8, WL_BIG);
     kvmap_close(db);
 
@@ -944,11 +509,11 @@ START_TEST(test_rlimit_fsize)
             rep.at_commit ? "commit" : "put", rep.extra_ok);
 
     /* Without the limit, commits work again. */
-    ck_assert_kv_ok(open_db(path, 0, 0, &db));
+    ck_assert_kv_ok(tu_open(path, 0, 0, &db));
     commit_workload(db, &m, 12, WL_BIG);
     ck_assert_msg(verify_db(db, &m, msg, sizeof msg) == 0, "after more commits: %s", msg);
     kvmap_close(db);
-    ck_assert_kv_ok(open_db(path, KVMAP_VERIFY, 0, &db));
+    ck_assert_kv_ok(tu_open(path, KVMAP_VERIFY, 0, &db));
     ck_assert_msg(verify_db(db, &m, msg, sizeof msg) == 0, "reopened at the end: %s", msg);
     ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "reopened at the end: %s", msg);
     kvmap_close(db);
@@ -973,7 +538,7 @@ START_TEST(test_rlimit_sweep)
     model_init(&m, FILL_KEYS);
     kvmap *db;
     ck_assert_kv_ok(create_db(base, 0, 0));
-    ck_assert_kv_ok(open_db(base, 0, 0, &db));
+    ck_assert_kv_ok(tu_open(base, 0, 0, &db));
     commit_workload(db, &m0, 60, WL_SWEEP);
     kvmap_close(db);
 
@@ -988,7 +553,7 @@ START_TEST(test_rlimit_sweep)
             at_commit++;
         else
             at_put++;
-        ck_assert_kv_ok(open_db(work, 0, 0, &db));
+        ck_assert_kv_ok(tu_open(work, 0, 0, &db));
         commit_workload(db, &m, 5, WL_SWEEP);
         ck_assert_msg(verify_db(db, &m, msg, sizeof msg) == 0, "limit +%" PRIu64 " pages, then 5 commits: %s",
                       k, msg);
@@ -1025,7 +590,7 @@ START_TEST(test_max_size_full)
     kvmap *db;
     int rc = create_db(path, 0, SMALL_MAX);
     ck_assert_msg(rc == 0, "creating with max_size %u: %s", SMALL_MAX, tu_err_name(rc));
-    ck_assert_kv_ok(open_db(path, 0, SMALL_MAX, &db));
+    ck_assert_kv_ok(tu_open(path, 0, SMALL_MAX, &db));
 
     int err = 0, at_commit = 0;
     uint32_t ncommits = 0;
@@ -1093,12 +658,12 @@ START_TEST(test_max_size_full)
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_msg((uint64_t)st.st_size <= SMALL_MAX, "file is %lld bytes, max_size %u",
                   (long long)st.st_size, SMALL_MAX);
-    ck_assert_kv_ok(open_db(path, KVMAP_VERIFY, SMALL_MAX, &db));
+    ck_assert_kv_ok(tu_open(path, KVMAP_VERIFY, SMALL_MAX, &db));
     ck_assert_msg(verify_db(db, &m, msg, sizeof msg) == 0, "reopened after KVMAP_FULL: %s", msg);
     ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "reopened after KVMAP_FULL: %s", msg);
     kvmap_close(db);
     /* A larger max_size lets it grow again. */
-    ck_assert_kv_ok(open_db(path, 0, 0, &db));
+    ck_assert_kv_ok(tu_open(path, 0, 0, &db));
     fill_commit(db, &m, 10, 2, 12 * 1024);
     ck_assert_msg(verify_db(db, &m, msg, sizeof msg) == 0, "after growing: %s", msg);
     ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "after growing: %s", msg);
@@ -1121,7 +686,7 @@ START_TEST(test_poisoned_txn)
     const uint64_t max = 512 * 1024;
     kvmap *db;
     ck_assert_kv_ok(create_db(path, 0, max));
-    ck_assert_kv_ok(open_db(path, 0, max, &db));
+    ck_assert_kv_ok(tu_open(path, 0, max, &db));
     fill_commit(db, &m, 3, 3, 100);
 
     /* One transaction of 100 KiB values until a put fails. */
@@ -1178,7 +743,7 @@ START_TEST(test_poisoned_txn)
     fill_commit(db, &m, 2, 2, 100);
     ck_assert_msg(verify_db(db, &m, msg, sizeof msg) == 0, "after a later commit: %s", msg);
     kvmap_close(db);
-    ck_assert_kv_ok(open_db(path, 0, max, &db));
+    ck_assert_kv_ok(tu_open(path, 0, max, &db));
     ck_assert_msg(verify_db(db, &m, msg, sizeof msg) == 0, "reopened: %s", msg);
     ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "reopened: %s", msg);
     kvmap_close(db);

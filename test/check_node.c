@@ -23,14 +23,6 @@
 static const uint32_t psizes[] = {512, 4096, 65536};
 #define NPSIZES ((int)(sizeof psizes / sizeof psizes[0]))
 
-static uint64_t seed_for(tu_rng *r, const char *what, uint64_t dflt)
-{
-    uint64_t s;
-    if (!tu_env_u64("KVMAP_SEED", &s))
-        s = dflt;
-    return tu_rng_seed_announce(r, what, s);
-}
-
 static uint8_t *page_alloc(uint32_t psize)
 {
     uint8_t *p = malloc(psize);
@@ -301,7 +293,7 @@ START_TEST(test_node_model)
     uint32_t ps = psizes[_i / 2];
     int type = _i % 2 ? KV_BRANCH : KV_LEAF;
     tu_rng r;
-    seed_for(&r, "node_model", 1000 + (uint64_t)_i);
+    tu_seed_for(&r, "node_model", 1000 + (uint64_t)_i);
     uint8_t *p = page_alloc(ps), *q = page_alloc(ps);
     model m = {.type = type, .psize = ps};
     kv_node_init(p, ps, 9, 9, type, KV_TREE_MAIN);
@@ -550,7 +542,7 @@ START_TEST(test_key_cmp)
     ck_assert_int_gt(kv_key_cmp((const uint8_t *)"a", 1, NULL, 0), 0);
     /* random keys against the reference order */
     tu_rng r;
-    seed_for(&r, "key_cmp", 7);
+    tu_seed_for(&r, "key_cmp", 7);
     for (int i = 0; i < 100000; i++) {
         uint8_t a[6], b[6];
         size_t an = tu_rng_below(&r, 7), bn = tu_rng_below(&r, 7);
@@ -772,7 +764,7 @@ static void cell_inside(const uint8_t *p, uint32_t ps, const kv_cell *c, uint32_
 START_TEST(test_node_fuzz)
 {
     tu_rng r;
-    seed_for(&r, "node_fuzz", 4242 + (uint64_t)_i);
+    tu_seed_for(&r, "node_fuzz", 4242 + (uint64_t)_i);
     uint32_t ps = psizes[_i];
     int rounds = ps == 65536 ? 150 : 1500;
     uint8_t *p = page_alloc(ps);
@@ -958,7 +950,7 @@ START_TEST(test_meta_flips)
     memset(b, 0, sizeof b);
     ck_assert_int_eq(kv_meta_decode(b, sizeof b, &out), KV_META_NOT_KVMAP);
     tu_rng r;
-    seed_for(&r, "meta_random", 99);
+    tu_seed_for(&r, "meta_random", 99);
     for (int i = 0; i < 1000; i++) {
         tu_rng_fill(&r, b, sizeof b);
         memcpy(b + KV_MT_MAGIC, KV_MAGIC, 8);
@@ -1151,7 +1143,7 @@ START_TEST(test_pgset_churn)
     kv_pgset s;
     memset(&s, 0, sizeof s);
     tu_rng r;
-    seed_for(&r, "pgset_churn", 5);
+    tu_seed_for(&r, "pgset_churn", 5);
     enum { LIVE = 100 };
     uint64_t live[LIVE];
     for (int i = 0; i < LIVE; i++) {
@@ -1193,7 +1185,7 @@ static int cmp_u64(const void *a, const void *b)
 START_TEST(test_pgvec_sort)
 {
     tu_rng r;
-    seed_for(&r, "pgvec_sort", 11);
+    tu_seed_for(&r, "pgvec_sort", 11);
     const size_t sizes[] = {1, 2, 3, 64, 65, 1000, 100000};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         kv_pgvec v = {0};

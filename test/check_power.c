@@ -37,415 +37,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvmap.h"
 #include "testhook.h"
 #include "testutil.h"
-
-/* ======================================================================
- * Deterministic data: keys, values, transactions, and a model of the db.
- * ====================================================================== */
-
-#define KEY_MAX 128
-#define VAL_MAX (1u << 20)
-#define MAX_OPS 512
-
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rs_next(uint64_t *s)
-{
-    *s += 0x9e3779b97f4a7c15ull;
-    return mix64(*s);
-}
-
-static uint32_t rs_below(uint64_t *s, uint32_t n)
-{
-    return n ? (uint32_t)(rs_next(s) % n) : 0;
-}
-
-/* Key idx: "k%06u" then 0..100 pattern bytes; sorts in idx order. */
-static size_t make_key(uint32_t idx, char *buf)
-{
-    int n = snprintf(buf, KEY_MAX, "k%06" PRIu32, idx % 1000000u);
-    size_t extra = (idx * 7u) % 41u + (idx % 11u == 0 ? 60u : 0u);
-    for (size_t j = 0; j < extra; j++)
-        buf[(size_t)n + j] = (char)('a' + (idx + j) % 26u);
-    return (size_t)n + extra;
-}
-
-static void gen_val(uint32_t seed, uint32_t len, uint8_t *buf)
-{
-    uint64_t s = ((uint64_t)seed << 32) ^ len;
-    uint32_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t r = rs_next(&s);
-        memcpy(buf + i, &r, 8);
-    }
-    if (i < len) {
-        uint64_t r = rs_next(&s);
-        memcpy(buf + i, &r, len - i);
-    }
-}
-
-/* 1 when data equals gen_val(seed, len). */
-static int val_matches(uint32_t seed, uint32_t len, const uint8_t *data)
-{
-    uint64_t s = ((uint64_t)seed << 32) ^ len;
-    uint32_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t r = rs_next(&s);
-        if (memcmp(data + i, &r, 8) != 0)
-            return 0;
-    }
-    if (i < len) {
-        uint64_t r = rs_next(&s);
-        if (memcmp(data + i, &r, len - i) != 0)
-            return 0;
-    }
-    return 1;
-}
-
-static int key_cmp(const void *a, size_t an, const void *b, size_t bn)
-{
-    size_t n = an < bn ? an : bn;
-    int r = n ? memcmp(a, b, n) : 0;
-    if (r != 0)
-        return r;
-    return an < bn ? -1 : an > bn;
-}
-
-struct op {
-    uint32_t idx, seed, len;
-    uint8_t del;
-};
-
-struct ent {
-    uint32_t seed, len;
-    uint8_t present;
-};
-
-/* The expected database: keys by index, plus "last" = number of the last txn (absent if 0). */
-struct model {
-    uint32_t nkeys, count, last;
-    struct ent *e;
-};
-
-static void model_init(struct model *m, uint32_t nkeys)
-{
-    m->nkeys = nkeys;
-    m->count = 0;
-    m->last = 0;
-    m->e = calloc(nkeys, sizeof *m->e);
-    if (m->e == NULL)
-        abort();
-}
-
-static void model_free(struct model *m)
-{
-    free(m->e);
-    m->e = NULL;
-}
-
-static void model_copy(struct model *dst, const struct model *src)
-{
-    if (dst->e == NULL || dst->nkeys != src->nkeys) {
-        free(dst->e);
-        dst->e = malloc(src->nkeys * sizeof *dst->e);
-        if (dst->e == NULL)
-            abort();
-    }
-    dst->nkeys = src->nkeys;
-    dst->count = src->count;
-    dst->last = src->last;
-    memcpy(dst->e, src->e, src->nkeys * sizeof *dst->e);
-}
-
-static void model_apply(struct model *m, const struct op *ops, size_t n, uint32_t txn)
-{
-    for (size_t i = 0; i < n; i++) {
-        struct ent *e = &m->e[ops[i].idx];
-        if (ops[i].del) {
-            if (e->present)
-                m->count--;
-            e->present = 0;
-        } else {
-            if (!e->present)
-                m->count++;
-            e->present = 1;
-            e->seed = ops[i].seed;
-            e->len = ops[i].len;
-        }
-    }
-    if (txn != 0)
-        m->last = txn;
-}
-
-static uint8_t *scratch(void)
-{
-    static uint8_t *buf;
-    if (buf == NULL && (buf = malloc(VAL_MAX)) == NULL)
-        abort();
-    return buf;
-}
-
-/* Apply ops in a write transaction, then "last" = txn (when txn != 0). 0 or the first error. */
-static int db_apply(kvmap_txn *t, const struct op *ops, size_t n, uint32_t txn, int *failed_op)
-{
-    char key[KEY_MAX];
-    uint8_t *buf = scratch();
-    for (size_t i = 0; i < n; i++) {
-        kvmap_val k = { key, make_key(ops[i].idx, key) };
-        int rc;
-        if (ops[i].del) {
-            rc = kvmap_del(t, k);
-            if (rc == KVMAP_NOTFOUND)
-                rc = 0;
-        } else {
-            gen_val(ops[i].seed, ops[i].len, buf);
-            kvmap_val v = { buf, ops[i].len };
-            rc = kvmap_put(t, k, v, 0);
-        }
-        if (rc != 0) {
-            if (failed_op)
-                *failed_op = (int)i;
-            return rc;
-        }
-    }
-    if (txn != 0) {
-        char num[16];
-        int len = snprintf(num, sizeof num, "%" PRIu32, txn);
-        kvmap_val k = { "last", 4 }, v = { num, (size_t)len };
-        int rc = kvmap_put(t, k, v, 0);
-        if (rc != 0) {
-            if (failed_op)
-                *failed_op = (int)n;
-            return rc;
-        }
-    }
-    return 0;
-}
-
-#define SAY(...) snprintf(msg, msglen, __VA_ARGS__)
-
-/* 0 when db's newest snapshot equals m exactly; else a description in msg. */
-static int verify_txn(kvmap_txn *t, const struct model *m, char *msg, size_t msglen)
-{
-    kvmap_cursor *c = NULL;
-    kvmap_val k, v;
-    char prev[KEY_MAX], key[KEY_MAX];
-    size_t prevlen = 0;
-    int have_prev = 0, have_last = 0, bad = 1;
-    uint32_t seen = 0;
-    int rc = kvmap_cursor_open(t, &c);
-    if (rc != 0) {
-        SAY("kvmap_cursor_open: %s", tu_err_name(rc));
-        return 1;
-    }
-    for (rc = kvmap_cursor_first(c, &k, &v); rc == 0; rc = kvmap_cursor_next(c, &k, &v)) {
-        if (have_prev && key_cmp(prev, prevlen, k.data, k.size) >= 0) {
-            SAY("cursor keys out of order after entry %" PRIu32, seen);
-            goto out;
-        }
-        if (k.size > KEY_MAX) {
-            SAY("unexpected key of %zu bytes", k.size);
-            goto out;
-        }
-        memcpy(prev, k.data, k.size);
-        prevlen = k.size;
-        have_prev = 1;
-        if (k.size == 4 && memcmp(k.data, "last", 4) == 0) {
-            char num[16];
-            int len = snprintf(num, sizeof num, "%" PRIu32, m->last);
-            if (m->last == 0 || v.size != (size_t)len || memcmp(v.data, num, v.size) != 0) {
-                SAY("\"last\" is \"%.*s\", expected %" PRIu32, (int)(v.size < 16 ? v.size : 16),
-                    (const char *)v.data, m->last);
-                goto out;
-            }
-            have_last = 1;
-            continue;
-        }
-        const char *kd = k.data;
-        uint32_t idx = 0;
-        int ok = k.size >= 7 && kd[0] == 'k';
-        for (size_t j = 1; ok && j < 7; j++) {
-            ok = kd[j] >= '0' && kd[j] <= '9';
-            idx = idx * 10 + (uint32_t)(kd[j] - '0');
-        }
-        if (!ok || idx >= m->nkeys || make_key(idx, key) != k.size ||
-            memcmp(key, k.data, k.size) != 0) {
-            SAY("unexpected key \"%.*s\" (%zu bytes)", (int)(k.size < 40 ? k.size : 40), kd,
-                k.size);
-            goto out;
-        }
-        const struct ent *e = &m->e[idx];
-        if (!e->present) {
-            SAY("key %" PRIu32 " present, expected absent (model at txn %" PRIu32 ")", idx,
-                m->last);
-            goto out;
-        }
-        if (v.size != e->len || !val_matches(e->seed, e->len, v.data)) {
-            SAY("key %" PRIu32 ": value of %zu bytes differs (expected %" PRIu32
-                " bytes, seed %" PRIu32 "; model at txn %" PRIu32 ")",
-                idx, v.size, e->len, e->seed, m->last);
-            goto out;
-        }
-        seen++;
-    }
-    if (rc != KVMAP_NOTFOUND) {
-        SAY("cursor stopped after %" PRIu32 " entries: %s", seen, tu_err_name(rc));
-        goto out;
-    }
-    if (m->last != 0 && !have_last) {
-        SAY("\"last\" missing, expected %" PRIu32, m->last);
-        goto out;
-    }
-    if (seen != m->count) {
-        uint32_t first_missing = 0;
-        for (uint32_t i = 0; i < m->nkeys; i++) {
-            if (m->e[i].present) {
-                kvmap_val kk = { key, make_key(i, key) }, vv;
-                if (kvmap_get(t, kk, &vv) != 0) {
-                    first_missing = i;
-                    break;
-                }
-            }
-        }
-        SAY("%" PRIu32 " entries, expected %" PRIu32 " (model at txn %" PRIu32
-            "); first missing key %" PRIu32,
-            seen, m->count, m->last, first_missing);
-        goto out;
-    }
-    /* Point lookups through the tree, present and absent keys. */
-    for (uint32_t i = 0; i < m->nkeys; i += 3) {
-        kvmap_val kk = { key, make_key(i, key) }, vv;
-        rc = kvmap_get(t, kk, &vv);
-        if (m->e[i].present) {
-            if (rc != 0 || vv.size != m->e[i].len || !val_matches(m->e[i].seed, m->e[i].len,
-                                                                  vv.data)) {
-                SAY("kvmap_get(key %" PRIu32 "): %s / wrong value", i, tu_err_name(rc));
-                goto out;
-            }
-        } else if (rc != KVMAP_NOTFOUND) {
-            SAY("kvmap_get(absent key %" PRIu32 ") returned %s", i, tu_err_name(rc));
-            goto out;
-        }
-    }
-    bad = 0;
-out:
-    kvmap_cursor_close(c);
-    return bad;
-}
-
-static int verify_db(kvmap *db, const struct model *m, char *msg, size_t msglen)
-{
-    kvmap_txn *t = NULL;
-    int rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
-    if (rc != 0) {
-        SAY("kvmap_begin(RDONLY): %s", tu_err_name(rc));
-        return 1;
-    }
-    int bad = verify_txn(t, m, msg, msglen);
-    kvmap_abort(t);
-    return bad;
-}
-
-struct problems {
-    unsigned count;
-    size_t len;
-    char text[1024];
-};
-
-static void problem_cb(void *ctx, uint64_t pgno, const char *problem)
-{
-    struct problems *p = ctx;
-    p->count++;
-    if (p->len + 1 < sizeof p->text) {
-        int k = snprintf(p->text + p->len, sizeof p->text - p->len, "%s[page %" PRIu64 "] %s",
-                         p->count > 1 ? "; " : "", pgno, problem ? problem : "?");
-        if (k > 0)
-            p->len += (size_t)k;
-        if (p->len >= sizeof p->text)
-            p->len = sizeof p->text - 1;
-    }
-}
-
-/* kvmap_check on a new read transaction; 0 when sound, else a description in msg. */
-static int check_db(kvmap *db, char *msg, size_t msglen)
-{
-    kvmap_txn *t = NULL;
-    struct problems p;
-    memset(&p, 0, sizeof p);
-    int rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
-    if (rc != 0) {
-        SAY("kvmap_begin(RDONLY) for check: %s", tu_err_name(rc));
-        return 1;
-    }
-    rc = kvmap_check(t, problem_cb, &p);
-    kvmap_abort(t);
-    if (rc != 0 || p.count != 0) {
-        SAY("kvmap_check: %s, %u problem(s): %s", tu_err_name(rc), p.count, p.text);
-        return 1;
-    }
-    return 0;
-}
-
-/* "last" of the newest snapshot (0 when absent), or a negative error. */
-static int64_t read_last(kvmap *db)
-{
-    kvmap_txn *t = NULL;
-    kvmap_val k = { "last", 4 }, v;
-    int rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
-    if (rc != 0)
-        return rc;
-    rc = kvmap_get(t, k, &v);
-    int64_t last;
-    if (rc == KVMAP_NOTFOUND) {
-        last = 0;
-    } else if (rc != 0) {
-        last = rc;
-    } else {
-        char num[24];
-        size_t n = v.size < sizeof num - 1 ? v.size : sizeof num - 1;
-        memcpy(num, v.data, n);
-        num[n] = 0;
-        last = strtoll(num, NULL, 10);
-    }
-    kvmap_abort(t);
-    return last;
-}
-
-static int open_db(const char *path, unsigned flags, uint64_t max_size, kvmap **db)
-{
-    kvmap_options opt;
-    memset(&opt, 0, sizeof opt);
-    opt.flags = flags;
-    opt.max_size = max_size;
-    *db = NULL;
-    return kvmap_open(path, &opt, db);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t test_seed(tu_rng *r, const char *what)
-{
-    uint64_t seed;
-    if (!tu_env_u64("KVMAP_TEST_SEED", &seed))
-        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
-    return tu_rng_seed_announce(r, what, seed);
-}
+#include "txnmodel.h"
 
 /* ======================================================================
  * Disk images and the sync hook.
@@ -639,10 +236,10 @@ struct pwrun {
 static void pw_setup(struct pwrun *r, const char *what)
 {
     memset(r, 0, sizeof *r);
-    test_seed(&r->rng, what);
+    tu_test_seed(&r->rng, what);
     r->dir = tu_mkdtemp();
     r->img = tu_path(r->dir, "image.db");
-    r->t0 = now_s();
+    r->t0 = tu_now();
     uint64_t b = 40;
     tu_env_u64("KVMAP_POWER_BUDGET", &b);
     r->budget = (double)b;
@@ -662,7 +259,7 @@ static void pw_teardown(struct pwrun *r)
 
 static int over_budget(const struct pwrun *r)
 {
-    return now_s() - r->t0 > r->budget;
+    return tu_now() - r->t0 > r->budget;
 }
 
 /* Keep the image for a post-mortem and fail the test. */
@@ -690,7 +287,7 @@ static void check_image(struct pwrun *r, const uint8_t *buf, size_t size, const 
         int rc = image_write(r->img, buf, size);
         ck_assert_msg(rc == 0, "writing the image %s: %s", r->img, tu_err_name(rc));
         kvmap *db;
-        rc = open_db(r->img, pass ? KVMAP_VERIFY : 0, 0, &db);
+        rc = tu_open(r->img, pass ? KVMAP_VERIFY : 0, 0, &db);
         r->opens++;
         if (rc != 0) {
             snprintf(msg, sizeof msg, "%s returned %s", how, tu_err_name(rc));
@@ -748,7 +345,7 @@ static void check_image(struct pwrun *r, const uint8_t *buf, size_t size, const 
                 snprintf(msg, sizeof msg, "a commit after recovery failed: %s", tu_err_name(rc));
                 image_fail(r, buf, size, label, msg);
             }
-            rc = open_db(r->img, 0, 0, &db);
+            rc = tu_open(r->img, 0, 0, &db);
             if (rc != 0) {
                 snprintf(msg, sizeof msg, "reopening after a commit after recovery: %s",
                          tu_err_name(rc));
@@ -1035,7 +632,7 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
             kvmap_close(db);
             r.what = "close";
             pw_process(&r, &A, &A, 1, 2);
-            ck_assert_kv_ok(open_db(path, 0, 0, &db));
+            ck_assert_kv_ok(tu_open(path, 0, 0, &db));
             r.what = "reopen";
             pw_process(&r, &A, &A, 1, 2);
             ck_assert_msg(verify_db(db, &A, msg, sizeof msg) == 0, "after reopen: %s", msg);
@@ -1047,7 +644,7 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
     unsigned long nflush = PW.nflush;
     pw_unwatch();
 
-    ck_assert_kv_ok(open_db(path, KVMAP_VERIFY, 0, &db));
+    ck_assert_kv_ok(tu_open(path, KVMAP_VERIFY, 0, &db));
     ck_assert_msg(verify_db(db, &A, msg, sizeof msg) == 0, "final state: %s", msg);
     ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "final state: %s", msg);
     kvmap_close(db);
@@ -1057,7 +654,7 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
             "one; the file grew at %lu flushes, shrank at %lu; %u commits past the time "
             "budget; %.1f s\n",
             label, ncommits, nflush, multi, r.flushes_checked, r.images, r.opens, r.got_a, r.got_b,
-            r.grew, r.shrank, light, now_s() - r.t0);
+            r.grew, r.shrank, light, tu_now() - r.t0);
     ck_assert_msg(r.images >= min_images, "only %lu images checked", r.images);
     model_free(&A);
     model_free(&B);
@@ -1207,7 +804,7 @@ static int open_without_meta(struct pwrun *r, const struct image *g, unsigned wh
     memset(img + (size_t)which * PAGE, 0, PAGE);
     ck_assert_kv_ok(image_write(vpath, img, g->size));
     kvmap *db;
-    int rc = open_db(vpath, 0, 0, &db);
+    int rc = tu_open(vpath, 0, 0, &db);
     if (rc != 0) {
         snprintf(msg, sizeof msg,
                  "after recovering and committing, with meta page %u zeroed the file does not "
@@ -1290,7 +887,7 @@ static void torn_run(const char *label, unsigned psize, uint32_t pre, unsigned n
         struct image base = { img, fc.size };
         pw_watch(tpath, &base);
         ck_assert_kv_ok(image_write(tpath, img, fc.size));
-        int rc = open_db(tpath, 0, 0, &db);
+        int rc = tu_open(tpath, 0, 0, &db);
         if (rc != 0) {
             snprintf(msg, sizeof msg, "kvmap_open returned %s", tu_err_name(rc));
             image_fail(&r, img, fc.size, name, msg);
@@ -1337,7 +934,7 @@ static void torn_run(const char *label, unsigned psize, uint32_t pre, unsigned n
 
         struct image g;
         ck_assert_kv_ok(image_read_path(tpath, &g));
-        rc = open_db(tpath, 0, 0, &db);
+        rc = tu_open(tpath, 0, 0, &db);
         ck_assert_msg(rc == 0, "%s: reopening after the commit: %s", what, tu_err_name(rc));
         ck_assert_msg(verify_db(db, &S2, msg, sizeof msg) == 0, "%s: after the commit: %s", what,
                       msg);
@@ -1355,7 +952,7 @@ static void torn_run(const char *label, unsigned psize, uint32_t pre, unsigned n
     fprintf(stderr,
             "%s: %u variants, %u fell back to the previous txn, %u single-byte flips in "
             "the first 64 bytes of the meta went unnoticed; %lu images, %lu opens, %.1f s\n",
-            label, variants, fell_back, undetected_flips, r.images, r.opens, now_s() - r.t0);
+            label, variants, fell_back, undetected_flips, r.images, r.opens, tu_now() - r.t0);
     free(img);
     image_free(&f1);
     image_free(&fc);

@@ -8,10 +8,13 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- Error codes ---------------------------------------------------------- */
@@ -186,6 +189,31 @@ int tu_env_u64(const char *name, uint64_t *out)
     return 1;
 }
 
+uint64_t tu_seed_for(tu_rng *r, const char *what, uint64_t dflt)
+{
+    uint64_t s;
+    if (!tu_env_u64("KVMAP_SEED", &s))
+        s = dflt;
+    return tu_rng_seed_announce(r, what, s);
+}
+
+uint64_t tu_test_seed(tu_rng *r, const char *what)
+{
+    uint64_t seed;
+    if (!tu_env_u64("KVMAP_TEST_SEED", &seed))
+        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+    return tu_rng_seed_announce(r, what, seed);
+}
+
+/* ---- Time -------------------------------------------------------------------- */
+
+double tu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 /* ---- Files ------------------------------------------------------------------ */
 
 void *tu_read_file(const char *path, size_t *len)
@@ -284,6 +312,99 @@ long long tu_file_size(const char *path)
     if (stat(path, &st) != 0)
         return -errno;
     return (long long)st.st_size;
+}
+
+/* ---- Processes --------------------------------------------------------------- */
+
+pid_t tu_fork(void)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+    return pid;
+}
+
+pid_t tu_waitpid(pid_t pid, int *status)
+{
+    pid_t r;
+    do
+        r = waitpid(pid, status, 0);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+void tu_die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "child %ld: ", (long)getpid());
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    _exit(code);
+}
+
+int tu_write_full(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+int tu_read_full(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* ---- Opening and transactions ------------------------------------------------- */
+
+int tu_open(const char *path, unsigned flags, uint64_t max_size, kvmap **db)
+{
+    kvmap_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.flags = flags;
+    opt.max_size = max_size;
+    *db = NULL;
+    return kvmap_open(path, &opt, db);
+}
+
+kvmap_txn *tu_wbegin(kvmap *db)
+{
+    kvmap_txn *t = NULL;
+    ck_assert_kv_ok(kvmap_begin(db, 0, &t));
+    return t;
+}
+
+kvmap_txn *tu_rbegin(kvmap *db)
+{
+    kvmap_txn *t = NULL;
+    ck_assert_kv_ok(kvmap_begin(db, KVMAP_TXN_RDONLY, &t));
+    return t;
+}
+
+kvmap_stat tu_txn_stat(kvmap_txn *t)
+{
+    kvmap_stat st;
+    ck_assert_kv_ok(kvmap_stat_get(t, &st));
+    return st;
 }
 
 /* ---- Database checks ------------------------------------------------------ */

@@ -2,8 +2,9 @@
  * testutil.h - small, generic helpers shared by kvmap's Check test programs.
  *
  * Temporary directories, assertions on kvmap return codes, a seeded random
- * number generator (the seed is always printed), whole-file helpers and a
- * kvmap_check wrapper that fails the running test with every problem found.
+ * number generator (the seed is always printed), whole-file helpers, helpers
+ * for forked children, opening and transactions, and a kvmap_check wrapper
+ * that fails the running test with every problem found.
  */
 #ifndef KVMAP_TESTUTIL_H
 #define KVMAP_TESTUTIL_H
@@ -11,6 +12,7 @@
 #include <check.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kvmap.h"
 
@@ -87,6 +89,15 @@ void tu_rng_fill(tu_rng *r, void *buf, size_t n);
 uint64_t tu_rng_seed_announce(tu_rng *r, const char *what, uint64_t seed);
 /* The unsigned number in environment variable name; 1 when set and valid. */
 int tu_env_u64(const char *name, uint64_t *out);
+/* tu_rng_seed_announce with $KVMAP_SEED, or dflt when it is not set. */
+uint64_t tu_seed_for(tu_rng *r, const char *what, uint64_t dflt);
+/* tu_rng_seed_announce with $KVMAP_TEST_SEED, or one from the time and pid. */
+uint64_t tu_test_seed(tu_rng *r, const char *what);
+
+/* ---- Time -------------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in seconds. */
+double tu_now(void);
 
 /* ---- Files ------------------------------------------------------------------ */
 
@@ -99,6 +110,32 @@ int tu_files_equal(const char *a, const char *b);            /* 1 same, 0 differ
 int tu_file_equals_buf(const char *path, const void *buf, size_t len); /* 1, 0, -errno */
 /* Size of the file, or -errno. */
 long long tu_file_size(const char *path);
+
+/* ---- Processes --------------------------------------------------------------- */
+
+/* fflush(NULL), then fork; fails the test when fork fails. */
+pid_t tu_fork(void);
+/* waitpid(pid, status, 0), again on EINTR; its result. */
+pid_t tu_waitpid(pid_t pid, int *status);
+
+/* For forked children (no Check calls): print "child PID: " and the message
+ * to stderr, then _exit(code). */
+void tu_die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+/* Write all n bytes, again on EINTR; 0, or -1 on error or a 0-byte write. */
+int tu_write_full(int fd, const void *buf, size_t n);
+/* Read exactly n bytes, again on EINTR; 0, or -1 on error or end of file. */
+int tu_read_full(int fd, void *buf, size_t n);
+
+/* ---- Opening and transactions ------------------------------------------------- */
+
+/* kvmap_open with options flags and max_size (the rest 0); *db NULL on error.
+ * No Check calls (usable in forked children). */
+int tu_open(const char *path, unsigned flags, uint64_t max_size, kvmap **db);
+/* A write / read-only transaction of db; fail the test on error. */
+kvmap_txn *tu_wbegin(kvmap *db);
+kvmap_txn *tu_rbegin(kvmap *db);
+/* kvmap_stat_get of t; fails the test on error. */
+kvmap_stat tu_txn_stat(kvmap_txn *t);
 
 /* ---- Database checks ------------------------------------------------------ */
 

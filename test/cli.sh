@@ -1,0 +1,769 @@
+#!/bin/sh
+# cli.sh - kvmap-cli end to end: every command and option, exit statuses and
+# outputs, round trips with LMDB's mdb_dump/mdb_load, check on damaged files
+# (test/cli_helper corrupts them), compact under a concurrent writer, and
+# bad input.  Run by `make check` with KVMAP_CLI and CLI_HELPER set to the
+# built programs; works in a scratch directory under $TMPDIR.
+set -u
+
+CLI=${KVMAP_CLI:-$(pwd)/tools/kvmap-cli}
+HELPER=${CLI_HELPER:-$(pwd)/test/cli_helper}
+T=$(mktemp -d "${TMPDIR:-/tmp}/kvmap-cli.XXXXXX") || exit 99
+pids=
+cleanup() {
+    for p in $pids; do kill -9 "$p" 2>/dev/null; done
+    cd / && rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+cd "$T" || exit 99
+
+ran=0
+failed=0
+last=
+
+fail() {
+    echo "FAIL: $*"
+    failed=$((failed + 1))
+}
+
+# run STATUS ARGS...: kvmap-cli ARGS, stdout into out, stderr into err.
+run() {
+    want=$1
+    shift
+    last="kvmap-cli $*"
+    ran=$((ran + 1))
+    "$CLI" "$@" >out 2>err
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        fail "$last: exit status $got, expected $want"
+        sed 's/^/    stderr: /' err | head -5
+    fi
+}
+
+# runin STATUS INPUT ARGS...: the same with INPUT on standard input.
+runin() {
+    want=$1
+    in=$2
+    shift 2
+    last="kvmap-cli $* < $in"
+    ran=$((ran + 1))
+    "$CLI" "$@" <"$in" >out 2>err
+    got=$?
+    if [ "$got" -ne "$want" ]; then
+        fail "$last: exit status $got, expected $want"
+        sed 's/^/    stderr: /' err | head -5
+    fi
+}
+
+# has FILE PATTERN: FILE has a line matching the basic regex PATTERN.
+has() {
+    if ! grep -q -e "$2" "$1"; then
+        fail "$last: $1 lacks '$2'"
+        sed 's/^/    | /' "$1" | head -10
+    fi
+}
+
+hasnt() {
+    if grep -q -e "$2" "$1"; then
+        fail "$last: $1 has '$2'"
+        sed 's/^/    | /' "$1" | head -10
+    fi
+}
+
+# is FILE TEXT: FILE holds exactly TEXT (and a newline).
+is() {
+    printf '%s\n' "$2" >expected
+    if ! cmp -s expected "$1"; then
+        fail "$last: $1 is not '$2'"
+        sed 's/^/    | /' "$1" | head -10
+    fi
+}
+
+same() {
+    if ! cmp -s "$1" "$2"; then
+        fail "$last: $1 and $2 differ"
+        diff "$1" "$2" | head -10
+    fi
+}
+
+# One line on stderr: "kvmap-cli: WHAT: ...".
+oneline() {
+    n=$(wc -l <err)
+    [ "$n" -eq 1 ] || fail "$last: $n lines on stderr, expected one"
+    has err "^kvmap-cli: $1: "
+}
+
+size() { wc -c <"$1" | tr -d ' '; }
+
+# gen N: a dump (hex) of N entries key00001.. -> value-1..; every 50th
+# value is 6000 bytes (an overflow run).
+gen() {
+    awk -v n="$1" '
+    BEGIN {
+        for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
+        print "VERSION=3"; print "format=bytevalue"; print "type=btree"; print "HEADER=END"
+        for (i = 1; i <= n; i++) {
+            k = sprintf("key%05d", i); v = "value-" i
+            if (i % 50 == 0) { v = "big-" i "-"; while (length(v) < 6000) v = v "0123456789abcdef" }
+            print " " hex(k); print " " hex(v)
+        }
+        print "DATA=END"
+    }
+    function hex(s,   i, r) { r = ""; for (i = 1; i <= length(s); i++) r = r sprintf("%02x", ord[substr(s, i, 1)]); return r }'
+}
+
+data() { sed '1,/^HEADER=END$/d' "$@"; } # a dump without its header
+
+# ---- the tool ----------------------------------------------------------------
+
+run 0 --version
+has out '^kvmap-cli [0-9][0-9.]* (libkvmap [0-9.]*)$'
+run 0 --help
+has out '^Usage: kvmap-cli COMMAND'
+for c in get put del scan stat check dump load compact pages page readers; do
+    run 0 "$c" --help
+    has out "^Usage: kvmap-cli $c "
+    run 0 help "$c"
+    has out "^Usage: kvmap-cli $c "
+done
+run 2
+oneline usage
+run 2 frobnicate x.kvmap
+oneline usage
+has err "unknown command 'frobnicate'"
+run 2 get
+oneline get
+run 2 get a.kvmap
+run 2 get a.kvmap k extra
+run 2 get --bogus a.kvmap k
+has err 'unknown option --bogus'
+run 2 scan --limit abc a.kvmap
+has err 'limit expects a non-negative integer'
+run 2 scan --limit
+has err 'needs a value'
+run 2 check --meta 2 a.kvmap
+run 2 page a.kvmap twelve
+[ -e a.kvmap ] && fail "usage errors created a.kvmap"
+
+# ---- missing files: nothing created ----------------------------------------
+
+for c in get del; do
+    run 3 "$c" missing.kvmap k
+    oneline missing.kvmap
+    has err 'No such file or directory'
+done
+for c in scan stat check dump pages readers "dump --rescue"; do
+    # shellcheck disable=SC2086
+    run 3 $c missing.kvmap
+    oneline missing.kvmap
+    has err 'No such file or directory'
+done
+run 3 page missing.kvmap 0
+run 3 compact missing.kvmap out.kvmap
+[ -e missing.kvmap ] || [ -e missing.kvmap-lock ] || [ -e out.kvmap ] &&
+    fail "a read command created a file"
+
+# ---- get, put, del ------------------------------------------------------------
+
+run 0 put a.kvmap hello world
+[ -s a.kvmap ] || fail "put did not create a.kvmap"
+run 0 get a.kvmap hello
+is out world
+run 1 get a.kvmap nope
+oneline a.kvmap
+has err 'key not found: nope'
+run 0 put a.kvmap hello again
+run 0 get a.kvmap hello
+is out again
+run 3 put --no-overwrite a.kvmap hello other
+has err 'key exists: hello'
+run 0 get a.kvmap hello
+is out again
+run 0 put -x a.kvmap 00ff 5c0a09
+run 0 get a.kvmap --hex 00ff
+is out 5c0a09
+run 0 get a.kvmap -x 00ff
+is out 5c0a09
+printf '\000\001\377binary\\' >bin.in
+runin 0 bin.in put a.kvmap bin -
+run 0 get --raw a.kvmap bin
+same out bin.in
+run 0 get a.kvmap bin
+is out '\x00\x01\xffbinary\\'
+printf '  00 01\nff \n' >hex.in
+runin 0 hex.in put -x a.kvmap 62696e32 -
+run 0 get -x a.kvmap 62696e32
+is out 0001ff
+run 0 put a.kvmap '' empty-key
+run 0 get a.kvmap ''
+is out empty-key
+run 0 put a.kvmap -- -dash -value
+run 0 get a.kvmap -- -dash
+is out -value
+cp a.kvmap a.before
+run 2 put -x a.kvmap 0g 00
+has err 'not a valid hex string'
+run 2 put -x a.kvmap 000 00
+run 2 get -x a.kvmap xyz
+run 2 put -x a.kvmap 00 abc
+printf 'zz' >badhex.in
+runin 3 badhex.in put -x a.kvmap 00 -
+same a.kvmap a.before
+run 0 del a.kvmap hello
+run 1 get a.kvmap hello
+run 1 del a.kvmap hello
+has err 'key not found: hello'
+run 0 del -x a.kvmap 00ff
+run 1 get -x a.kvmap 00ff
+
+# ---- scan ----------------------------------------------------------------------
+
+for k in apple apricot banana blueberry cherry; do run 0 put s.kvmap "$k" "v-$k"; done
+run 0 put -x s.kvmap 6100ff 0a
+run 0 scan s.kvmap
+printf 'a\\x00\\xff\t\\n\napple\tv-apple\napricot\tv-apricot\nbanana\tv-banana\nblueberry\tv-blueberry\ncherry\tv-cherry\n' >expected
+same out expected
+run 0 scan --keys-only s.kvmap
+printf 'a\\x00\\xff\napple\napricot\nbanana\nblueberry\ncherry\n' >expected
+same out expected
+run 0 scan --prefix ap s.kvmap
+printf 'apple\tv-apple\napricot\tv-apricot\n' >expected
+same out expected
+run 0 scan -p b --reverse -k s.kvmap
+printf 'blueberry\nbanana\n' >expected
+same out expected
+run 0 scan --from apricot --to blueberry -k s.kvmap
+printf 'apricot\nbanana\n' >expected
+same out expected
+run 0 scan --from apricot --to blueberry -k -r s.kvmap
+printf 'banana\napricot\n' >expected
+same out expected
+run 0 scan --limit 2 -k s.kvmap
+printf 'a\\x00\\xff\napple\n' >expected
+same out expected
+run 0 scan --limit 2 --reverse -k s.kvmap
+printf 'cherry\nblueberry\n' >expected
+same out expected
+run 0 scan --count s.kvmap
+is out 6
+run 0 scan --count --prefix b s.kvmap
+is out 2
+run 0 scan --count --prefix zzz s.kvmap
+is out 0
+run 0 scan --count --limit 4 s.kvmap
+is out 4
+run 0 scan -x -p 61 --to 62 -k s.kvmap
+printf '6100ff\n6170706c65\n61707269636f74\n' >expected
+same out expected
+run 0 scan -x --from 6100 --to 6101 s.kvmap
+is out "$(printf '6100ff\t0a')"
+run 0 scan --raw -p a -k s.kvmap
+printf 'a\000\377\napple\napricot\n' >expected
+same out expected
+run 2 scan -x --prefix 6 s.kvmap
+
+# ---- a bigger database: load, stat, check, dump --------------------------------
+
+gen 3000 >base.dump
+runin 0 base.dump load --batch 500 base.kvmap
+run 0 get base.kvmap key00042
+is out value-42
+run 0 get base.kvmap key00050
+has out '^big-50-0123456789abcdef'
+run 0 stat base.kvmap
+has out '^  Page size: 4096$'
+has out '^  Entries: 3000$'
+has out '^  Tree depth: 2$'
+has out '^  Overflow pages: 120$'
+has out '^  Last transaction ID: 7$'
+has out '^  Meta page 1: txn 7, valid (current)$'
+has out '^  Meta page 0: txn 6, valid$'
+has out '^  Number of readers used: 0$'
+has out '^  Free space: '
+run 0 stat --json base.kvmap
+has out '^{"file": "base.kvmap", "file_size": [0-9]*, "page_size": 4096, '
+has out '"entries": 3000, '
+has out '"txn_id": 7, '
+has out '"metas": \[{"page": 0, "txn_id": 6, "valid": true, "current": false}, {"page": 1, "txn_id": 7, "valid": true, "current": true}\]}$'
+run 0 check base.kvmap
+has out '^base.kvmap: ok: meta 1 (txn 7), 3000 entries, '
+[ "$(wc -l <out)" -eq 1 ] || fail "check of a sound file printed more than its summary"
+run 0 check --meta 0 base.kvmap
+has out '^base.kvmap: ok: meta 0 (txn 6), 2500 entries'
+run 0 check -q base.kvmap
+run 0 dump base.kvmap
+cp out base.kvdump
+has out '^VERSION=3$'
+has out '^format=bytevalue$'
+has out '^type=btree$'
+has out '^mapsize=[0-9]*$'
+has out '^maxreaders=126$'
+has out '^db_pagesize=4096$'
+has out '^HEADER=END$'
+[ "$(tail -n 1 out)" = DATA=END ] || fail "dump does not end with DATA=END"
+data base.dump >a
+data out >b
+same a b
+run 0 dump -o base.out base.kvmap
+same base.out base.kvdump
+[ -s out ] && fail "dump -o wrote to standard output"
+
+# dump -> load -> dump, both formats, with every byte value and a long key
+{
+    printf 'VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n'
+    printf ' \n 656d707479\n'                             # the empty key
+    printf ' %s\n \n' "$(awk 'BEGIN { for (i = 0; i < 1000; i++) printf "%02x", i % 256 }')"
+    awk 'BEGIN { for (i = 0; i < 256; i++) printf " 6b%02x\n %02x5c5c%02x\n", i, i, 255 - i }'
+    printf 'DATA=END\n'
+} >bytes.dump
+runin 0 bytes.dump load bytes.kvmap
+run 0 dump bytes.kvmap
+data bytes.dump >a
+data out >b
+same a b
+run 0 dump -p bytes.kvmap
+cp out bytes.pdump
+has out '^format=print$'
+has out '^ k\\\\$'                      # the key "k\": a backslash is written \\.
+has out '^ \\00\\\\\\\\\\ff$'           # the value 00 \ \ ff
+runin 0 bytes.pdump load bytes2.kvmap
+run 0 dump bytes2.kvmap
+data out >c
+same a c
+# the printable format of mdb_dump before 0.9.25: a bare backslash
+printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n a\\zz\n x\\\\y\\5c\n b\\\n \\41\nDATA=END\n' >old.pdump
+runin 0 old.pdump load old.kvmap
+run 0 get -x old.kvmap 615c7a7a
+is out 785c795c
+run 0 get old.kvmap 'b\'
+is out A
+# db_pagesize sets the page size of a database the load creates
+sed 's/^HEADER=END$/db_pagesize=512\nHEADER=END/' base.dump >small.dump
+runin 0 small.dump load small.kvmap
+run 0 stat small.kvmap
+has out '^  Page size: 512$'
+has out '^  Entries: 3000$'
+run 0 check small.kvmap
+run 0 dump small.kvmap
+has out '^db_pagesize=512$'
+data out >b
+data base.dump >a
+same a b
+# --batch and --no-overwrite, -f
+runin 0 base.dump load --batch 7 batch.kvmap
+run 0 dump batch.kvmap
+data out >b
+data base.dump >a
+same a b
+printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n key00001\n changed\n new\n one\nDATA=END\n' >upd.pdump
+run 0 load -n -f upd.pdump batch.kvmap
+run 0 get batch.kvmap key00001
+is out value-1
+run 0 get batch.kvmap new
+is out one
+run 0 load --file upd.pdump batch.kvmap
+run 0 get batch.kvmap key00001
+is out changed
+
+# ---- malformed dumps: nothing changes ------------------------------------------
+
+cp base.kvmap lo.kvmap
+head -c 8192 lo.kvmap >lo.metas
+unchanged() { # the committed state of lo.kvmap is as it was
+    head -c 8192 lo.kvmap | cmp -s - lo.metas || fail "$last: lo.kvmap's meta pages changed"
+    "$CLI" dump lo.kvmap | cmp -s - base.kvdump || fail "$last: lo.kvmap's data changed"
+}
+bad_dump() { # NAME LINE MESSAGE: the dump in bad.dump fails at LINE
+    runin 3 bad.dump load lo.kvmap
+    oneline 'standard input'
+    has err "^kvmap-cli: standard input: line $2: $3"
+    unchanged
+    runin 3 bad.dump load new.kvmap
+    [ -e new.kvmap ] || [ -e new.kvmap-lock ] && fail "$1: a failed load left new.kvmap"
+}
+printf '' >bad.dump
+bad_dump empty 0 'empty input'
+printf 'VERSION=2\nHEADER=END\nDATA=END\n' >bad.dump
+bad_dump version 1 'bad header: expected VERSION=3'
+printf 'VERSION=3\nformat=base64\nHEADER=END\nDATA=END\n' >bad.dump
+bad_dump format 2 "unsupported format 'base64'"
+printf 'VERSION=3\ntype=hash\nHEADER=END\nDATA=END\n' >bad.dump
+bad_dump type 2 "unsupported type 'hash'"
+printf 'VERSION=3\nformat=bytevalue\ngarbage\nHEADER=END\nDATA=END\n' >bad.dump
+bad_dump header-line 3 'bad header line'
+printf 'VERSION=3\nformat=bytevalue\n' >bad.dump
+bad_dump no-header-end 2 'unexpected end of input in the header'
+printf 'VERSION=3\ndatabase=sub\nHEADER=END\nDATA=END\n' >bad.dump
+bad_dump database 2 'named databases'
+printf 'VERSION=3\nduplicates=1\nHEADER=END\nDATA=END\n' >bad.dump
+bad_dump dupsort 2 'duplicates=1 is not supported'
+printf 'VERSION=3\nHEADER=END\n 6b31\n 7631\n 6b3\n 76\nDATA=END\n' >bad.dump
+bad_dump odd-hex 5 'odd number of hex digits'
+printf 'VERSION=3\nHEADER=END\n 6b31\n 7x31\nDATA=END\n' >bad.dump
+bad_dump bad-hex 4 'invalid hex digit'
+printf 'VERSION=3\nHEADER=END\n 6b31\n 7631\n' >bad.dump
+bad_dump no-data-end 4 'unexpected end of input: missing DATA=END'
+printf 'VERSION=3\nHEADER=END\n 6b31\n 7631\n 6b32\nDATA=END\n' >bad.dump
+bad_dump key-no-value 6 'DATA=END after a key without a value'
+printf 'VERSION=3\nHEADER=END\n 6b31\n' >bad.dump
+bad_dump key-at-eof 3 'unexpected end of input: a key without a value'
+printf 'VERSION=3\nHEADER=END\n 6b31\n 7631\nkey\n' >bad.dump
+bad_dump no-space 5 'expected a data line'
+printf 'VERSION=3\nHEADER=END\nDATA=END\nVERSION=3\n' >bad.dump
+bad_dump two-dbs 4 'data after DATA=END'
+printf 'VERSION=3\nformat=bytevalue\nmapsize=1\nfuture=1\nHEADER=END\nDATA=END\n' >ok.dump
+runin 0 ok.dump load lo.kvmap
+has err 'line 4: unrecognized keyword ignored: future'
+"$CLI" dump lo.kvmap | cmp -s - base.kvdump || fail "$last: lo.kvmap's data changed"
+# with --batch, the batches before the error stay
+printf 'VERSION=3\nHEADER=END\n 6231\n 31\n 6232\n 32\n 6233\n 3\nDATA=END\n' >bad.dump
+runin 3 bad.dump load --batch 1 partial.kvmap
+has err 'line 8: odd number of hex digits'
+has err '2 entries were committed before the error'
+run 0 scan --count partial.kvmap
+is out 2
+
+# ---- not a kvmap file, damaged files -------------------------------------------
+
+printf 'hello, world\n' >text.kvmap
+head -c 16384 /dev/zero >zero.kvmap
+for f in text.kvmap zero.kvmap; do
+    cp "$f" f.before
+    run 3 get "$f" k
+    oneline "$f"
+    has err 'not a kvmap database'
+    run 3 put "$f" k v
+    has err 'not a kvmap database'
+    for c in scan stat check dump pages readers "dump --rescue"; do
+        # shellcheck disable=SC2086
+        run 3 $c "$f"
+        oneline "$f"
+        has err 'not a kvmap database'
+    done
+    runin 3 base.dump load "$f"
+    has err 'not a kvmap database'
+    same "$f" f.before
+    [ -e "$f-lock" ] && fail "a lock file was made beside $f"
+done
+
+# corrupt KIND: a damaged copy of base.kvmap in bad.kvmap; prints the pages
+corrupt() {
+    rm -f bad.kvmap bad.kvmap-lock
+    cp base.kvmap bad.kvmap
+    "$HELPER" corrupt bad.kvmap "$1" >pages || fail "cli_helper corrupt $1 failed"
+    cp bad.kvmap bad.before
+}
+
+corrupt leaf-byte
+p=$(cat pages)
+run 4 check bad.kvmap
+has out "^page $p: checksum mismatch$"
+has out '^bad.kvmap: damaged: meta 1 (txn 7)'
+has out '^bad.kvmap: 1 problem found$'
+run 4 check -q bad.kvmap
+hasnt out '^page '
+run 4 get bad.kvmap key00001
+oneline bad.kvmap
+has err 'corrupted'
+run 4 dump bad.kvmap
+has err 'corrupted'
+run 4 scan --count bad.kvmap
+run 0 get bad.kvmap key02001
+is out value-2001
+run 0 pages bad.kvmap
+has out "^$p  *leaf  *main .* BAD$"
+run 0 page bad.kvmap "$p"
+has out '(BAD)'
+same bad.kvmap bad.before
+# rescue: the other leaves whole; with --damaged the damaged one too
+run 4 dump --rescue bad.kvmap
+has err "page $p: checksum mismatch"
+has err 'rescued [0-9]* entries'
+cp out rescued.dump
+runin 0 rescued.dump load rescued.kvmap
+n=$("$CLI" scan --count rescued.kvmap)
+[ "$n" -lt 3000 ] && [ "$n" -gt 2800 ] || fail "rescue found $n entries"
+run 4 dump --rescue --damaged bad.kvmap
+has err 'rescued 3000 entries'
+run 2 dump --damaged bad.kvmap
+
+corrupt branch-byte
+p=$(cat pages)
+run 4 check bad.kvmap
+has out "^page $p: checksum mismatch$"
+has out "^page 1: meta 1: the commit of txn 7 is not intact on disk"
+run 0 get bad.kvmap key00042
+is out value-42
+has err '^kvmap-cli: bad.kvmap: warning: the newest commit (txn 7) is damaged or incomplete; reading txn 6'
+same bad.kvmap bad.before
+run 4 dump --rescue bad.kvmap
+has err "page $p: checksum mismatch"
+has err 'rescued 3000 entries'
+data out >b
+data base.kvdump >a
+same a b
+
+corrupt overflow-byte
+p=$(cat pages)
+run 4 check bad.kvmap
+has out "^page $p: checksum mismatch (overflow run of 2 pages)$"
+run 4 get bad.kvmap key00050
+run 0 get bad.kvmap key00049
+run 0 pages bad.kvmap
+has out "^$p  *overflow  *main  *-  *-  *2 .* BAD$"
+run 4 dump --rescue bad.kvmap
+has err "page $p: overflow run damaged"
+has err 'rescued 2999 entries.*1 value lost'
+
+corrupt meta-byte
+p=$(cat pages)
+run 4 check bad.kvmap
+has out "^page $p: meta $p (txn 7): checksum mismatch; using meta 0 (txn 6)$"
+has out '^bad.kvmap: damaged: meta 0 (txn 6), 2500 entries'
+run 0 get bad.kvmap key00042
+run 0 page bad.kvmap "$p"
+has out 'status  *checksum mismatch'
+run 4 check --meta 0 bad.kvmap
+[ "$(grep -c '^page' out)" -eq 1 ] || fail "$last: the older meta's tree is not sound"
+run 4 check --meta 1 bad.kvmap
+has out '^page 1: this meta is not usable'
+run 4 dump --rescue bad.kvmap # the damaged meta still leads to txn 7's tree
+data out >b
+data base.kvdump >a
+same a b
+
+# a truncated file: the meta of txn 7 is past its end, txn 6's is used
+head -c $((130 * 4096)) base.kvmap >bad.kvmap
+run 4 check bad.kvmap
+has out '^page 1: meta 1 (txn 7): high-water mark past the end of the file (truncated file); using meta 0 (txn 6)$'
+run 4 dump --rescue bad.kvmap
+has err 'past the end of the file: its keys are looked for in other pages'
+cp out rescued.dump
+runin 0 rescued.dump load rescued2.kvmap
+run 0 check rescued2.kvmap
+
+corrupt child-pointer
+twice=$(sed -n 1p pages)
+leaked=$(sed -n 2p pages)
+run 4 check bad.kvmap
+has out "^page $twice: reached twice"
+has out "^page $leaked: leaked"
+has out "^page $twice: [0-9]* keys (the first in cell 0) outside the range its parent"
+run 4 dump --rescue bad.kvmap
+has err 'rescued 3000 entries'
+data out >b
+same a b
+
+corrupt swap-keys
+p=$(cat pages)
+run 4 check bad.kvmap
+has out "^page $p: keys out of order at cell 1$"
+run 4 dump --rescue bad.kvmap
+data out >b
+same a b
+
+corrupt leak
+p=$(cat pages)
+run 4 check bad.kvmap
+has out "^page $p: leaked: neither reachable nor free$"
+
+# any byte sequence: check, pages and rescue finish (no crash) on garbage
+head -c 65536 /dev/urandom >noise
+cp base.kvmap bad.kvmap
+dd if=noise of=bad.kvmap bs=4096 seek=2 count=12 conv=notrunc 2>/dev/null
+run 4 check bad.kvmap
+run 0 pages --all bad.kvmap
+run 4 dump --rescue bad.kvmap
+for i in 2 3 4 5 6 7 8; do run 0 page -x bad.kvmap $i; done
+{ head -c 4096 base.kvmap; head -c 61440 noise; } >bad.kvmap
+run 4 check bad.kvmap
+run 0 pages bad.kvmap
+run 4 dump --rescue bad.kvmap
+
+# a sweep of single-byte flips over the pages in use: check names a page or
+# the meta, and check, pages and rescue finish with their usual statuses
+hwm=$("$CLI" page base.kvmap 1 | sed -n 's/^  hwm *//p')
+awk -v hwm="$hwm" 'BEGIN { srand(42); for (i = 0; i < 25; i++) print int(rand() * hwm * 4096) }' >offsets
+while read -r off; do
+    cp base.kvmap bad.kvmap
+    printf '\377' | dd of=bad.kvmap bs=1 seek="$off" conv=notrunc 2>/dev/null
+    "$CLI" check bad.kvmap >out 2>err
+    st=$?
+    ran=$((ran + 1))
+    [ $st -eq 0 ] || [ $st -eq 4 ] || fail "check after a flip at $off: status $st"
+    [ $st -eq 0 ] || grep -q '^page [0-9]*: ' out || fail "check after a flip at $off names no page"
+    "$CLI" pages --all bad.kvmap >out 2>err || fail "pages after a flip at $off: status $?"
+    "$CLI" dump --rescue bad.kvmap >out 2>err
+    st=$?
+    [ $st -eq 0 ] || [ $st -eq 4 ] || fail "dump --rescue after a flip at $off: status $st"
+    ran=$((ran + 2))
+done <offsets
+
+# ---- pages, page ---------------------------------------------------------------
+
+run 0 pages base.kvmap
+has out '^PAGE  *TYPE  *TREE  *ENTRIES  *FILL  *OVERFLOW  *TXN  *CHECKSUM  *PROBLEM$'
+has out '^0  *meta  *-  *-  *-  *-  *6  *ok$'
+has out '^1  *meta  *-  *-  *-  *-  *7  *ok$'
+has out '^[0-9]*  *branch  *main  *[0-9]*  *[0-9]*%  *-  *7  *ok$'
+has out '^[0-9]*  *leaf  *main  *[0-9]*  *[0-9]*%  *-  *[0-9]*  *ok$'
+has out '^[0-9]*  *overflow  *main  *-  *-  *2  *[0-9]*  *ok$'
+has out '^[0-9]*  *overflow+ .*(run of page [0-9]*)$'
+cp base.kvmap grown.kvmap # as if the file had grown ahead of its use
+head -c 8192 /dev/zero >>grown.kvmap
+run 0 pages grown.kvmap
+has out '^(2 pages past the high-water mark not shown: --all)$'
+n=$(grep -c '^[0-9]' out)
+run 0 pages --all grown.kvmap
+[ "$(grep -c '^[0-9]' out)" -eq $((n + 2)) ] || fail "pages --all does not show the 2 pages more"
+has out '^[0-9]*  *zero  *-  *-  *-  *-  *-  *-$'
+root=$("$CLI" page base.kvmap 1 | sed -n 's/^  main tree *root \([0-9]*\),.*/\1/p')
+run 0 page base.kvmap "$root"
+has out "^page $root of base.kvmap (page size 4096)$"
+has out '^  type  *branch (1)$'
+has out '^  cell 1 .* child [0-9]*  *key key0'
+run 0 page --hex base.kvmap "$root"
+has out '^  000000 '
+has out '^  000ff0 '
+run 0 page base.kvmap 0
+has out '^  status  *valid$'
+has out '^  txn  *6$'
+leaf=$("$CLI" page base.kvmap "$root" | sed -n 's/^  cell 0 .* child \([0-9]*\) .*/\1/p')
+run 0 page base.kvmap "$leaf"
+has out '^  type  *leaf (2)$'
+has out '^  cell 0 .* key key00001  value value-1$'
+run 0 page -x base.kvmap "$leaf"
+has out '^  cell 0 .* key 6b65793030303031  value 76616c75652d31$'
+run 3 page base.kvmap 999999
+oneline base.kvmap
+has err 'no page 999999'
+
+# ---- readers ---------------------------------------------------------------------
+
+run 0 readers base.kvmap
+is out "$(printf '%-5s %-10s %-10s %-6s %s' SLOT PID TXN LAG STATE)"
+# hold-reader A keeps the database open (the lock file is rebuilt, and so
+# cleared, only when nobody has it open); B dies holding its slot
+hold() {
+    "$HELPER" hold-reader base.kvmap >"hold.$1" &
+    eval "hpid_$1=\$!"
+    pids="$pids $!"
+    i=0
+    while ! grep -q ready "hold.$1" 2>/dev/null && [ $i -lt 500 ]; do
+        sleep 0.01
+        i=$((i + 1))
+    done
+}
+hold a
+hold b
+# shellcheck disable=SC2154
+run 0 readers base.kvmap
+has out "^[0-9]*  *$hpid_a  *7  *0  *reading$"
+has out "^[0-9]*  *$hpid_b  *7  *0  *reading$"
+run 0 stat base.kvmap
+has out '^  Number of readers used: 2$'
+run 0 check base.kvmap
+kill -9 "$hpid_b"
+wait "$hpid_b" 2>/dev/null
+run 0 readers base.kvmap
+has out "^[0-9]*  *$hpid_b  *7  *0  *stale (process gone)$"
+run 0 readers --clear-stale base.kvmap
+has out '^cleared 1 stale reader slot$'
+hasnt out "$hpid_b"
+has out "$hpid_a"
+kill -9 "$hpid_a"
+wait "$hpid_a" 2>/dev/null
+run 0 readers base.kvmap
+hasnt out "$hpid_a"
+
+# ---- compact ----------------------------------------------------------------------
+
+runin 0 base.dump load src.kvmap
+run 0 scan --keys-only --prefix key01 src.kvmap
+while read -r k; do "$CLI" del src.kvmap "$k" || fail "del $k"; done <out
+run 0 compact src.kvmap dst.kvmap
+has out "^src.kvmap: [0-9]* bytes -> dst.kvmap: [0-9]* bytes"
+run 0 check dst.kvmap
+run 0 dump src.kvmap
+data out >a
+run 0 dump dst.kvmap
+data out >b
+same a b
+"$CLI" dump src.kvmap | "$CLI" load seq.kvmap || fail "sequential load"
+[ "$(size dst.kvmap)" -le "$(size seq.kvmap)" ] ||
+    fail "compact: $(size dst.kvmap) bytes, a sequential load $(size seq.kvmap)"
+[ "$(size dst.kvmap)" -lt "$(size src.kvmap)" ] || fail "compact did not shrink the file"
+run 3 compact src.kvmap dst.kvmap
+oneline dst.kvmap
+has err 'file exists (use --force to replace it)'
+# while another process commits to the source
+(
+    i=1
+    while [ ! -e stop ]; do
+        "$CLI" put src.kvmap "w$(printf %06d $i)" "$i" 2>>writer.err || exit 1
+        i=$((i + 1))
+    done
+) &
+wpid=$!
+pids="$pids $wpid"
+i=0
+while ! "$CLI" get src.kvmap w000005 >/dev/null 2>&1 && [ $i -lt 1000 ]; do
+    sleep 0.01
+    i=$((i + 1))
+done
+for round in 1 2 3; do
+    run 0 compact --force src.kvmap dst.kvmap
+    run 0 check dst.kvmap
+    run 0 check src.kvmap
+done
+run 0 scan --keys-only --prefix w dst.kvmap
+cp out wkeys
+touch stop
+wait "$wpid" || fail "the writer failed: $(cat writer.err)"
+n=$(wc -l <wkeys)
+[ "$n" -ge 5 ] || fail "the writer's keys are not in the copy ($n)"
+awk -v n="$n" 'BEGIN { for (i = 1; i <= n; i++) printf "w%06d\n", i }' >expected
+same wkeys expected
+run 0 scan --to w dst.kvmap
+cp out a
+run 0 scan --to w src.kvmap
+same a out
+ls ./*.compact-* >/dev/null 2>&1 && fail "compact --force left a temporary file"
+
+# ---- round trips with LMDB's tools ----------------------------------------------
+
+if command -v mdb_dump >/dev/null 2>&1 && command -v mdb_load >/dev/null 2>&1; then
+    {
+        cat base.dump | sed '$d'
+        awk 'BEGIN { for (i = 0; i < 256; i++) printf " ff%02x00\n %02x5c%02x\n", i, i, 255 - i }'
+        printf 'DATA=END\n'
+    } >lm.dump
+    mdb_load -n -f lm.dump lm.mdb || fail "mdb_load of the test data"
+    mdb_dump -n lm.mdb >lm.out
+    last="mdb_dump -n lm.mdb | kvmap-cli load fromlm.kvmap"
+    mdb_dump -n lm.mdb | "$CLI" load fromlm.kvmap || fail "$last"
+    run 0 dump fromlm.kvmap
+    data lm.out >a
+    data out >b
+    same a b
+    last="kvmap-cli dump fromlm.kvmap | mdb_load -n tolm.mdb"
+    "$CLI" dump fromlm.kvmap | mdb_load -n tolm.mdb 2>mdb.err || fail "$last"
+    mdb_dump -n tolm.mdb >c.out
+    data c.out >c
+    same a c
+    # mdb_dump -p (0.9.24 leaves a backslash bare) into kvmap-cli load
+    printf 'VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n 615c7a7a\n 785c79\n 6b\n 5c\nDATA=END\n' >bs.dump
+    mdb_load -n -f bs.dump bs.mdb
+    last="mdb_dump -n -p bs.mdb | kvmap-cli load bs.kvmap"
+    mdb_dump -n -p bs.mdb | "$CLI" load bs.kvmap || fail "$last"
+    run 0 get -x bs.kvmap 615c7a7a
+    is out 785c79
+    run 0 get -x bs.kvmap 6b
+    is out 5c
+else
+    echo "SKIP: round trips with LMDB: mdb_dump not found (apt-get install lmdb-utils)"
+fi
+
+echo "cli.sh: $ran commands, $failed failures"
+[ "$failed" -eq 0 ]
