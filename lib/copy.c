@@ -83,6 +83,15 @@ static int copy_compact(kvmap *db, kvmap_txn *t, const char *path, int fd)
     if (r == 0) /* no slack after the data: the copy is as small as it gets */
         r = kv_os_truncate(fd, m.hwm * dst->psize);
     kvmap_close(dst);
+    /* nobody else has the new file open: no lock file needs to stay */
+    size_t n = strlen(path);
+    char *lpath = malloc(n + 6);
+    if (lpath) {
+        memcpy(lpath, path, n);
+        memcpy(lpath + n, "-lock", 6);
+        unlink(lpath);
+        free(lpath);
+    }
     return r;
 }
 

@@ -105,24 +105,20 @@ static int choose_meta(kvmap *db, const meta_scan *s)
 
 /* The slot that does not hold the good meta is damaged, or holds a newer
  * commit that did not fully reach the disk.  Readers pick the slot with the
- * larger txnid, so it must not stay as it is: overwrite it with the good
- * meta when the file is writable, else remember to skip it. */
-static int mend_other_slot(kvmap *db, const kv_meta *good, unsigned good_slot)
+ * larger txnid, so this handle remembers to skip it.  It is not rewritten:
+ * with one flush per commit, a damaged page of the newest commit looks like
+ * a torn one, and until the next commit (which reuses that txnid, and so
+ * that slot) the newer state stays on disk for `kvmap-cli dump --rescue`. */
+static void skip_other_slot(kvmap *db, unsigned good_slot)
 {
-    unsigned bad = 1 - good_slot;
-    uint8_t *slot = db->map + (size_t)bad * db->psize;
-    if (db->flags & KVMAP_RDONLY) {
-        db->rejected_txnid = kv_get64(slot + KV_MT_TXNID);
-        db->rejected_sum = kv_get64(slot + KV_MT_CHECKSUM);
-        return 0;
-    }
-    kv_meta_publish(db, bad, good);
-    return kv_os_flush(db->fd, db->map, 2 * (size_t)db->psize);
+    const uint8_t *slot = db->map + (size_t)(1 - good_slot) * db->psize;
+    db->rejected_txnid = kv_get64(slot + KV_MT_TXNID);
+    db->rejected_sum = kv_get64(slot + KV_MT_CHECKSUM);
 }
 
 /* Choose the meta.  When the newest fails verification or a slot is
  * damaged, look again holding the writer lock (a commit in another process
- * may have been under way), then mend the other slot. */
+ * may have been under way), then skip the other slot. */
 static int settle_meta(kvmap *db, const meta_scan *first)
 {
     int i = choose_meta(db, first);
@@ -140,7 +136,7 @@ static int settle_meta(kvmap *db, const meta_scan *first)
     if (r == 0)
         r = i = choose_meta(db, &s);
     if (r >= 0 && (i > 0 || s.n < 2))
-        r = mend_other_slot(db, &s.cand[i], s.slot[i]);
+        skip_other_slot(db, s.slot[i]);
     kv_unlock_writer(db);
     return r < 0 ? r : 0;
 }

@@ -13,10 +13,10 @@
  * from its roots through pages it also wrote (copy-on-write copies the whole
  * path), so kvmap_open walks those pages, and when their count or checksum
  * sum differs from the meta's, uses the previous meta instead; that one is
- * intact, because the transaction wrote only pages free in it; and it
- * overwrites the rejected slot with that meta (db.c: mend_other_slot), so
- * that no reader takes it and the next commit, which reuses the rejected
- * txnid, writes that slot and not the good one.
+ * intact, because the transaction wrote only pages free in it.  The handle
+ * skips the rejected slot when reading (db.c: skip_other_slot); the next
+ * commit reuses the rejected txnid, and so writes that slot, not the good
+ * one.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,0 +1,384 @@
+/*
+ * inspect.c - kvmap_file_*: reading a database file's pages directly, for
+ * tools that must look at a damaged file (layout in format.h).  The file is
+ * opened read-only and read with pread, only inside the size it had at open;
+ * every field is checked (meta.c's kv_meta_decode, node.c's cell decoding)
+ * before it is used.  The checker and the rescue walk are in
+ * inspect_check.c and inspect_rescue.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "inspect.h"
+
+static bool valid_page_size(uint64_t ps)
+{
+    return ps >= KV_MIN_PAGE && ps <= KV_MAX_PAGE && (ps & (ps - 1)) == 0;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+int kv_file_read(kvmap_file *f, uint64_t pgno, uint8_t *buf)
+{
+    if (pgno >= f->npages)
+        return KVMAP_NOTFOUND;
+    int r = kv_os_pread(f->fd, buf, f->psize, pgno * f->psize);
+    return r == KVMAP_INVALID ? -EIO : r; /* the file shrank since it was opened */
+}
+
+int kv_file_cached(kvmap_file *f, uint64_t pgno, const uint8_t **p)
+{
+    if (f->page_no != pgno) {
+        f->page_no = UINT64_MAX;
+        int r = kv_file_read(f, pgno, f->page);
+        if (r < 0)
+            return r;
+        f->page_no = pgno;
+    }
+    *p = f->page;
+    return 0;
+}
+
+int kv_file_run_checksum(kvmap_file *f, uint64_t pgno, uint64_t n, uint8_t *buf,
+                         uint64_t *sum)
+{
+    if (n == 0 || pgno >= f->npages || n > f->npages - pgno)
+        return KVMAP_NOTFOUND;
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return -ENOMEM;
+    XXH3_64bits_reset(st);
+    int r = 0;
+    for (uint64_t i = 0; i < n && r == 0; i++) {
+        r = kv_file_read(f, pgno + i, buf);
+        if (r == 0)
+            XXH3_64bits_update(st, buf + (i ? 0 : 8), f->psize - (i ? 0 : 8));
+    }
+    if (r == 0)
+        *sum = XXH3_64bits_digest(st);
+    XXH3_freeState(st);
+    return r;
+}
+
+/* ---- opening ------------------------------------------------------------ */
+
+static bool read_meta_at(kvmap_file *f, uint64_t off, uint8_t *buf)
+{
+    if (off + KV_META_SIZE > f->size)
+        return false;
+    return kv_os_pread(f->fd, buf, KV_META_SIZE, off) == 0;
+}
+
+/* The page size: from a meta that validates (meta 0, else meta 1 looked
+ * for at every page size), else meta 0's field, else where a second meta's
+ * magic is. */
+static int find_page_size(kvmap_file *f)
+{
+    uint8_t b[KV_META_SIZE];
+    kv_meta m;
+    uint32_t ps = 0, magic_at = 0;
+    bool magic0 = false;
+    if (read_meta_at(f, 0, b)) {
+        enum kv_meta_state st = kv_meta_decode(b, sizeof b, &m);
+        magic0 = st != KV_META_NOT_KVMAP;
+        if (st == KV_META_OK)
+            ps = m.page_size;
+        else if (magic0 && valid_page_size(kv_get32(b + KV_MT_PAGE_SIZE)))
+            magic_at = kv_get32(b + KV_MT_PAGE_SIZE);
+    }
+    for (uint32_t p = KV_MIN_PAGE; ps == 0 && p <= KV_MAX_PAGE; p *= 2) {
+        if (!read_meta_at(f, p, b))
+            break;
+        enum kv_meta_state st = kv_meta_decode(b, sizeof b, &m);
+        if (st == KV_META_OK && m.page_size == p)
+            ps = p;
+        else if (st != KV_META_NOT_KVMAP && magic_at == 0)
+            magic_at = p;
+    }
+    if (ps == 0)
+        ps = magic_at;
+    if (ps == 0)
+        return magic0 ? KV_CORRUPT() : KVMAP_INVALID;
+    f->psize = ps;
+    return 0;
+}
+
+bool kv_file_meta_usable(const kvmap_file *f, int slot)
+{
+    return slot >= 0 && slot < 2 && f->state[slot] == KV_META_OK &&
+           f->meta[slot].page_size == f->psize && f->meta[slot].hwm <= f->npages;
+}
+
+static int read_metas(kvmap_file *f)
+{
+    for (int s = 0; s < 2; s++) {
+        memset(f->raw[s], 0, KV_META_SIZE);
+        read_meta_at(f, (uint64_t)s * f->psize, f->raw[s]);
+        f->state[s] = kv_meta_decode(f->raw[s], KV_META_SIZE, &f->meta[s]);
+        if (f->state[s] == KV_META_NEWER)
+            return KVMAP_VERSION;
+    }
+    f->current = -1;
+    for (int s = 0; s < 2; s++)
+        if (kv_file_meta_usable(f, s) &&
+            (f->current < 0 || f->meta[s].txnid > f->meta[f->current].txnid))
+            f->current = s;
+    return 0;
+}
+
+int kvmap_file_open(const char *path, kvmap_file **fp)
+{
+    if (!path || !fp)
+        return KVMAP_BAD_ARG;
+    kvmap_file *f = calloc(1, sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    f->fd = -1;
+    f->page_no = UINT64_MAX;
+    int r = kv_os_open(path, true, false, 0, &f->fd);
+    if (r == 0)
+        r = kv_os_size(f->fd, &f->size);
+    if (r == 0)
+        r = find_page_size(f);
+    if (r == 0) {
+        f->npages = f->size / f->psize;
+        r = read_metas(f);
+    }
+    if (r == 0 && !(f->page = malloc(f->psize)))
+        r = -ENOMEM;
+    if (r < 0) {
+        kvmap_file_close(f);
+        return r;
+    }
+    *fp = f;
+    return 0;
+}
+
+void kvmap_file_close(kvmap_file *f)
+{
+    if (!f)
+        return;
+    if (f->fd >= 0)
+        close(f->fd);
+    free(f->page);
+    free(f);
+}
+
+int kvmap_file_info_get(kvmap_file *f, kvmap_file_info *info)
+{
+    if (!f || !info)
+        return KVMAP_BAD_ARG;
+    memset(info, 0, sizeof *info);
+    info->file_size = f->size;
+    info->page_size = f->psize;
+    info->pages = f->npages;
+    info->meta_slot = f->current;
+    if (f->current >= 0) {
+        info->txnid = f->meta[f->current].txnid;
+        info->hwm = f->meta[f->current].hwm;
+    }
+    return 0;
+}
+
+/* ---- meta pages --------------------------------------------------------- */
+
+static void tree_fields(const uint8_t *b, kvmap_file_tree *t)
+{
+    t->root = kv_get64(b + 0);
+    t->depth = kv_get64(b + 8);
+    t->entries = kv_get64(b + 16);
+    t->branch_pages = kv_get64(b + 24);
+    t->leaf_pages = kv_get64(b + 32);
+    t->overflow_pages = kv_get64(b + 40);
+}
+
+static void meta_verdict(const kvmap_file *f, unsigned s, kvmap_file_meta *m)
+{
+    switch (f->state[s]) {
+    case KV_META_NOT_KVMAP:
+        m->status = KVMAP_INVALID;
+        m->problem = (uint64_t)s * f->psize + KV_META_SIZE > f->size
+                         ? "missing: the file ends before it"
+                         : "no kvmap magic: not a meta page";
+        return;
+    case KV_META_NEWER:
+        m->status = KVMAP_VERSION;
+        m->problem = "written by a newer format version";
+        return;
+    case KV_META_BAD:
+        m->status = KVMAP_CORRUPTED;
+        m->problem = m->checksum_ok ? "impossible field values (page size, "
+                                      "high-water mark or a tree descriptor)"
+                                    : "checksum mismatch";
+        return;
+    case KV_META_OK:
+        break;
+    }
+    if (f->meta[s].page_size != f->psize) {
+        m->status = KVMAP_CORRUPTED;
+        m->problem = "page size differs from the file's";
+    } else if (f->meta[s].hwm > f->npages) {
+        m->status = KVMAP_CORRUPTED;
+        m->problem = "high-water mark past the end of the file (truncated file)";
+    }
+}
+
+int kvmap_file_meta_get(kvmap_file *f, unsigned slot, kvmap_file_meta *m)
+{
+    if (!f || !m || slot > 1)
+        return KVMAP_BAD_ARG;
+    const uint8_t *b = f->raw[slot];
+    memset(m, 0, sizeof *m);
+    m->slot = slot;
+    m->checksum = kv_get64(b + KV_MT_CHECKSUM);
+    m->checksum_ok = m->checksum == kv_page_checksum(b, KV_META_SIZE);
+    m->version = kv_get32(b + KV_MT_VERSION);
+    m->page_size = kv_get32(b + KV_MT_PAGE_SIZE);
+    m->txnid = kv_get64(b + KV_MT_TXNID);
+    m->hwm = kv_get64(b + KV_MT_HWM);
+    m->commit_pages = kv_get64(b + KV_MT_COMMIT_PAGES);
+    m->commit_sum = kv_get64(b + KV_MT_COMMIT_SUM);
+    m->free_pages = kv_get64(b + KV_MT_FREE_PAGES);
+    tree_fields(b + KV_MT_MAIN, &m->main);
+    tree_fields(b + KV_MT_FREE, &m->free);
+    tree_fields(b + KV_MT_CATALOG, &m->catalog);
+    meta_verdict(f, slot, m);
+    return 0;
+}
+
+/* ---- pages and cells ---------------------------------------------------- */
+
+static bool all_zero(const uint8_t *p, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+static void node_header(kvmap_file *f, const uint8_t *p, kvmap_file_page *pg)
+{
+    if (kv_node_check_header(p, f->psize) < 0) {
+        pg->problem = pg->type == KV_BRANCH && pg->count == 0
+                          ? "branch page without cells"
+                          : "cell count or cell area does not fit the page";
+        return;
+    }
+    pg->used = kv_node_used(p, f->psize);
+    pg->fill = (unsigned)((uint64_t)pg->used * 100 / (f->psize - KV_PAGE_HDR));
+}
+
+static int overflow_header(kvmap_file *f, uint64_t pgno, kvmap_file_page *pg)
+{
+    uint64_t n = pg->count, sum;
+    if (n == 0) {
+        pg->problem = "overflow run of zero pages";
+        return 0;
+    }
+    if (n > f->npages - pgno) {
+        pg->problem = "overflow run goes past the end of the file";
+        return 0;
+    }
+    uint8_t *buf = malloc(f->psize);
+    if (!buf)
+        return -ENOMEM;
+    int r = kv_file_run_checksum(f, pgno, n, buf, &sum);
+    free(buf);
+    if (r == 0)
+        pg->checksum_ok = sum == pg->checksum;
+    return r;
+}
+
+int kvmap_file_page_get(kvmap_file *f, uint64_t pgno, kvmap_file_page *pg)
+{
+    if (!f || !pg)
+        return KVMAP_BAD_ARG;
+    memset(pg, 0, sizeof *pg);
+    pg->pgno = pgno;
+    pg->checksum_ok = -1;
+    const uint8_t *p;
+    int r = kv_file_cached(f, pgno, &p);
+    if (r < 0)
+        return r;
+    pg->zero = all_zero(p, f->psize);
+    if (pgno < KV_FIRST_PGNO) {
+        kvmap_file_meta m;
+        kvmap_file_meta_get(f, (unsigned)pgno, &m);
+        pg->type = KVMAP_PAGE_META;
+        pg->header_pgno = pgno;
+        pg->txnid = m.txnid;
+        pg->checksum = m.checksum;
+        pg->checksum_ok = m.checksum_ok;
+        pg->problem = m.problem;
+        return 0;
+    }
+    pg->header_pgno = kv_pg_pgno(p);
+    pg->txnid = kv_pg_txnid(p);
+    pg->checksum = kv_get64(p + KV_PG_CHECKSUM);
+    pg->type = kv_pg_type(p);
+    pg->tree = kv_get16(p + KV_PG_TREE);
+    pg->count = kv_pg_count(p);
+    pg->upper = kv_pg_upper(p);
+    if (pg->zero) {
+        pg->problem = "all zero: never written";
+        return 0;
+    }
+    if (pg->type == KV_BRANCH || pg->type == KV_LEAF) {
+        pg->checksum_ok = pg->checksum == kv_page_checksum(p, f->psize);
+        node_header(f, p, pg);
+    } else if (pg->type == KV_OVERFLOW) {
+        r = overflow_header(f, pgno, pg);
+        if (r < 0)
+            return r;
+    } else {
+        pg->problem = "unknown page type";
+    }
+    if (pg->tree != KV_TREE_MAIN && pg->tree != KV_TREE_FREE)
+        pg->problem = "unknown tree";
+    if (pg->header_pgno != pgno)
+        pg->problem = "its header records another page number (misplaced page)";
+    return 0;
+}
+
+int kvmap_file_page_read(kvmap_file *f, uint64_t pgno, void *buf)
+{
+    if (!f || !buf)
+        return KVMAP_BAD_ARG;
+    return kv_file_read(f, pgno, buf);
+}
+
+int kvmap_file_cell_get(kvmap_file *f, uint64_t pgno, unsigned i, kvmap_file_cell *c)
+{
+    if (!f || !c)
+        return KVMAP_BAD_ARG;
+    memset(c, 0, sizeof *c);
+    const uint8_t *p;
+    int r = kv_file_cached(f, pgno, &p);
+    if (r < 0)
+        return r;
+    int type = kv_pg_type(p);
+    if (pgno < KV_FIRST_PGNO || (type != KV_BRANCH && type != KV_LEAF))
+        return KVMAP_BAD_ARG;
+    if (kv_node_check_header(p, f->psize) < 0)
+        return KVMAP_CORRUPTED;
+    if (i >= kv_pg_count(p))
+        return KVMAP_NOTFOUND;
+    kv_cell cell;
+    if (kv_node_cell(p, f->psize, i, &cell) < 0)
+        return KVMAP_CORRUPTED;
+    c->offset = kv_get16(p + KV_PAGE_HDR + KV_SLOT_SIZE * i);
+    c->size = kv_node_cell_size(p, f->psize, i);
+    c->key = (kvmap_val){cell.key, cell.ksize};
+    if (type == KV_BRANCH) {
+        c->child = cell.child;
+        return 0;
+    }
+    c->vsize = cell.vsize;
+    if (cell.big)
+        c->overflow = kv_get64(cell.val);
+    else
+        c->val = (kvmap_val){cell.val, cell.vsize};
+    return 0;
+}

@@ -1,0 +1,37 @@
+/*
+ * inspect.h - the raw-file inspection handle (kvmap_file_*, in kvmap.h),
+ * shared by inspect.c (open, metas, pages, cells), inspect_check.c and
+ * inspect_rescue.c.  Nothing here trusts the file: a page is read with
+ * pread only when it lies inside the file as it was at open, and every
+ * field is checked (node.c, meta.c) before use.
+ */
+#ifndef KVMAP_INSPECT_H
+#define KVMAP_INSPECT_H
+
+#include "internal.h"
+
+struct kvmap_file {
+    int fd;
+    uint64_t size;       /* bytes at open */
+    uint64_t npages;     /* whole pages at open */
+    uint32_t psize;
+    uint8_t raw[2][KV_META_SIZE]; /* both meta pages as read at open (zero if absent) */
+    enum kv_meta_state state[2];
+    kv_meta meta[2];     /* valid when state[i] == KV_META_OK */
+    int current;         /* newest usable meta (validates, fits the file), -1 */
+    uint8_t *page;       /* the last page read by kv_file_cached */
+    uint64_t page_no;    /* its number, UINT64_MAX when none */
+};
+
+/* Read page pgno (inside the file) into buf, page_size bytes. */
+int kv_file_read(kvmap_file *f, uint64_t pgno, uint8_t *buf);
+/* Page pgno through the handle's one-page cache. */
+int kv_file_cached(kvmap_file *f, uint64_t pgno, const uint8_t **p);
+/* XXH3 of an n-page overflow run from pgno (bytes [8, n * psize)), read a
+ * page at a time into buf; the run must lie inside the file. */
+int kv_file_run_checksum(kvmap_file *f, uint64_t pgno, uint64_t n, uint8_t *buf,
+                         uint64_t *sum);
+/* Is meta slot usable: validates and its pages lie inside the file. */
+bool kv_file_meta_usable(const kvmap_file *f, int slot);
+
+#endif

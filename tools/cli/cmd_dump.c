@@ -1,0 +1,188 @@
+/*
+ * cmd_dump.c - dump: every entry in the text format of LMDB's mdb_dump,
+ * which mdb_load and kvmap-cli load read:
+ *
+ *   VERSION=3
+ *   format=bytevalue          (or format=print with -p)
+ *   type=btree
+ *   mapsize=N                 (room enough for mdb_load to hold the data)
+ *   maxreaders=126
+ *   db_pagesize=P
+ *   HEADER=END
+ *    6b6579                   (each key, then its value, one line each with a
+ *    76616c7565                leading space: hex, or printable text in which
+ *   DATA=END                   a byte outside isprint is \xx and \ is \\)
+ *
+ * dump --rescue reads the raw file with kvmap_file_rescue instead.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+enum { OPT_RESCUE = 256, OPT_DAMAGED };
+
+typedef struct dumper {
+    FILE *out;
+    bool print;
+    const char *path;
+    uint64_t damaged_notes;
+} dumper;
+
+static void dump_bytes(FILE *out, const uint8_t *p, size_t n, bool print)
+{
+    static const char hexd[] = "0123456789abcdef";
+    putc(' ', out);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        if (!print) {
+            putc(hexd[c >> 4], out);
+            putc(hexd[c & 15], out);
+        } else if (c >= 0x20 && c <= 0x7e) {
+            if (c == '\\')
+                putc('\\', out);
+            putc(c, out);
+        } else {
+            putc('\\', out);
+            putc(hexd[c >> 4], out);
+            putc(hexd[c & 15], out);
+        }
+    }
+    putc('\n', out);
+}
+
+/* LMDB needs a map size; twice the file (at least 1 MiB, in whole MiB) holds
+ * the same data in LMDB's pages with room for its copy-on-write. */
+static uint64_t map_size(uint64_t file_size)
+{
+    const uint64_t mib = 1u << 20;
+    uint64_t m = file_size * 2 + mib;
+    return (m + mib - 1) / mib * mib;
+}
+
+static void header(const dumper *d, uint64_t file_size, unsigned page_size)
+{
+    fprintf(d->out, "VERSION=3\nformat=%s\ntype=btree\nmapsize=%" PRIu64
+            "\nmaxreaders=126\ndb_pagesize=%u\nHEADER=END\n",
+            d->print ? "print" : "bytevalue", map_size(file_size), page_size);
+}
+
+static int entry(void *ctx, kvmap_val k, kvmap_val v)
+{
+    const dumper *d = ctx;
+    dump_bytes(d->out, k.data, k.size, d->print);
+    dump_bytes(d->out, v.data, v.size, d->print);
+    return ferror(d->out) ? -EIO : 0;
+}
+
+static int dump_db(dumper *d)
+{
+    kvmap *db;
+    int st = cli_open(d->path, false, false, &db);
+    if (st != EX_OK)
+        return st;
+    kvmap_txn *txn;
+    kvmap_cursor *cur = NULL;
+    kvmap_stat s;
+    int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
+    if (e == 0) {
+        cli_warn_rollback(d->path, txn);
+        e = kvmap_stat_get(txn, &s);
+        if (e == 0)
+            e = kvmap_cursor_open(txn, &cur);
+        if (e == 0) {
+            header(d, s.file_size, s.page_size);
+            kvmap_val k, v;
+            for (e = kvmap_cursor_first(cur, &k, &v); e == 0;
+                 e = kvmap_cursor_next(cur, &k, &v))
+                if ((e = entry(d, k, v)) < 0)
+                    break;
+            if (e == KVMAP_NOTFOUND) {
+                fputs("DATA=END\n", d->out);
+                e = 0;
+            }
+        }
+        kvmap_cursor_close(cur);
+        kvmap_abort(txn);
+    }
+    kvmap_close(db);
+    return e ? cli_fail(d->path, e) : EX_OK;
+}
+
+static void rescue_note(void *ctx, uint64_t pgno, const char *what)
+{
+    dumper *d = ctx;
+    d->damaged_notes++;
+    if (pgno == KVMAP_FILE_NOPAGE)
+        fprintf(stderr, "kvmap-cli: %s: %s\n", d->path, what);
+    else
+        fprintf(stderr, "kvmap-cli: %s: page %" PRIu64 ": %s\n", d->path, pgno, what);
+}
+
+static int dump_rescue(dumper *d, unsigned flags)
+{
+    kvmap_file *f;
+    int e = kvmap_file_open(d->path, &f);
+    if (e < 0)
+        return cli_fail(d->path, e);
+    kvmap_file_info fi;
+    kvmap_file_info_get(f, &fi);
+    header(d, fi.file_size, fi.page_size);
+    kvmap_file_rescue_result res;
+    e = kvmap_file_rescue(f, flags, entry, rescue_note, d, &res);
+    kvmap_file_close(f);
+    if (e != 0)
+        return cli_fail(d->path, e);
+    fputs("DATA=END\n", d->out);
+    fflush(d->out);
+    fprintf(stderr, "kvmap-cli: %s: rescued %" PRIu64 " entries%s", d->path, res.entries,
+            res.complete ? " (the tree is whole)" : "");
+    if (res.damaged_pages)
+        fprintf(stderr, ", %" PRIu64 " damaged page%s", res.damaged_pages,
+                res.damaged_pages == 1 ? "" : "s");
+    if (res.lost_values)
+        fprintf(stderr, ", %" PRIu64 " value%s lost", res.lost_values,
+                res.lost_values == 1 ? "" : "s");
+    fputc('\n', stderr);
+    return res.complete ? EX_OK : EX_CORRUPT;
+}
+
+int cmd_dump(const cli_cmd *cmd, int argc, char **argv)
+{
+    static const struct option lo[] = {{"print", no_argument, 0, 'p'},
+                                       {"output", required_argument, 0, 'o'},
+                                       {"rescue", no_argument, 0, OPT_RESCUE},
+                                       {"damaged", no_argument, 0, OPT_DAMAGED},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    dumper d = {.out = stdout};
+    bool rescue = false;
+    unsigned flags = 0;
+    const char *output = NULL;
+    for (int c; (c = cli_getopt(cmd, argc, argv, "po:h", lo)) != -1;) {
+        if (c == 'p')
+            d.print = true;
+        else if (c == 'o')
+            output = optarg;
+        else if (c == OPT_RESCUE)
+            rescue = true;
+        else if (c == OPT_DAMAGED)
+            flags |= KVMAP_RESCUE_DAMAGED;
+        else
+            return c == 'h' ? EX_OK : EX_USAGE;
+    }
+    if (!cli_nargs(cmd, argc, 1, 1))
+        return EX_USAGE;
+    if (flags && !rescue)
+        return cli_usage(cmd, "--damaged goes with --rescue");
+    d.path = argv[optind];
+    if (output && !(d.out = fopen(output, "w")))
+        return cli_fail(output, -errno);
+    int st = rescue ? dump_rescue(&d, flags) : dump_db(&d);
+    if (output && fclose(d.out) != 0 && st == EX_OK)
+        st = cli_fail(output, -errno);
+    return st;
+}

@@ -1,0 +1,217 @@
+/*
+ * cmd_stat.c - stat (in the manner of mdb_stat, or JSON) and readers.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct stat_view {
+    const char *path;
+    kvmap_stat st;
+    uint64_t hwm;           /* pages in use (0 when the meta could not be read) */
+    unsigned readers;       /* read transactions of other processes and threads */
+    kvmap_file_meta meta[2];
+    int nmeta;              /* 2 when the raw metas were read */
+} stat_view;
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static uint64_t free_bytes(const stat_view *v)
+{
+    const kvmap_stat *s = &v->st;
+    uint64_t used = v->hwm * s->page_size;
+    uint64_t tail = s->file_size > used ? s->file_size - used : 0;
+    return s->free_pages * s->page_size + tail;
+}
+
+static void print_text(const stat_view *v)
+{
+    const kvmap_stat *s = &v->st;
+    printf("Environment Info\n");
+    printf("  File: %s\n", v->path);
+    printf("  File size: %" PRIu64 " bytes (%" PRIu64 " pages)\n", s->file_size,
+           s->file_size / s->page_size);
+    printf("  Page size: %u\n", s->page_size);
+    if (v->hwm)
+        printf("  Number of pages used: %" PRIu64 "\n", v->hwm);
+    printf("  Free pages: %" PRIu64 "\n", s->free_pages);
+    if (v->hwm)
+        printf("  Free space: %" PRIu64 " bytes (%.1f%% of the file: free pages and"
+               " unused tail)\n", free_bytes(v),
+               s->file_size ? 100.0 * (double)free_bytes(v) / (double)s->file_size : 0.0);
+    printf("  Last transaction ID: %" PRIu64 "\n", s->txn_id);
+    for (int i = 0; i < v->nmeta; i++) {
+        const kvmap_file_meta *m = &v->meta[i];
+        printf("  Meta page %u: txn %" PRIu64 ", %s%s\n", m->slot, m->txnid,
+               m->status ? m->problem : "valid", m->txnid == s->txn_id && !m->status
+                                                  ? " (current)" : "");
+    }
+    printf("  Number of readers used: %u\n", v->readers);
+    printf("  Oldest reader lag: %" PRIu64 " transactions\n", v->readers ? s->reader_lag : 0);
+    printf("Status of Main DB\n");
+    printf("  Tree depth: %u\n", s->depth);
+    printf("  Branch pages: %" PRIu64 "\n", s->branch_pages);
+    printf("  Leaf pages: %" PRIu64 "\n", s->leaf_pages);
+    printf("  Overflow pages: %" PRIu64 "\n", s->overflow_pages);
+    printf("  Entries: %" PRIu64 "\n", s->entries);
+}
+
+static void print_json(const stat_view *v)
+{
+    const kvmap_stat *s = &v->st;
+    printf("{\"file\": ");
+    json_string(v->path);
+    printf(", \"file_size\": %" PRIu64 ", \"page_size\": %u", s->file_size, s->page_size);
+    if (v->hwm)
+        printf(", \"pages_used\": %" PRIu64 ", \"free_bytes\": %" PRIu64, v->hwm,
+               free_bytes(v));
+    printf(", \"free_pages\": %" PRIu64 ", \"txn_id\": %" PRIu64, s->free_pages, s->txn_id);
+    printf(", \"depth\": %u, \"branch_pages\": %" PRIu64 ", \"leaf_pages\": %" PRIu64
+           ", \"overflow_pages\": %" PRIu64 ", \"entries\": %" PRIu64,
+           s->depth, s->branch_pages, s->leaf_pages, s->overflow_pages, s->entries);
+    printf(", \"readers\": %u, \"oldest_reader_lag\": %" PRIu64, v->readers,
+           v->readers ? s->reader_lag : 0);
+    printf(", \"metas\": [");
+    for (int i = 0; i < v->nmeta; i++) {
+        const kvmap_file_meta *m = &v->meta[i];
+        printf("%s{\"page\": %u, \"txn_id\": %" PRIu64 ", \"valid\": %s, \"current\": %s",
+               i ? ", " : "", m->slot, m->txnid, m->status ? "false" : "true",
+               m->txnid == s->txn_id && !m->status ? "true" : "false");
+        if (m->status) {
+            printf(", \"problem\": ");
+            json_string(m->problem);
+        }
+        putchar('}');
+    }
+    printf("]}\n");
+}
+
+/* The raw meta pages, for their state and the high-water mark. */
+static void read_metas(stat_view *v)
+{
+    kvmap_file *f;
+    if (kvmap_file_open(v->path, &f) < 0)
+        return;
+    for (unsigned s = 0; s < 2; s++) {
+        kvmap_file_meta_get(f, s, &v->meta[s]);
+        if (!v->meta[s].status && v->meta[s].txnid == v->st.txn_id)
+            v->hwm = v->meta[s].hwm;
+    }
+    v->nmeta = 2;
+    kvmap_file_close(f);
+}
+
+int cmd_stat(const cli_cmd *cmd, int argc, char **argv)
+{
+    static const struct option lo[] = {{"json", no_argument, 0, 'j'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    bool json = false;
+    for (int c; (c = cli_getopt(cmd, argc, argv, "jh", lo)) != -1;) {
+        if (c == 'j')
+            json = true;
+        else
+            return c == 'h' ? EX_OK : EX_USAGE;
+    }
+    if (!cli_nargs(cmd, argc, 1, 1))
+        return EX_USAGE;
+    stat_view v = {.path = argv[optind]};
+    kvmap *db;
+    int st = cli_open(v.path, false, false, &db);
+    if (st != EX_OK)
+        return st;
+    kvmap_txn *txn;
+    int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
+    if (e == 0) {
+        cli_warn_rollback(v.path, txn);
+        e = kvmap_stat_get(txn, &v.st);
+        if (e == 0) {
+            v.readers = v.st.readers ? v.st.readers - 1 : 0; /* not our own */
+            read_metas(&v);
+        }
+        kvmap_abort(txn);
+    }
+    kvmap_close(db);
+    if (e < 0)
+        return cli_fail(v.path, e);
+    if (json)
+        print_json(&v);
+    else
+        print_text(&v);
+    return EX_OK;
+}
+
+int cmd_readers(const cli_cmd *cmd, int argc, char **argv)
+{
+    enum { OPT_CLEAR = 256 };
+    static const struct option lo[] = {{"clear-stale", no_argument, 0, OPT_CLEAR},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    bool clear = false;
+    for (int c; (c = cli_getopt(cmd, argc, argv, "h", lo)) != -1;) {
+        if (c == OPT_CLEAR)
+            clear = true;
+        else
+            return c == 'h' ? EX_OK : EX_USAGE;
+    }
+    if (!cli_nargs(cmd, argc, 1, 1))
+        return EX_USAGE;
+    const char *path = argv[optind];
+    kvmap *db;
+    int st = cli_open(path, false, false, &db);
+    if (st != EX_OK)
+        return st;
+    unsigned cleared = 0, n = 0, max = 0;
+    kvmap_reader_info *info = NULL;
+    int e = clear ? kvmap_reader_check(db, &cleared) : 0;
+    for (int tries = 0; e == 0 && tries < 8; tries++) { /* the table may grow meanwhile */
+        e = kvmap_reader_list(db, info, max, &n);
+        if (e < 0 || n <= max)
+            break;
+        free(info);
+        max = n + 16;
+        if (!(info = malloc(max * sizeof *info)))
+            e = -ENOMEM;
+    }
+    if (e == 0) {
+        if (clear)
+            printf("cleared %u stale reader slot%s\n", cleared, cleared == 1 ? "" : "s");
+        uint64_t newest = 0;
+        kvmap_file *f = NULL;
+        kvmap_file_info fi;
+        if (kvmap_file_open(path, &f) == 0 && kvmap_file_info_get(f, &fi) == 0)
+            newest = fi.txnid;
+        kvmap_file_close(f);
+        printf("%-5s %-10s %-10s %-6s %s\n", "SLOT", "PID", "TXN", "LAG", "STATE");
+        for (unsigned i = 0; i < n && i < max; i++) {
+            const kvmap_reader_info *r = &info[i];
+            char txn[24] = "-", lag[24] = "-";
+            if (r->txnid) {
+                snprintf(txn, sizeof txn, "%" PRIu64, r->txnid);
+                if (newest >= r->txnid)
+                    snprintf(lag, sizeof lag, "%" PRIu64, newest - r->txnid);
+            }
+            printf("%-5u %-10" PRIu64 " %-10s %-6s %s\n", r->slot, r->pid, txn, lag,
+                   !r->alive ? "stale (process gone)" : r->txnid ? "reading" : "idle");
+        }
+    }
+    free(info);
+    kvmap_close(db);
+    return e ? cli_fail(path, e) : EX_OK;
+}

@@ -1,0 +1,276 @@
+/*
+ * util.c - kvmap-cli's shared helpers: messages and exit statuses, option
+ * parsing, escaping and hex, opening databases.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+static const char prog[] = "kvmap-cli";
+
+/* ---- messages ----------------------------------------------------------- */
+
+int cli_status(int err)
+{
+    if (err == 0)
+        return EX_OK;
+    if (err == KVMAP_NOTFOUND)
+        return EX_NOTFOUND;
+    if (err == KVMAP_CORRUPTED)
+        return EX_CORRUPT;
+    return EX_ERROR;
+}
+
+int cli_fail(const char *what, int err)
+{
+    fflush(stdout);
+    fprintf(stderr, "%s: %s: %s%s\n", prog, what, kvmap_strerror(err),
+            err == KVMAP_CORRUPTED ? " (see 'kvmap-cli check')" : "");
+    return cli_status(err);
+}
+
+int cli_failf(int status, const char *what, const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "%s: %s: ", prog, what);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return status;
+}
+
+int cli_usage(const cli_cmd *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: %s: ", prog, cmd ? cmd->name : "usage");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (cmd)
+        fprintf(stderr, " (see '%s %s --help')\n", prog, cmd->name);
+    else
+        fprintf(stderr, " (see '%s --help')\n", prog);
+    return EX_USAGE;
+}
+
+int cli_help(const cli_cmd *cmd)
+{
+    printf("Usage: %s %s %s\n%s\n", prog, cmd->name, cmd->args, cmd->summary);
+    if (cmd->help && *cmd->help)
+        printf("\nOptions:\n%s", cmd->help);
+    printf("  -h, --help          this help\n");
+    printf("\nExit status: 0 success, 1 key not found, 2 usage error, 3 error,\n"
+           "4 the database is damaged.\n");
+    return EX_OK;
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+int cli_getopt(const cli_cmd *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts)
+{
+    char so[64];
+    snprintf(so, sizeof so, ":%s", shortopts); /* ':' tells a missing value apart */
+    opterr = 0;
+    int c = getopt_long(argc, argv, so, longopts, NULL);
+    if (c == 'h') {
+        cli_help(cmd);
+        return 'h';
+    }
+    if (c == ':') {
+        cli_usage(cmd, "option %s needs a value", argv[optind - 1]);
+        return '?';
+    }
+    if (c == '?') {
+        if (optopt > 0 && optopt < 128 && argv[optind - 1][1] != '-')
+            cli_usage(cmd, "unknown option -%c", optopt);
+        else
+            cli_usage(cmd, "unknown option %s", argv[optind - 1]);
+        return '?';
+    }
+    return c;
+}
+
+bool cli_uint(const cli_cmd *cmd, const char *opt, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || errno || *s == '-') {
+        cli_usage(cmd, "%s expects a non-negative integer, not '%s'", opt, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_nargs(const cli_cmd *cmd, int argc, int min, int max)
+{
+    int n = argc - optind;
+    if (n >= min && n <= max)
+        return true;
+    cli_usage(cmd, n < min ? "missing arguments: expected %s" : "too many arguments: expected %s",
+              cmd->args);
+    return false;
+}
+
+/* ---- bytes -------------------------------------------------------------- */
+
+void cli_print(FILE *out, const void *data, size_t size, cli_fmt fmt)
+{
+    static const char hexd[] = "0123456789abcdef";
+    const uint8_t *p = data;
+    if (fmt == FMT_RAW) {
+        fwrite(p, 1, size, out);
+        return;
+    }
+    for (size_t i = 0; i < size; i++) {
+        uint8_t b = p[i];
+        if (fmt == FMT_HEX) {
+            putc(hexd[b >> 4], out);
+            putc(hexd[b & 15], out);
+        } else if (b == '\\') {
+            fputs("\\\\", out);
+        } else if (b == '\t') {
+            fputs("\\t", out);
+        } else if (b == '\n') {
+            fputs("\\n", out);
+        } else if (b == '\r') {
+            fputs("\\r", out);
+        } else if (b < 0x20 || b > 0x7e) {
+            putc('\\', out);
+            putc('x', out);
+            putc(hexd[b >> 4], out);
+            putc(hexd[b & 15], out);
+        } else {
+            putc(b, out);
+        }
+    }
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool cli_unhex(const char *s, size_t n, uint8_t *out)
+{
+    if (n % 2)
+        return false;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i / 2] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+bool cli_arg_bytes(const char *s, bool hex, cli_buf *out)
+{
+    size_t n = strlen(s);
+    out->data = malloc(n + 1);
+    if (!out->data)
+        return false;
+    if (!hex) {
+        memcpy(out->data, s, n);
+        out->size = n;
+        return true;
+    }
+    if (!cli_unhex(s, n, out->data)) {
+        free(out->data);
+        out->data = NULL;
+        return false;
+    }
+    out->size = n / 2;
+    return true;
+}
+
+int cli_read_all(FILE *in, cli_buf *out)
+{
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *b = malloc(cap);
+    if (!b)
+        return -ENOMEM;
+    for (;;) {
+        if (n == cap) {
+            uint8_t *nb = cap > SIZE_MAX / 2 ? NULL : realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                return -ENOMEM;
+            }
+            b = nb;
+            cap *= 2;
+        }
+        size_t got = fread(b + n, 1, cap - n, in);
+        n += got;
+        if (got == 0) {
+            if (ferror(in)) {
+                int e = errno ? -errno : -EIO;
+                free(b);
+                return e;
+            }
+            break;
+        }
+    }
+    out->data = b;
+    out->size = n;
+    return 0;
+}
+
+int cli_finish_output(int status)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno ? errno : EIO;
+        fprintf(stderr, "%s: standard output: %s\n", prog, strerror(e));
+        return status ? status : EX_ERROR;
+    }
+    return status;
+}
+
+/* ---- databases ---------------------------------------------------------- */
+
+bool cli_exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+int cli_open(const char *path, bool write, bool create, kvmap **db)
+{
+    /* readers verify the checksum of every page they read: a damaged page
+     * is an error, never a wrong value printed */
+    kvmap_options o = {.flags = write ? (create ? KVMAP_CREATE : 0) : KVMAP_RDONLY | KVMAP_VERIFY};
+    int r = kvmap_open(path, &o, db);
+    if (r == 0)
+        return EX_OK;
+    if (r == KVMAP_INVALID && !cli_exists(path))
+        r = -ENOENT;
+    return cli_fail(path, r);
+}
+
+void cli_warn_rollback(const char *path, kvmap_txn *txn)
+{
+    kvmap_stat st;
+    kvmap_file *f;
+    kvmap_file_info fi;
+    if (kvmap_stat_get(txn, &st) < 0 || kvmap_file_open(path, &f) < 0)
+        return;
+    if (kvmap_file_info_get(f, &fi) == 0 && fi.meta_slot >= 0 && fi.txnid > st.txn_id)
+        fprintf(stderr, "%s: %s: warning: the newest commit (txn %llu) is damaged or"
+                " incomplete; reading txn %llu (see '%s check')\n", prog, path,
+                (unsigned long long)fi.txnid, (unsigned long long)st.txn_id, prog);
+    kvmap_file_close(f);
+}
