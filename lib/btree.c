@@ -452,8 +452,16 @@ int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_
     if (exact) {
         kv_cell old;
         r = kv_node_cell(path.page[L], t->db->psize, path.idx[L], &old);
-        if (r == 0)
-            r = free_value(t, tree, &old);
+        if (r < 0)
+            return r;
+        if (!big && !old.big && old.vsize == vsize) {
+            /* same size, inline: overwrite in place (from the encoded copy,
+             * as val may point into this very cell) */
+            if (vsize)
+                memcpy((uint8_t *)old.val, t->cellbuf[0] + KV_LEAF_CELL_HDR + ksize, vsize);
+            return 0;
+        }
+        r = free_value(t, tree, &old);
         if (r < 0)
             return r;
         kv_node_delete(path.page[L], t->db->psize, path.idx[L]);

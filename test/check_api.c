@@ -2658,6 +2658,34 @@ static int patch_byte(const char *path, size_t off, unsigned char b)
     return e;
 }
 
+/* A value returned by get may be passed straight back to put, for the same
+ * key (same size: overwritten in place) or another one. */
+START_TEST(test_put_value_from_map)
+{
+    kvmap *db = create_db("frommap", 4096);
+    kvmap_txn *t = wbegin(db);
+    ck_assert_kv_ok(kvmap_put(t, tu_str("a"), tu_str("0123456789"), 0));
+    ck_assert_kv_ok(kvmap_put(t, tu_str("c"), tu_str("xyz"), 0));
+    kvmap_val v;
+    ck_assert_kv_ok(kvmap_get(t, tu_str("a"), &v));
+    ck_assert_kv_ok(kvmap_put(t, tu_str("a"), v, 0));
+    ck_assert_kv_ok(kvmap_get(t, tu_str("a"), &v));
+    ck_assert_kv_ok(kvmap_put(t, tu_str("b"), v, 0));
+    ck_assert_kv_ok(kvmap_get(t, tu_str("c"), &v));
+    ck_assert_kv_ok(kvmap_put(t, tu_str("a"), v, 0)); /* other size */
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = rbegin(db);
+    const char *want[][2] = {{"a", "xyz"}, {"b", "0123456789"}, {"c", "xyz"}};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_kv_ok(kvmap_get(t, tu_str(want[i][0]), &v));
+        tu_require(tu_val_eq_str(v, want[i][1]), "key %s", want[i][0]);
+    }
+    kvmap_abort(t);
+    tu_check_db(db);
+    kvmap_close(db);
+}
+END_TEST
+
 /* A file written by a newer format version: KVMAP_VERSION, file untouched. */
 START_TEST(test_bad_newer_version)
 {
@@ -2864,6 +2892,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_bad_empty_file);
     tcase_add_test(tc, test_bad_truncated);
     tcase_add_test(tc, test_bad_newer_version);
+    tcase_add_test(tc, test_put_value_from_map);
     tcase_add_loop_test(tc, test_bad_flips, 0, 2);
     suite_add_tcase(s, tc);
     return s;
