@@ -184,14 +184,14 @@ int kvmap_file_info_get(kvmap_file *f, kvmap_file_info *info)
 
 /* ---- meta pages --------------------------------------------------------- */
 
-static void tree_fields(const uint8_t *b, kvmap_file_tree *t)
+static void tree_fields(const kv_tree *k, kvmap_file_tree *t)
 {
-    t->root = kv_get64(b + 0);
-    t->depth = kv_get64(b + 8);
-    t->entries = kv_get64(b + 16);
-    t->branch_pages = kv_get64(b + 24);
-    t->leaf_pages = kv_get64(b + 32);
-    t->overflow_pages = kv_get64(b + 40);
+    t->root = k->root;
+    t->depth = k->depth;
+    t->entries = k->entries;
+    t->branch_pages = k->branch_pages;
+    t->leaf_pages = k->leaf_pages;
+    t->overflow_pages = k->overflow_pages;
 }
 
 static void meta_verdict(const kvmap_file *f, unsigned s, kvmap_file_meta *m)
@@ -234,16 +234,18 @@ int kvmap_file_meta_get(kvmap_file *f, unsigned slot, kvmap_file_meta *m)
     m->slot = slot;
     m->checksum = kv_get64(b + KV_MT_CHECKSUM);
     m->checksum_ok = m->checksum == kv_page_checksum(b, KV_META_SIZE);
-    m->version = kv_get32(b + KV_MT_VERSION);
-    m->page_size = kv_get32(b + KV_MT_PAGE_SIZE);
-    m->txnid = kv_get64(b + KV_MT_TXNID);
-    m->hwm = kv_get64(b + KV_MT_HWM);
-    m->commit_pages = kv_get64(b + KV_MT_COMMIT_PAGES);
-    m->commit_sum = kv_get64(b + KV_MT_COMMIT_SUM);
-    m->free_pages = kv_get64(b + KV_MT_FREE_PAGES);
-    tree_fields(b + KV_MT_MAIN, &m->main);
-    tree_fields(b + KV_MT_FREE, &m->free);
-    tree_fields(b + KV_MT_CATALOG, &m->catalog);
+    kv_meta raw;
+    kv_meta_fields(b, &raw);
+    m->version = raw.version;
+    m->page_size = raw.page_size;
+    m->txnid = raw.txnid;
+    m->hwm = raw.hwm;
+    m->commit_pages = raw.commit_pages;
+    m->commit_sum = raw.commit_sum;
+    m->free_pages = raw.free_pages;
+    tree_fields(&raw.main, &m->main);
+    tree_fields(&raw.free, &m->free);
+    tree_fields(&raw.catalog, &m->catalog);
     meta_verdict(f, slot, m);
     return 0;
 }

@@ -63,6 +63,7 @@ typedef struct kv_meta {
 
 enum kv_meta_state { KV_META_OK, KV_META_NOT_KVMAP, KV_META_BAD, KV_META_NEWER };
 void kv_meta_encode(const kv_meta *m, uint8_t *buf /* KV_META_SIZE */);
+void kv_meta_fields(const uint8_t *buf, kv_meta *m);
 enum kv_meta_state kv_meta_decode(const uint8_t *buf, size_t len, kv_meta *m);
 enum kv_meta_state kv_meta_decode_trusted(const uint8_t *buf, kv_meta *m);
 

@@ -52,15 +52,11 @@ static bool tree_sane(const kv_tree *t, uint64_t hwm)
            t->branch_pages + t->leaf_pages + t->overflow_pages <= hwm;
 }
 
-/* Decode and check one meta page.  A checksum that does not match, or fields
- * that cannot be, make it KV_META_BAD (the other meta may still serve). */
-static enum kv_meta_state decode(const uint8_t *b, kv_meta *m)
+/* Every field of a meta page, as it is: no check at all (kvmap-cli shows
+ * damaged metas with this). */
+void kv_meta_fields(const uint8_t *b, kv_meta *m)
 {
     m->version = kv_get32(b + KV_MT_VERSION);
-    if (m->version > KVMAP_FORMAT_VERSION)
-        return KV_META_NEWER;
-    if (m->version == 0)
-        return KV_META_BAD;
     m->page_size = kv_get32(b + KV_MT_PAGE_SIZE);
     m->txnid = kv_get64(b + KV_MT_TXNID);
     m->hwm = kv_get64(b + KV_MT_HWM);
@@ -70,6 +66,17 @@ static enum kv_meta_state decode(const uint8_t *b, kv_meta *m)
     tree_decode(b + KV_MT_MAIN, &m->main);
     tree_decode(b + KV_MT_FREE, &m->free);
     tree_decode(b + KV_MT_CATALOG, &m->catalog);
+}
+
+/* Decode and check one meta page.  A checksum that does not match, or fields
+ * that cannot be, make it KV_META_BAD (the other meta may still serve). */
+static enum kv_meta_state decode(const uint8_t *b, kv_meta *m)
+{
+    kv_meta_fields(b, m);
+    if (m->version > KVMAP_FORMAT_VERSION)
+        return KV_META_NEWER;
+    if (m->version == 0)
+        return KV_META_BAD;
     uint32_t ps = m->page_size;
     if (ps < KV_MIN_PAGE || ps > KV_MAX_PAGE || (ps & (ps - 1)) != 0)
         return KV_META_BAD;

@@ -72,6 +72,11 @@ int cli_getopt(const cli_cmd *cmd, int argc, char **argv, const char *shortopts,
 bool cli_uint(const cli_cmd *cmd, const char *opt, const char *s, uint64_t *out);
 /* Exactly n (or n..max) positional arguments remain. */
 bool cli_nargs(const cli_cmd *cmd, int argc, int min, int max);
+/* The options of a command with one switch (-SW, --NAME) and --help, then
+ * MIN..MAX operands: -1 to go on (*on tells whether the switch was given),
+ * else the exit status to return. */
+int cli_switch_args(const cli_cmd *cmd, int argc, char **argv, char sw, const char *name,
+                    bool *on, int min, int max);
 
 /* ---- keys and values ---------------------------------------------------- */
 

@@ -39,18 +39,10 @@ static char *temp_name(const char *dst)
 
 int cmd_compact(const cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {{"force", no_argument, 0, 'f'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    bool force = false;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "fh", lo)) != -1;) {
-        if (c == 'f')
-            force = true;
-        else
-            return c == 'h' ? EX_OK : EX_USAGE;
-    }
-    if (!cli_nargs(cmd, argc, 2, 2))
-        return EX_USAGE;
+    bool force;
+    int done = cli_switch_args(cmd, argc, argv, 'f', "force", &force, 2, 2);
+    if (done >= 0)
+        return done;
     const char *src = argv[optind], *dst = argv[optind + 1];
     bool replace = cli_exists(dst);
     if (replace && !force)

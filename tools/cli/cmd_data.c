@@ -157,18 +157,10 @@ int cmd_put(const cli_cmd *cmd, int argc, char **argv)
 
 int cmd_del(const cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {{"hex", no_argument, 0, 'x'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    bool hex = false;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "xh", lo)) != -1;) {
-        if (c == 'x')
-            hex = true;
-        else
-            return c == 'h' ? EX_OK : EX_USAGE;
-    }
-    if (!cli_nargs(cmd, argc, 2, 2))
-        return EX_USAGE;
+    bool hex;
+    int done = cli_switch_args(cmd, argc, argv, 'x', "hex", &hex, 2, 2);
+    if (done >= 0)
+        return done;
     cli_buf key;
     if (!key_arg(cmd, argv[optind + 1], hex, &key))
         return EX_USAGE;

@@ -74,18 +74,10 @@ static void page_line(const kvmap_file_page *pg)
 
 int cmd_pages(const cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {{"all", no_argument, 0, 'a'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    bool all = false;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "ah", lo)) != -1;) {
-        if (c == 'a')
-            all = true;
-        else
-            return c == 'h' ? EX_OK : EX_USAGE;
-    }
-    if (!cli_nargs(cmd, argc, 1, 1))
-        return EX_USAGE;
+    bool all;
+    int done = cli_switch_args(cmd, argc, argv, 'a', "all", &all, 1, 1);
+    if (done >= 0)
+        return done;
     const char *path = argv[optind];
     kvmap_file *f;
     kvmap_file_info fi;
@@ -211,18 +203,10 @@ static void hex_view(const uint8_t *p, unsigned n)
 
 int cmd_page(const cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {{"hex", no_argument, 0, 'x'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    bool hex = false;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "xh", lo)) != -1;) {
-        if (c == 'x')
-            hex = true;
-        else
-            return c == 'h' ? EX_OK : EX_USAGE;
-    }
-    if (!cli_nargs(cmd, argc, 2, 2))
-        return EX_USAGE;
+    bool hex;
+    int done = cli_switch_args(cmd, argc, argv, 'x', "hex", &hex, 2, 2);
+    if (done >= 0)
+        return done;
     const char *path = argv[optind];
     uint64_t pgno;
     if (!cli_uint(cmd, "N", argv[optind + 1], &pgno))

@@ -119,18 +119,10 @@ static void read_metas(stat_view *v)
 
 int cmd_stat(const cli_cmd *cmd, int argc, char **argv)
 {
-    static const struct option lo[] = {{"json", no_argument, 0, 'j'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-    bool json = false;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "jh", lo)) != -1;) {
-        if (c == 'j')
-            json = true;
-        else
-            return c == 'h' ? EX_OK : EX_USAGE;
-    }
-    if (!cli_nargs(cmd, argc, 1, 1))
-        return EX_USAGE;
+    bool json;
+    int done = cli_switch_args(cmd, argc, argv, 'j', "json", &json, 1, 1);
+    if (done >= 0)
+        return done;
     stat_view v = {.path = argv[optind]};
     kvmap *db;
     int st = cli_open(v.path, false, false, &db);

@@ -97,6 +97,22 @@ int cli_getopt(const cli_cmd *cmd, int argc, char **argv, const char *shortopts,
     return c;
 }
 
+int cli_switch_args(const cli_cmd *cmd, int argc, char **argv, char sw, const char *name,
+                    bool *on, int min, int max)
+{
+    const struct option lo[] = {
+        {name, no_argument, 0, sw}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char so[] = {sw, 'h', 0};
+    *on = false;
+    for (int c; (c = cli_getopt(cmd, argc, argv, so, lo)) != -1;) {
+        if (c == sw)
+            *on = true;
+        else
+            return c == 'h' ? EX_OK : EX_USAGE;
+    }
+    return cli_nargs(cmd, argc, min, max) ? -1 : EX_USAGE;
+}
+
 bool cli_uint(const cli_cmd *cmd, const char *opt, const char *s, uint64_t *out)
 {
     char *end;
