@@ -44,6 +44,7 @@ int kv_os_pread(int fd, void *buf, size_t len, uint64_t off);
 int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 int kv_os_map(int fd, size_t len, bool writable, uint8_t **map);
 void kv_os_unmap(uint8_t *map, size_t len);
+void kv_os_prefault(uint8_t *map, uint64_t off, uint64_t len);
 int kv_os_grow(int fd, uint64_t from, uint64_t to);
 int kv_os_truncate(int fd, uint64_t size);
 int kv_os_flush(int fd, uint8_t *map, size_t len);
@@ -179,6 +180,7 @@ struct kvmap_txn {
     kv_pgvec reclaim;     /* pages free for its reuse, in descending order */
     uint64_t oldest;      /* oldest snapshot any reader holds */
     uint64_t base_hwm;    /* the high-water mark of the meta it started from */
+    uint64_t prefaulted;  /* pages below this past base_hwm are faulted in writable */
     bool in_free_op;      /* inside a free-tree update: do not pull more pages */
     bool free_exhausted;  /* no free-tree record is reusable now */
     /* working buffers, owned by the handle (one writer at a time) */

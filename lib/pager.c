@@ -342,6 +342,28 @@ static uint64_t take_free_tail(kvmap_txn *t)
     return k;
 }
 
+/* Pages past the old end of the data are not in the page cache yet, and
+ * each costs a fault that reads (zero-fills) it before the copy into it.
+ * Fault them in ahead, in one call per step, rather than one by one.  The
+ * step grows with what the transaction has taken past the end so far (at
+ * most 64 pages), so a small commit prefaults no page it does not use: a
+ * page faulted in writable is written back at the flush, used or not. */
+static void prefault_new(kvmap_txn *t, uint64_t start, uint64_t end)
+{
+    kvmap *db = t->db;
+    if (end <= t->prefaulted)
+        return;
+    uint64_t from = t->prefaulted > start ? t->prefaulted : start;
+    uint64_t used = end > t->base_hwm ? end - t->base_hwm : end - start;
+    uint64_t to = end + (used < 64 ? used : 64);
+    if (to > db->file_size / db->psize)
+        to = db->file_size / db->psize;
+    if (to <= from)
+        return;
+    kv_os_prefault(db->map, from * db->psize, (to - from) * db->psize);
+    t->prefaulted = to;
+}
+
 /* Allocate n contiguous pages for t: reused ones when it can, else past the
  * high-water mark.  The pages join t's dirty set. */
 int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
@@ -360,6 +382,7 @@ int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
             return r;
         *pgno = start;
         t->m.hwm = end;
+        prefault_new(t, start, end);
     }
     r = kv_pgset_add(&t->dirty, *pgno);
     if (r < 0)
