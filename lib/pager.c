@@ -346,15 +346,17 @@ static uint64_t take_free_tail(kvmap_txn *t)
  * each costs a fault that reads (zero-fills) it before the copy into it.
  * Fault them in ahead, in one call per step, rather than one by one.  The
  * step grows with what the transaction has taken past the end so far (at
- * most 64 pages), so a small commit prefaults no page it does not use: a
- * page faulted in writable is written back at the flush, used or not. */
+ * most 64 pages), and a small commit prefaults nothing: a page faulted in
+ * writable is written back at the flush, used or not. */
 static void prefault_new(kvmap_txn *t, uint64_t start, uint64_t end)
 {
     kvmap *db = t->db;
     if (end <= t->prefaulted)
         return;
-    uint64_t from = t->prefaulted > start ? t->prefaulted : start;
     uint64_t used = end > t->base_hwm ? end - t->base_hwm : end - start;
+    if (used < 16)
+        return; /* a small commit: a few faults cost less than stray writes */
+    uint64_t from = t->prefaulted > start ? t->prefaulted : start;
     uint64_t to = end + (used < 64 ? used : 64);
     if (to > db->file_size / db->psize)
         to = db->file_size / db->psize;

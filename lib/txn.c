@@ -97,7 +97,11 @@ int kv_txn_write_meta(kvmap *db, const kv_meta *m)
     kv_meta_publish(db, slot, m);
     if (db->flags & KVMAP_NOSYNC)
         return 0;
-    int r = kv_os_flush(db->fd, db->map, (size_t)(m->hwm * db->psize));
+    /* The whole file, not just up to the high-water mark: pages this
+     * transaction dirtied past it (prefaulted, or given back by trim_tail)
+     * would otherwise be written back later, and the next commit that
+     * writes them would wait for that write. */
+    int r = kv_os_flush(db->fd, db->map, (size_t)db->file_size);
     if (r < 0) /* not durable: not a commit */
         __atomic_store_n(meta_txnid_field(db, slot), 0, __ATOMIC_SEQ_CST);
     return r;
