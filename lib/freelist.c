@@ -92,10 +92,11 @@ static int boundary_record(kvmap_txn *t, bool after, kv_path *path, kv_cell *c)
 /* Records of transactions older than every reader become txnid-0 records,
  * one per call: those are ordered by page number, which is what lets
  * pull_tail find the free pages at the end of the file. */
-static int convert_one(kvmap_txn *t)
+static int convert_one(kvmap_txn *t, bool *done)
 {
     kv_path path;
     kv_cell c;
+    *done = false;
     int r = boundary_record(t, true, &path, &c);
     if (r == KVMAP_NOTFOUND)
         return 0;
@@ -103,7 +104,31 @@ static int convert_one(kvmap_txn *t)
         return r;
     if (c.ksize != KV_FREE_KEY_SIZE || kv_get64be(c.key) > t->oldest)
         return 0;
+    *done = true;
     return take_record(t, &path);
+}
+
+/* Convert records at the pace of the work commits do: a record's worth of
+ * pages for each record's worth a commit writes or frees.  A one-put commit
+ * converts about once in forty, so a file with a million free pages does not
+ * make every small commit rewrite free-tree leaves (DESIGN: upkeep in
+ * proportion to the pages a commit frees and takes).  The credit is the
+ * handle's; a new handle starts from none. */
+static int convert_due(kvmap_txn *t)
+{
+    kvmap *db = t->db;
+    uint32_t max = kv_free_chunk_max(db->psize);
+    db->free_credit += t->dirty.n + t->freed.n;
+    if (db->free_credit > 16ull * max)
+        db->free_credit = 16ull * max;
+    while (db->free_credit >= max) {
+        bool done;
+        int r = convert_one(t, &done);
+        if (r < 0 || !done)
+            return r;
+        db->free_credit -= max;
+    }
+    return 0;
 }
 
 /* The last txnid-0 record holds the highest page free for every reader (its
@@ -201,9 +226,7 @@ static void trim_tail(kvmap_txn *t)
  * may free or take pages again: loop until both lists are empty. */
 int kv_free_save(kvmap_txn *t)
 {
-    int r = 0;
-    for (int i = 0; i < 2 && r == 0; i++)
-        r = convert_one(t);
+    int r = convert_due(t);
     bool took = true;
     for (int i = 0; i < 4 && took && r == 0; i++) {
         r = pull_tail(t, &took);

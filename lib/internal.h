@@ -140,6 +140,7 @@ struct kvmap {
     pthread_cond_t wcond;
     bool wbusy;
     kvmap_txn *writer;
+    uint64_t free_credit;   /* pages of free-tree conversion due (freelist.c) */
     uint64_t rejected_sum;  /* checksum of a meta the open-time walk rejected, */
     uint64_t rejected_txnid; /* when it could not be repaired (read-only) */
     /* the lock file and reader table (lock.c) */

@@ -955,6 +955,60 @@ START_TEST(test_shrink_after_delete)
 }
 END_TEST
 
+/* DESIGN: a commit's free-page upkeep is in proportion to the pages it frees
+ * and takes, not to the free pages in the file.  On a file with ~13,000 free
+ * pages in ~50 records (one transaction's), one-put commits must write
+ * about what they would on a file without them: the main tree's path, the
+ * free tree's first leaf (the record pulled) and last leaf (the record of
+ * pages freed), with their branches.  Counted in pages, not timed. */
+START_TEST(test_small_commits_large_freelist)
+{
+    kvmap *db = db_open("bigfree.db", 4096);
+    uint8_t k[16];
+    const uint64_t NBIG = 200;
+    kvmap_txn *t = tu_wbegin(db);
+    for (uint64_t i = 0; i < NBIG; i++) {
+        seq_key(k, 2 * i);
+        put_gen(t, k, 16, 64 * 4096, i, 0, 0); /* 65 pages each */
+        seq_key(k, 2 * i + 1);
+        put_gen(t, k, 16, 3000, i, 0, 0); /* a pin between the runs */
+    }
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = tu_wbegin(db);
+    for (uint64_t i = 0; i < NBIG; i++) {
+        seq_key(k, 2 * i);
+        ck_assert_kv_ok(kvmap_del(t, tu_val(k, 16)));
+    }
+    ck_assert_kv_ok(kvmap_commit(t));
+    uint64_t free_before = db_stat(db).free_pages;
+    ck_assert_uint_ge(free_before, NBIG * 65);
+
+    uint64_t total = 0, most = 0, bound = 0;
+    const int COMMITS = 200;
+    for (int i = 0; i < COMMITS; i++) {
+        t = tu_wbegin(db);
+        seq_key(k, 1000000 + (uint64_t)i);
+        put_gen(t, k, 16, 100, (uint64_t)i, 0, 0);
+        ck_assert_kv_ok(kvmap_commit(t));
+        t = tu_rbegin(db);
+        uint64_t pages = t->m.commit_pages;
+        bound = t->m.main.depth + 2 * t->m.free.depth;
+        kvmap_abort(t);
+        total += pages;
+        most = pages > most ? pages : most;
+    }
+    fprintf(stderr, "large free list: %" PRIu64 " free pages; %d one-put commits wrote "
+            "%.2f pages each (at most %" PRIu64 "); paths %" PRIu64 "\n",
+            free_before, COMMITS, (double)total / COMMITS, most, bound);
+    /* the main path, the free tree's two paths (sharing its root), and now
+     * and then a record converted or a leaf split */
+    ck_assert_msg(total <= (uint64_t)COMMITS * bound, "%" PRIu64 " pages over %d commits",
+                  total, COMMITS);
+    tu_check_db(db);
+    kvmap_close(db);
+}
+END_TEST
+
 /* ---- maximum-size keys ----------------------------------------------------- */
 
 static void max_key(uint8_t *k, size_t n, uint64_t id)
@@ -1344,6 +1398,7 @@ static Suite *btree_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_shrink_after_delete);
+    tcase_add_test(tc, test_small_commits_large_freelist);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("check");
