@@ -358,8 +358,9 @@ static void prefault_new(kvmap_txn *t, uint64_t start, uint64_t end)
         return; /* a small commit: a few faults cost less than stray writes */
     uint64_t from = t->prefaulted > start ? t->prefaulted : start;
     uint64_t to = end + (used < 64 ? used : 64);
-    if (to > db->file_size / db->psize)
-        to = db->file_size / db->psize;
+    uint64_t limit = (db->file_size < db->map_size ? db->file_size : db->map_size) / db->psize;
+    if (to > limit)
+        to = limit; /* within the file and this handle's map */
     if (to <= from)
         return;
     kv_os_prefault(db->map, from * db->psize, (to - from) * db->psize);

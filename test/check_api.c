@@ -2225,6 +2225,58 @@ static void fill_gen0(kvmap *db)
 }
 
 /* A reader on one handle keeps its snapshot while the other handle of the same file commits. */
+/* A handle with a small max_size (so a small map) beside one that grew the
+ * file past it: while the data fits its map, it still reads and commits
+ * (its flush and its prefaulting stay inside its own map). */
+START_TEST(test_small_map_file_grown)
+{
+    char *p = dbpath("db");
+    kvmap_options os = {.flags = KVMAP_CREATE, .page_size = 4096, .max_size = 2 << 20};
+    kvmap *small = NULL, *big = NULL;
+    ck_assert_kv_ok(kvmap_open(p, &os, &small));
+    kvmap_options ob = {.page_size = 4096};
+    ck_assert_kv_ok(kvmap_open(p, &ob, &big));
+    /* grow the file past 2 MiB, then free the pages again */
+    unsigned char *v = calloc(1, 3000);
+    kvmap_txn *t = wbegin(big);
+    char k[32];
+    for (int i = 0; i < 800; i++) {
+        snprintf(k, sizeof k, "big%05d", i);
+        ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_val(v, 3000), 0));
+    }
+    ck_assert_kv_ok(kvmap_commit(t));
+    ck_assert_int_gt(tu_file_size(p), 2 << 20);
+    t = wbegin(big);
+    for (int i = 0; i < 800; i++) {
+        snprintf(k, sizeof k, "big%05d", i);
+        ck_assert_kv_ok(kvmap_del(t, tu_str(k)));
+    }
+    ck_assert_kv_ok(kvmap_commit(t));
+    for (int i = 0; i < 20; i++) { /* let the free tail be given back */
+        t = wbegin(big);
+        snprintf(k, sizeof k, "tick%d", i);
+        put_s(t, k, "x");
+        ck_assert_kv_ok(kvmap_commit(t));
+    }
+    t = rbegin(big);
+    kvmap_stat st = get_stat(t);
+    kvmap_abort(t);
+    ck_assert_msg(st.file_size > os.max_size, "the file did not stay grown: %" PRIu64,
+                  st.file_size);
+    /* the small handle: its data fits its map, the file does not */
+    t = wbegin(small);
+    put_s(t, "s", "1");
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = rbegin(big);
+    expect_s(t, "s", "1");
+    kvmap_abort(t);
+    kvmap_close(small);
+    kvmap_close(big);
+    free(v);
+    free(p);
+}
+END_TEST
+
 START_TEST(test_open_twice_snapshot)
 {
     kvmap *a = create_db("db", 512);
@@ -2881,6 +2933,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_writer_waits);
     tcase_add_test(tc, test_thread_consistency);
     tcase_add_test(tc, test_open_twice);
+    tcase_add_test(tc, test_small_map_file_grown);
     tcase_add_test(tc, test_open_twice_snapshot);
     tcase_add_test(tc, test_process_snapshot);
     suite_add_tcase(s, tc);
