@@ -8,6 +8,8 @@
  *   pager.c     page number -> pointer with checks, allocation, copy-on-write
  *   freelist.c  the free-page tree: pulling reusable pages, saving freed ones
  *   btree.c     search, insert with splits, delete with merges
+ *   walk.c      the consistency walk of a snapshot's trees (walk.h), over
+ *               pages its caller supplies (check.c, inspect_check.c)
  *   cursor.c txn.c   cursors, transactions, commit, the open-time walk
  *   db.c copy.c check.c error.c   the public entry points
  *
