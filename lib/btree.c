@@ -105,6 +105,32 @@ int kv_bt_first(kvmap_txn *t, kv_tree *tree, kv_path *path, bool last)
     return 0;
 }
 
+/* A scan that just entered a leaf reads all its cells, then the leaf after
+ * it.  Start loading them now, so that their cache misses overlap instead of
+ * coming one after another (the leaves of a randomly filled tree lie
+ * anywhere in the file, and a leaf's cells anywhere in it).  Hints only: an
+ * offset or child number out of range is skipped, never followed. */
+static void prefetch_scan(kvmap_txn *t, const kv_path *path, bool back)
+{
+    const uint8_t *leaf = path->page[path->depth - 1];
+    uint32_t psize = t->db->psize, cells = kv_pg_count(leaf);
+    for (uint32_t i = 0; i < cells; i++) {
+        uint32_t off = kv_get16(leaf + KV_PAGE_HDR + KV_SLOT_SIZE * i);
+        if (off < psize)
+            KV_PREFETCH(leaf + off);
+    }
+    int P = path->depth - 2;
+    if (P < 0)
+        return;
+    uint32_t i = path->idx[P], n = kv_pg_count(path->page[P]);
+    if (back ? i == 0 : i + 1 >= n)
+        return;
+    uint64_t pgno;
+    if (child_of(t, path->page[P], back ? i - 1 : i + 1, &pgno) == 0 &&
+        pgno >= KV_FIRST_PGNO && pgno < t->m.hwm)
+        KV_PREFETCH(t->db->map + pgno * t->db->psize);
+}
+
 /* Move to the next (or previous) entry.  At either end the path is left as
  * it was and KVMAP_NOTFOUND returned.  A leaf index equal to the leaf's count
  * (past its end, as a search may leave it) steps to the next leaf's first. */
@@ -130,9 +156,11 @@ int kv_bt_step(kvmap_txn *t, kv_tree *tree, kv_path *path, bool back)
         return KVMAP_NOTFOUND;
     path->idx[l] += back ? -1u : 1u;
     int r = child_of(t, path->page[l], path->idx[l], &path->pgno[l + 1]);
-    if (r < 0)
-        return r;
-    return descend(t, tree, path, l + 1, back);
+    if (r == 0)
+        r = descend(t, tree, path, l + 1, back);
+    if (r == 0)
+        prefetch_scan(t, path, back);
+    return r;
 }
 
 int kv_bt_cell(kvmap_txn *t, const kv_path *path, kv_cell *c)

@@ -30,9 +30,11 @@
 #if defined(__GNUC__)
 #define KV_LIKELY(x) __builtin_expect(!!(x), 1)
 #define KV_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define KV_PREFETCH(p) __builtin_prefetch(p)
 #else
 #define KV_LIKELY(x) (x)
 #define KV_UNLIKELY(x) (x)
+#define KV_PREFETCH(p) ((void)(p))
 #endif
 
 /* Record where corruption was caught (a debugger breakpoint target). */
