@@ -385,10 +385,12 @@ uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active)
     for (int pass = 0; pass < 2; pass++) {
         uint64_t oldest = current;
         unsigned n = 0;
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
         for (unsigned i = 0; i < db->nslots; i++) {
             kv_slot *s = slot_at(db->lmap, i);
-            uint64_t txnid = __atomic_load_n(&s->txnid, __ATOMIC_ACQUIRE);
+            /* seq_cst, paired with the reader's seq_cst store of its slot
+             * and load of the newest meta (begin_read): either this scan
+             * sees the reader's snapshot or the reader sees the newer meta */
+            uint64_t txnid = __atomic_load_n(&s->txnid, __ATOMIC_SEQ_CST);
             if (txnid == 0 || __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == 0)
                 continue;
             n++;

@@ -59,9 +59,11 @@ int kv_meta_current(kvmap *db, kv_meta *m)
         unsigned s = newest_slot(db, &t1);
         const uint64_t *src = (const uint64_t *)(const void *)(db->map + (size_t)s * db->psize);
         uint64_t buf[KV_META_SIZE / 8];
+        /* acquire loads, so that the re-read of the txnid below comes after
+         * the copy (a fence would do, but ThreadSanitizer does not see
+         * fences; on x86 these are plain loads) */
         for (unsigned i = 0; i < KV_META_SIZE / 8; i++)
-            buf[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            buf[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
         uint64_t t2 = __atomic_load_n(meta_txnid_field(db, s), __ATOMIC_RELAXED);
         if (t1 != t2 || kv_get64((uint8_t *)buf + KV_MT_TXNID) != t1)
             continue;
@@ -84,9 +86,12 @@ void kv_meta_publish(kvmap *db, unsigned slot, const kv_meta *m)
     uint64_t *dst = (uint64_t *)(void *)(db->map + (size_t)slot * db->psize);
     uint64_t *txnid = meta_txnid_field(db, slot);
     __atomic_store_n(txnid, 0, __ATOMIC_SEQ_CST);
+    /* release stores: none may become visible before the zero above (a
+     * relaxed store could, on a weakly ordered CPU, and a reader would then
+     * take a half-new copy under the old txnid) */
     for (unsigned i = 0; i < KV_META_SIZE / 8; i++)
         if (&dst[i] != txnid)
-            __atomic_store_n(&dst[i], buf[i], __ATOMIC_RELAXED);
+            __atomic_store_n(&dst[i], buf[i], __ATOMIC_RELEASE);
     __atomic_store_n(txnid, m->txnid, __ATOMIC_SEQ_CST);
 }
 
