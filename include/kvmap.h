@@ -207,7 +207,8 @@ KVMAP_API int kvmap_stat_get(kvmap_txn *txn, kvmap_stat *st);
  * Copy a consistent snapshot of the database to a new file at path (which
  * must not exist: -EEXIST).  With KVMAP_COPY_COMPACT the copy holds only live
  * data, densely packed (no free pages); otherwise it is a page-for-page copy.
- * Safe while other transactions run.  The copy is flushed before returning.
+ * Safe while other transactions run.  The copy is flushed and closed before
+ * returning: no lock file (path-lock) is left beside it.
  */
 KVMAP_API int kvmap_copy(kvmap *db, const char *path, unsigned flags);
 

@@ -160,6 +160,13 @@ struct kvmap {
     uint8_t *wbuf;          /* the writer's working buffers (see kvmap_txn) */
 };
 
+/* The bytes of the file this handle can reach through its map: another
+ * process with a larger max_size may have grown the file past the map. */
+static inline uint64_t kv_mapped_size(const kvmap *db)
+{
+    return db->file_size < db->map_size ? db->file_size : db->map_size;
+}
+
 /* ---- transactions ------------------------------------------------------- */
 typedef struct split_cell {
     const uint8_t *ptr;

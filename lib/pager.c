@@ -358,9 +358,9 @@ static void prefault_new(kvmap_txn *t, uint64_t start, uint64_t end)
         return; /* a small commit: a few faults cost less than stray writes */
     uint64_t from = t->prefaulted > start ? t->prefaulted : start;
     uint64_t to = end + (used < 64 ? used : 64);
-    uint64_t limit = (db->file_size < db->map_size ? db->file_size : db->map_size) / db->psize;
+    uint64_t limit = kv_mapped_size(db) / db->psize;
     if (to > limit)
-        to = limit; /* within the file and this handle's map */
+        to = limit;
     if (to <= from)
         return;
     kv_os_prefault(db->map, from * db->psize, (to - from) * db->psize);

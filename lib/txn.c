@@ -105,10 +105,8 @@ int kv_txn_write_meta(kvmap *db, const kv_meta *m)
     /* The whole file, not just up to the high-water mark: pages this
      * transaction dirtied past it (prefaulted, or given back by trim_tail)
      * would otherwise be written back later, and the next commit that
-     * writes them would wait for that write.  (Another process with a
-     * larger max_size may have grown the file past this handle's map.) */
-    uint64_t len = db->file_size < db->map_size ? db->file_size : db->map_size;
-    int r = kv_os_flush(db->fd, db->map, (size_t)len);
+     * writes them would wait for that write. */
+    int r = kv_os_flush(db->fd, db->map, (size_t)kv_mapped_size(db));
     if (r < 0) /* not durable: not a commit */
         __atomic_store_n(meta_txnid_field(db, slot), 0, __ATOMIC_SEQ_CST);
     return r;

@@ -1624,6 +1624,13 @@ START_TEST(test_copy)
     ck_assert_int_eq(tu_file_equals_buf(exist, "precious", 8), 1);
     kvmap_close(db);
 
+    /* a copy is closed when kvmap_copy returns: no lock file beside it */
+    char *compact_lock = dbpath("compact-lock"), *plain_lock = dbpath("plain-lock");
+    ck_assert_int_lt(tu_file_size(compact_lock), 0);
+    ck_assert_int_lt(tu_file_size(plain_lock), 0);
+    free(compact_lock);
+    free(plain_lock);
+
     char *orig_path = dbpath("db");
     long long sz_orig = tu_file_size(orig_path), sz_plain = tu_file_size(plain),
               sz_compact = tu_file_size(compact);

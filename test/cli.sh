@@ -684,6 +684,7 @@ run 0 scan --keys-only --prefix key01 src.kvmap
 while read -r k; do "$CLI" del src.kvmap "$k" || fail "del $k"; done <out
 run 0 compact src.kvmap dst.kvmap
 has out "^src.kvmap: [0-9]* bytes -> dst.kvmap: [0-9]* bytes"
+[ -e dst.kvmap-lock ] && fail "compact left a lock file beside the copy"
 run 0 check dst.kvmap
 run 0 dump src.kvmap
 data out >a
@@ -729,7 +730,7 @@ run 0 scan --to w dst.kvmap
 cp out a
 run 0 scan --to w src.kvmap
 same a out
-ls ./*.compact-* >/dev/null 2>&1 && fail "compact --force left a temporary file"
+ls ./*.compact-* >/dev/null 2>&1 && fail "compact --force left a temporary file (or its lock)"
 
 # ---- round trips with LMDB's tools ----------------------------------------------
 

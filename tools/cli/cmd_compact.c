@@ -59,16 +59,6 @@ int cmd_compact(const cli_cmd *cmd, int argc, char **argv)
         e = -errno;
         unlink(target);
     }
-    if (target) { /* the lock file kvmap_copy made beside the temporary name */
-        size_t n = strlen(target);
-        char *lock = malloc(n + 6);
-        if (lock) {
-            memcpy(lock, target, n);
-            memcpy(lock + n, "-lock", 6);
-            unlink(lock);
-            free(lock);
-        }
-    }
     free(target);
     if (e < 0)
         return cli_fail(e == -EEXIST || e == -EACCES || e == -ENOENT ? dst : src, e);
