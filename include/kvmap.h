@@ -22,7 +22,21 @@
  * transaction (and its cursors) is used by one thread at a time, but may be
  * handed to another thread between calls.  Any number of read transactions
  * run at once and never wait; one write transaction at a time per file:
- * kvmap_begin of a second writer waits for the first to end.
+ * kvmap_begin of a second writer waits for the first to end.  A thread that
+ * holds a write transaction and begins another one, on any handle of the
+ * same file, gets KVMAP_BAD_TXN at once instead of waiting for itself.
+ *
+ * Processes and fork(): a handle belongs to the process that opened it.  In
+ * a child created by fork(), every call on an inherited handle, and on its
+ * transactions and cursors, returns KVMAP_FORKED and touches neither the
+ * database nor its lock file; the child's copies of the handle's file
+ * descriptors are closed at the fork, so nothing the child inherits keeps
+ * the file locked for others.  kvmap_close in the child frees only the
+ * child's memory.  A child that wants the database opens it again.
+ *
+ * Resource limits: with RLIMIT_FSIZE set (ulimit -f), growing the file past
+ * it raises SIGXFSZ, which kills the process by default; ignore SIGXFSZ
+ * (signal(SIGXFSZ, SIG_IGN)) to get -EFBIG from the commit instead.
  */
 #ifndef KVMAP_H
 #define KVMAP_H
@@ -58,7 +72,8 @@ extern "C" {
 #define KVMAP_KEY_SIZE      (-30608) /* key longer than kvmap_max_key_size() */
 #define KVMAP_VAL_SIZE      (-30609) /* value of 4 GiB or more */
 #define KVMAP_BAD_ARG       (-30610) /* an invalid argument (NULL pointer, bad option) */
-#define KVMAP_ERR_FIRST     KVMAP_BAD_ARG
+#define KVMAP_FORKED        (-30611) /* the handle was opened by the parent of this process */
+#define KVMAP_ERR_FIRST     KVMAP_FORKED
 #define KVMAP_ERR_LAST      KVMAP_NOTFOUND
 
 /* ---- Handles and values ------------------------------------------------- */
@@ -78,6 +93,8 @@ typedef struct kvmap_val {
 #define KVMAP_RDONLY  0x02u /* open for reading only; write transactions fail */
 #define KVMAP_NOSYNC  0x04u /* commits do not flush: survive a process crash, not a power cut */
 #define KVMAP_VERIFY  0x08u /* check checksum, number and type of every page a txn reads */
+#define KVMAP_NOLOCK  0x10u /* with KVMAP_RDONLY: no lock file, no reader slots; the caller
+                               promises that no process writes the file meanwhile */
 
 typedef struct kvmap_options {
     unsigned flags;       /* KVMAP_CREATE, KVMAP_RDONLY, KVMAP_NOSYNC, KVMAP_VERIFY */
@@ -92,15 +109,48 @@ typedef struct kvmap_options {
  * NULL for the defaults (no create).  On success *db is the handle.
  * Errors: KVMAP_INVALID (not a kvmap file; the file is left untouched),
  * KVMAP_VERSION, KVMAP_CORRUPTED (no meta page validates, or the file is
- * shorter than its meta says), KVMAP_BAD_ARG (bad page_size or NULL), -errno.
+ * shorter than its meta says), KVMAP_BAD_ARG (bad page_size or flags, NULL),
+ * -EACCES (the database, or its lock file PATH-lock, cannot be opened for
+ * writing: a reader needs the lock file too, so that no writer reuses the
+ * pages it reads; see KVMAP_NOLOCK), -errno.
  * At open, the pages written by the newest transaction are verified (count
  * and checksums recorded in its meta page); if any is missing or torn, the
- * previous transaction's meta is used instead.
+ * previous transaction's meta is used instead, and kvmap_rollback_get says
+ * so.  The lock file is not needed (a private reader table is used) on a
+ * read-only medium with KVMAP_RDONLY, or with KVMAP_RDONLY | KVMAP_NOLOCK.
  */
 KVMAP_API int kvmap_open(const char *path, const kvmap_options *opt, kvmap **db);
 
 /* Close the handle.  All its transactions must have ended.  NULL is a no-op. */
 KVMAP_API void kvmap_close(kvmap *db);
+
+/* Why the newest commit on disk was rolled back (kvmap_rollback.reason). */
+#define KVMAP_ROLLBACK_META       1 /* its meta page is damaged */
+#define KVMAP_ROLLBACK_INCOMPLETE 2 /* some of its pages did not reach the disk */
+#define KVMAP_ROLLBACK_DAMAGED    3 /* one of its pages is damaged */
+#define KVMAP_ROLLBACK_TRUNCATED  4 /* the file ends before its pages */
+
+typedef struct kvmap_rollback {
+    uint64_t txnid;          /* the transaction rolled back; 0 when none */
+    unsigned meta_slot;      /* its meta page (0 or 1) */
+    int reason;              /* KVMAP_ROLLBACK_*, 0 when nothing was rolled back */
+    const char *problem;     /* the reason in words (static), NULL when none */
+    uint64_t pages_found;    /* INCOMPLETE, DAMAGED: its pages found intact */
+    uint64_t pages_expected; /* the pages its meta records (TRUNCATED: its hwm) */
+    uint64_t current_txnid;  /* the transaction the database now stands at */
+    uint64_t reserved[4];    /* zero: room to grow */
+} kvmap_rollback;
+
+/*
+ * Whether the database now stands on a rolled-back newest commit: opening
+ * found the newest meta page damaged, or the commit it records incomplete on
+ * disk (a power cut during its flush), and uses the previous commit instead.
+ * Until the next commit overwrites it, the rejected commit's pages stay in
+ * the file (kvmap-cli dump --rescue can still read them).  Any handle of
+ * the file reports it, in any process, until a commit is made.
+ * Errors: KVMAP_BAD_ARG, KVMAP_FORKED.
+ */
+KVMAP_API int kvmap_rollback_get(kvmap *db, kvmap_rollback *rb);
 
 /* ---- Transactions ------------------------------------------------------- */
 
@@ -110,8 +160,9 @@ KVMAP_API void kvmap_close(kvmap *db);
  * Begin a transaction.  flags: 0 for a write transaction (waits while another
  * write transaction is open), KVMAP_TXN_RDONLY for a read transaction (never
  * waits).  A thread may hold several read transactions at once.
- * Errors: KVMAP_BAD_TXN (a write transaction on a KVMAP_RDONLY handle),
- * KVMAP_READERS_FULL, KVMAP_CORRUPTED, -errno.
+ * Errors: KVMAP_BAD_TXN (a write transaction on a KVMAP_RDONLY handle, or in
+ * a thread that already holds a write transaction of the same file, on any
+ * handle), KVMAP_READERS_FULL, KVMAP_CORRUPTED, KVMAP_FORKED, -errno.
  */
 KVMAP_API int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn);
 

@@ -32,115 +32,6 @@ static int create_file(int fd, uint32_t psize)
     return r;
 }
 
-typedef struct meta_scan {
-    kv_meta cand[2];
-    unsigned slot[2];
-    int n;
-    bool magic, newer;
-} meta_scan;
-
-static void scan_one(int fd, uint64_t size, uint64_t off, uint32_t want_ps, meta_scan *s)
-{
-    uint8_t buf[KV_META_SIZE];
-    if (off + KV_META_SIZE > size || kv_os_pread(fd, buf, sizeof buf, off) < 0)
-        return;
-    kv_meta m;
-    enum kv_meta_state st = kv_meta_decode(buf, sizeof buf, &m);
-    if (st != KV_META_NOT_KVMAP)
-        s->magic = true;
-    if (st == KV_META_NEWER)
-        s->newer = true;
-    if (st == KV_META_OK && (want_ps == 0 || m.page_size == want_ps) && s->n < 2) {
-        s->slot[s->n] = off != 0;
-        s->cand[s->n++] = m;
-    }
-}
-
-/* Find the valid metas.  Meta 0 names the page size, and so where meta 1 is;
- * if meta 0 is damaged, meta 1 is looked for at every possible page size. */
-static int scan_metas(int fd, uint64_t size, meta_scan *s)
-{
-    memset(s, 0, sizeof *s);
-    scan_one(fd, size, 0, 0, s);
-    if (s->n == 1) {
-        scan_one(fd, size, s->cand[0].page_size, s->cand[0].page_size, s);
-    } else {
-        for (uint32_t ps = KV_MIN_PAGE; ps <= KV_MAX_PAGE && s->n == 0; ps *= 2)
-            scan_one(fd, size, ps, ps, s);
-    }
-    if (s->newer)
-        return KVMAP_VERSION;
-    if (!s->magic)
-        return KVMAP_INVALID;
-    if (s->n == 0)
-        return KV_CORRUPT();
-    if (s->n == 2 && (s->cand[1].txnid > s->cand[0].txnid)) {
-        kv_meta m = s->cand[0];
-        s->cand[0] = s->cand[1];
-        s->cand[1] = m;
-        s->slot[0] = 1;
-        s->slot[1] = 0;
-    }
-    return 0;
-}
-
-/* Index of the newest candidate whose commit is complete on disk (see
- * txn.c), or an error. */
-static int choose_meta(kvmap *db, const meta_scan *s)
-{
-    int err = KV_CORRUPT();
-    for (int i = 0; i < s->n; i++) {
-        const kv_meta *m = &s->cand[i];
-        if (m->page_size != db->psize)
-            continue;
-        if (m->hwm * db->psize > db->file_size)
-            err = KV_CORRUPT(); /* truncated file */
-        else
-            err = kv_txn_verify_commit(db, m);
-        if (err == 0)
-            return i;
-    }
-    return err;
-}
-
-/* The slot that does not hold the good meta is damaged, or holds a newer
- * commit that did not fully reach the disk.  Readers pick the slot with the
- * larger txnid, so this handle remembers to skip it.  It is not rewritten:
- * with one flush per commit, a damaged page of the newest commit looks like
- * a torn one, and until the next commit (which reuses that txnid, and so
- * that slot) the newer state stays on disk for `kvmap-cli dump --rescue`. */
-static void skip_other_slot(kvmap *db, unsigned good_slot)
-{
-    const uint8_t *slot = db->map + (size_t)(1 - good_slot) * db->psize;
-    db->rejected_txnid = kv_get64(slot + KV_MT_TXNID);
-    db->rejected_sum = kv_get64(slot + KV_MT_CHECKSUM);
-}
-
-/* Choose the meta.  When the newest fails verification or a slot is
- * damaged, look again holding the writer lock (a commit in another process
- * may have been under way), then skip the other slot. */
-static int settle_meta(kvmap *db, const meta_scan *first)
-{
-    int i = choose_meta(db, first);
-    if (i == 0 && first->n == 2)
-        return 0;
-    if (i < 0 && db->lfd < 0)
-        return i;
-    int r = kv_lock_writer(db);
-    if (r < 0)
-        return r;
-    meta_scan s;
-    r = kv_os_size(db->fd, &db->file_size);
-    if (r == 0)
-        r = scan_metas(db->fd, db->file_size, &s);
-    if (r == 0)
-        r = i = choose_meta(db, &s);
-    if (r >= 0 && (i > 0 || s.n < 2))
-        skip_other_slot(db, s.slot[i]);
-    kv_unlock_writer(db);
-    return r < 0 ? r : 0;
-}
-
 /* An empty file becomes a new database, under the writer lock so that two
  * processes creating it at once do not both write it. */
 static int create_if_empty(kvmap *db, const kvmap_options *o)
@@ -184,20 +75,41 @@ static int map_file(kvmap *db, const kvmap_options *o)
     }
 }
 
+/* The current meta: chosen here when this handle built the lock file (or
+ * has a private table), else the one the lock file names (recover.c). */
+static int settle_meta(kvmap *db, const kv_meta_scan *s)
+{
+    int r = 0;
+    if (kv_lock_chooses(db))
+        r = kv_meta_settle(db, s);
+    if (r == 0)
+        r = kv_lock_ready(db);
+    kv_meta m;
+    if (r == 0)
+        r = kv_os_size(db->fd, &db->file_size);
+    if (r == 0)
+        r = kv_meta_current(db, &m);
+    if (r == 0 && m.hwm * db->psize > db->file_size)
+        r = KV_CORRUPT(); /* truncated file */
+    return r;
+}
+
 static int open_file(kvmap *db, const char *path, const kvmap_options *o)
 {
     bool rdonly = o->flags & KVMAP_RDONLY;
     unsigned mode = o->mode ? o->mode : 0644;
     int r = kv_os_open(path, rdonly, o->flags & KVMAP_CREATE, mode, &db->fd);
     if (r == 0)
+        r = kv_os_identity(db->fd, &db->dev, &db->ino);
+    if (r == 0)
         r = kv_os_size(db->fd, &db->file_size);
     if (r < 0)
         return r;
     if (db->file_size == 0 && (!(o->flags & KVMAP_CREATE) || rdonly))
         return KVMAP_INVALID;
-    meta_scan s;
+    kv_meta_scan s;
     if (db->file_size > 0) { /* not ours: fail before making a lock file */
-        r = scan_metas(db->fd, db->file_size, &s);
+        r = kv_meta_read(db->fd, db->file_size, &s);
         if (r < 0)
             return r;
     }
@@ -205,16 +117,79 @@ static int open_file(kvmap *db, const char *path, const kvmap_options *o)
     if (r == 0 && db->file_size == 0)
         r = create_if_empty(db, o);
     if (r == 0)
-        r = scan_metas(db->fd, db->file_size, &s);
+        r = kv_meta_read(db->fd, db->file_size, &s);
     if (r < 0)
         return r;
-    db->psize = s.cand[0].page_size;
+    db->psize = s.page_size;
     if (db->file_size < 2ull * db->psize)
         return KV_CORRUPT(); /* truncated inside the meta pages */
     r = map_file(db, o);
     if (r < 0)
         return r;
     return settle_meta(db, &s);
+}
+
+/* ---- fork --------------------------------------------------------------- */
+
+/* The open handles of this process, so that a fork handler can mark them in
+ * the child and close the child's copies of their descriptors: the lock
+ * file's locks belong to an open file description that parent and child
+ * would otherwise share, and the child's copy would keep them after the
+ * parent closed or exited. */
+static pthread_mutex_t open_mutex = PTHREAD_MUTEX_INITIALIZER;
+static kvmap *open_handles;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&open_mutex);
+    kv_writers_lock();
+}
+
+static void fork_parent(void)
+{
+    kv_writers_unlock(false);
+    pthread_mutex_unlock(&open_mutex);
+}
+
+static void fork_child(void)
+{
+    for (kvmap *db = open_handles; db; db = db->next_open) {
+        db->forked = true;
+        kv_lock_forget(db);
+        if (db->fd >= 0)
+            close(db->fd);
+        db->fd = -1;
+    }
+    open_handles = NULL; /* the child's own handles start afresh */
+    kv_writers_unlock(true);
+    pthread_mutex_unlock(&open_mutex);
+}
+
+static void fork_register(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void handle_list(kvmap *db)
+{
+    pthread_once(&fork_once, fork_register);
+    pthread_mutex_lock(&open_mutex);
+    db->next_open = open_handles;
+    open_handles = db;
+    pthread_mutex_unlock(&open_mutex);
+}
+
+static void handle_unlist(kvmap *db)
+{
+    pthread_mutex_lock(&open_mutex);
+    for (kvmap **p = &open_handles; *p; p = &(*p)->next_open) {
+        if (*p == db) {
+            *p = db->next_open;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&open_mutex);
 }
 
 static int alloc_buffers(kvmap *db)
@@ -233,9 +208,12 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
     kvmap_options o = {0};
     if (opt)
         o = *opt;
-    const unsigned known = KVMAP_CREATE | KVMAP_RDONLY | KVMAP_NOSYNC | KVMAP_VERIFY;
+    const unsigned known =
+        KVMAP_CREATE | KVMAP_RDONLY | KVMAP_NOSYNC | KVMAP_VERIFY | KVMAP_NOLOCK;
     if ((o.flags & ~known) || (o.page_size && !valid_page_size(o.page_size)))
         return KVMAP_BAD_ARG;
+    if (o.flags & KVMAP_NOLOCK) /* nobody writes: not this handle either */
+        o.flags |= KVMAP_RDONLY;
     kvmap *db = calloc(1, sizeof *db);
     if (!db)
         return -ENOMEM;
@@ -252,6 +230,7 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
         free(db);
         return r;
     }
+    handle_list(db);
     r = open_file(db, path, &o);
     if (r == 0)
         r = alloc_buffers(db);
@@ -267,7 +246,7 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
  * high-water marks of both metas (the older one must stay usable). */
 static void trim_on_close(kvmap *db)
 {
-    if (!db->map || (db->flags & KVMAP_RDONLY) || !kv_lock_sole_user(db))
+    if (!db->map || (db->flags & KVMAP_RDONLY) || db->forked || !kv_lock_sole_user(db))
         return;
     uint64_t hwm = 0;
     for (unsigned s = 0; s < 2; s++) {
@@ -285,6 +264,7 @@ void kvmap_close(kvmap *db)
 {
     if (!db)
         return;
+    handle_unlist(db);
     trim_on_close(db);
     kv_readers_fini(db);
     kv_lock_close(db);

@@ -20,7 +20,8 @@
     X(KVMAP_BAD_TXN, "transaction cannot do this (read-only, or failed)")    \
     X(KVMAP_KEY_SIZE, "key too long")                                         \
     X(KVMAP_VAL_SIZE, "value too large")                                      \
-    X(KVMAP_BAD_ARG, "invalid argument")
+    X(KVMAP_BAD_ARG, "invalid argument")                                      \
+    X(KVMAP_FORKED, "handle inherited across fork(): open the database again in this process")
 
 const char *kvmap_strerror(int err)
 {

@@ -3,14 +3,17 @@
  * layers.  Layers, lowest first; each calls only those below it:
  *
  *   os.c        system calls: open, lock, mmap, grow, flush (the test seam)
- *   meta.c      encode, validate and choose the meta pages
+ *   meta.c      encode and validate one meta page
  *   node.c      slotted branch/leaf page code on a byte buffer, no I/O
+ *   lock.c      the lock file: writer lock, reader table, current meta
+ *   recover.c   which meta is current: the open-time choice (verifying the
+ *               newest commit), the lock-free read, publish and acknowledge
  *   pager.c     page number -> pointer with checks, allocation, copy-on-write
  *   freelist.c  the free-page tree: pulling reusable pages, saving freed ones
  *   btree.c     search, insert with splits, delete with merges
  *   walk.c      the consistency walk of a snapshot's trees (walk.h), over
  *               pages its caller supplies (check.c, inspect_check.c)
- *   cursor.c txn.c   cursors, transactions, commit, the open-time walk
+ *   cursor.c txn.c   cursors, transactions, commit
  *   db.c copy.c check.c error.c   the public entry points
  *
  * Error convention: every int function returns 0 or a negative code
@@ -44,6 +47,7 @@ int kv__corrupt(const char *file, int line);
 /* ---- os.c --------------------------------------------------------------- */
 int kv_os_open(const char *path, bool rdonly, bool create, unsigned mode, int *fd);
 int kv_os_size(int fd, uint64_t *size);
+int kv_os_identity(int fd, uint64_t *dev, uint64_t *ino);
 int kv_os_pread(int fd, void *buf, size_t len, uint64_t off);
 int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 int kv_os_map(int fd, size_t len, bool writable, uint8_t **map);
@@ -54,6 +58,13 @@ int kv_os_truncate(int fd, uint64_t size);
 int kv_os_flush(int fd, uint8_t *map, size_t len);
 int kv_os_fsync(int fd);
 int kv_os_sync_file(int fd);
+
+/* Every public call on a handle inherited across fork() fails at once. */
+#define KV_CHECK_FORK(db)                                                       \
+    do {                                                                       \
+        if (KV_UNLIKELY((db)->forked))                                         \
+            return KVMAP_FORKED;                                               \
+    } while (0)
 
 /* ---- meta.c ------------------------------------------------------------- */
 typedef struct kv_tree {
@@ -145,10 +156,13 @@ struct kvmap {
     bool wbusy;
     kvmap_txn *writer;
     uint64_t free_credit;   /* pages of free-tree conversion due (freelist.c) */
-    uint64_t rejected_sum;  /* checksum of a meta the open-time walk rejected, */
-    uint64_t rejected_txnid; /* when it could not be repaired (read-only) */
+    bool forked;            /* inherited across fork(): every call fails (db.c) */
+    uint64_t dev, ino;      /* the file's identity (one writer per file per thread) */
+    kvmap *next_open;       /* the process's open handles (db.c, for fork) */
     /* the lock file and reader table (lock.c) */
     int lfd;                /* -1: private table, no lock file */
+    bool lshared;           /* lmap maps the lock file (else it is malloc'd) */
+    bool lk_builder;        /* built the table; holds the users lock exclusively */
     uint8_t *lmap;
     size_t lsize;
     unsigned nslots;
@@ -195,6 +209,8 @@ struct kvmap_txn {
     uint64_t prefaulted;  /* pages below this past base_hwm are faulted in writable */
     bool in_free_op;      /* inside a free-tree update: do not pull more pages */
     bool free_exhausted;  /* no free-tree record is reusable now */
+    pthread_t owner;      /* the thread that began it (txn.c: no second writer) */
+    kvmap_txn *next_writer; /* the process's open write transactions */
     /* working buffers, owned by the handle (one writer at a time) */
     uint8_t *scratch;     /* a copy of the page being split */
     split_cell *splitv; /* the cells of a split */
@@ -259,9 +275,55 @@ int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_
               const uint8_t *val, size_t vsize, unsigned flags);
 int kv_bt_del(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize);
 
+/* ---- recover.c: which meta is current ------------------------------------ */
+typedef struct kv_meta_scan {
+    enum kv_meta_state state[2]; /* KV_META_OK, _BAD (kvmap magic, fails), _NOT_KVMAP */
+    kv_meta meta[2];             /* valid when state[i] == KV_META_OK */
+    uint64_t raw_txnid[2];       /* the txnid field as stored */
+    uint32_t page_size;          /* from the first meta that validates */
+    bool magic, newer;
+} kv_meta_scan;
+
+/* Where the open-time walk reads pages: page() returns page pgno's bytes
+ * for walk level `level` (valid until the next call at that level) or NULL;
+ * run_sum() the checksum of the n-page run at pgno whose first page is p. */
+typedef struct kv_pagesrc {
+    void *ctx;
+    const uint8_t *(*page)(void *ctx, uint64_t pgno, unsigned level);
+    int (*run_sum)(void *ctx, const uint8_t *p, uint64_t pgno, uint64_t n, uint64_t *sum);
+} kv_pagesrc;
+
+typedef struct kv_meta_choice {
+    int slot;              /* the meta chosen, -1 none */
+    kv_meta meta;
+    int rejected_slot;     /* a newer (or damaged) meta rolled back, -1 none */
+    uint64_t rejected_txnid;
+    int reason;            /* KVMAP_ROLLBACK_* */
+    uint64_t found, expected; /* pages of the rejected commit found / recorded */
+} kv_meta_choice;
+
+int kv_meta_read(int fd, uint64_t size, kv_meta_scan *s);
+int kv_meta_choose(const kv_meta_scan *s, uint64_t file_pages, const kv_pagesrc *src,
+                   kv_meta_choice *c);
+const char *kv_rollback_problem(int reason);
+int kv_meta_settle(kvmap *db, const kv_meta_scan *s);
+int kv_meta_current(kvmap *db, kv_meta *m);
+uint64_t kv_meta_newest(kvmap *db);
+void kv_meta_publish(kvmap *db, const kv_meta *m);
+void kv_meta_ack(kvmap *db, const kv_meta *m);
+void kv_meta_unpublish(kvmap *db, const kv_meta *m);
+
 /* ---- lock.c ------------------------------------------------------------- */
 int kv_lock_open(kvmap *db, const char *path, unsigned mode);
+bool kv_lock_chooses(const kvmap *db);
+int kv_lock_ready(kvmap *db);
 void kv_lock_close(kvmap *db);
+void kv_lock_forget(kvmap *db);
+uint64_t kv_lock_current(const kvmap *db);
+void kv_lock_set_current(kvmap *db, uint64_t txnid, unsigned slot);
+void kv_lock_rollback_set(kvmap *db, const kv_meta_choice *c);
+void kv_lock_rollback_clear(kvmap *db);
+void kv_lock_rollback_get(const kvmap *db, kvmap_rollback *rb);
 int kv_lock_writer(kvmap *db);
 bool kv_lock_sole_user(kvmap *db);
 void kv_unlock_writer(kvmap *db);
@@ -274,10 +336,9 @@ void kv_reader_free(kv_rslot *rs);
 uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active);
 
 /* ---- txn.c -------------------------------------------------------------- */
-int kv_meta_current(kvmap *db, kv_meta *m);
-void kv_meta_publish(kvmap *db, unsigned slot, const kv_meta *m);
-int kv_txn_verify_commit(kvmap *db, const kv_meta *m);
 int kv_txn_write_meta(kvmap *db, const kv_meta *m);
+void kv_writers_lock(void);
+void kv_writers_unlock(bool child);
 void kv_txn_fail(kvmap_txn *t, int err);
 
 #endif

@@ -7,7 +7,17 @@
  *     0   8  magic "KVMAPLCK"
  *     8   4  version KV_LOCK_VERSION
  *    12   4  nslots: reader slots in the table (the first opener's max_readers)
- *    16  48  reserved, zero
+ *    16   8  current: (txnid << 1) | slot of the current meta: the newest
+ *            commit whose flush returned, or the meta chosen at open by the
+ *            process that built this file (recover.c); readers and writers
+ *            take no other
+ *    24   8  rollback txnid: a newer meta that the open-time check rejected
+ *    32   4  rollback reason (KVMAP_ROLLBACK_*, 0: none); cleared by the next
+ *            commit, which overwrites the rejected meta
+ *    36   4  rollback slot
+ *    40   8  rollback: pages of the commit found
+ *    48   8  rollback: pages the commit recorded
+ *    56   8  reserved, zero
  *    64      slot[nslots], 64 bytes each (a cache line, so that readers of
  *            different slots do not share one):
  *              0  8  pid    owner process, 0 = free
@@ -17,8 +27,9 @@
  * description, so closing another descriptor of the file does not drop them,
  * and the kernel drops them when the process dies):
  *   byte 0      the writer lock, exclusive, held for a write transaction
- *   byte 1      users: shared while the database is open; exclusive only to
- *               build the file, so it is (re)built only when nobody uses it
+ *   byte 1      users: shared while the database is open; exclusive to build
+ *               the file and choose the current meta (so both happen only
+ *               when nobody uses it), and at the last close to trim the file
  *   byte 2 + i  owner of slot i, exclusive, held while the slot is claimed:
  *               a slot whose pid is set but whose byte is unlocked belongs
  *               to a dead process and is reclaimed
@@ -29,9 +40,16 @@
  * writer takes the smallest txnid in the table as the oldest snapshot in
  * use, so it cannot reuse a page that a registered reader may read.
  *
- * Without a lock file (KVMAP_RDONLY on a read-only directory or medium) the
- * table is private to the handle: the handle's own readers are safe from
- * each other, but not from a writer in another process.
+ * Without a lock file (KVMAP_RDONLY on a read-only medium, or KVMAP_NOLOCK)
+ * the table is private to the handle: the handle's own readers are safe
+ * from each other, and no writer can exist (a read-only medium), or the
+ * caller promised there is none (KVMAP_NOLOCK).  A lock file that exists
+ * but cannot be opened for writing is an error (-EACCES), as with LMDB: a
+ * reader without a slot could read pages that a writer reuses.
+ *
+ * After fork() the child's copies of the descriptors are closed at once
+ * (db.c), and every lock is released explicitly at close: nothing a child
+ * inherits keeps the file locked.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,9 +63,15 @@
 #include "internal.h"
 
 #define KV_LOCK_MAGIC "KVMAPLCK"
-#define KV_LOCK_VERSION 1u
+#define KV_LOCK_VERSION 2u
 #define KV_LOCK_HDR 64u
 #define KV_SLOT_BYTES 64u
+#define KV_LK_CURRENT 16
+#define KV_LK_RB_TXNID 24
+#define KV_LK_RB_REASON 32
+#define KV_LK_RB_SLOT 36
+#define KV_LK_RB_FOUND 40
+#define KV_LK_RB_EXPECTED 48
 
 enum { LOCK_WRITER = 0, LOCK_USERS = 1, LOCK_SLOT0 = 2 };
 
@@ -128,10 +152,13 @@ static int private_table(kvmap *db)
     return db->lmap ? 0 : -ENOMEM;
 }
 
-/* Open (creating if needed) and map the lock file; join its users. */
+/* Open (creating if needed) and map the lock file; join its users.  The
+ * process that builds the table keeps the users lock exclusive until
+ * kv_lock_ready: it chooses the current meta first (recover.c). */
 int kv_lock_open(kvmap *db, const char *path, unsigned mode)
 {
-    bool rdonly = db->flags & KVMAP_RDONLY;
+    if (db->flags & KVMAP_NOLOCK)
+        return private_table(db);
     size_t n = strlen(path);
     char *lpath = malloc(n + 6);
     if (!lpath)
@@ -142,7 +169,8 @@ int kv_lock_open(kvmap *db, const char *path, unsigned mode)
     free(lpath);
     if (fd < 0) {
         int e = -errno;
-        if (rdonly) /* read-only medium or directory, or no lock file possible */
+        /* a read-only medium: no writer can exist */
+        if (e == -EROFS && (db->flags & KVMAP_RDONLY))
             return private_table(db);
         return e;
     }
@@ -153,8 +181,7 @@ int kv_lock_open(kvmap *db, const char *path, unsigned mode)
     if (r == 0) {
         r = build(fd, db->max_readers);
         db->nslots = db->max_readers;
-        if (r == 0)
-            r = ofd_lock(fd, F_RDLCK, LOCK_USERS, false); /* downgrade */
+        db->lk_builder = true;
     } else {
         r = ofd_lock(fd, F_RDLCK, LOCK_USERS, true);
         if (r == 0)
@@ -163,19 +190,100 @@ int kv_lock_open(kvmap *db, const char *path, unsigned mode)
     if (r < 0)
         return r;
     db->lsize = lock_size(db->nslots);
-    return kv_os_map(fd, db->lsize, true, &db->lmap);
+    r = kv_os_map(fd, db->lsize, true, &db->lmap);
+    if (r == 0)
+        db->lshared = true;
+    return r;
+}
+
+/* Does this handle choose the current meta (it built the table, or has a
+ * private one), or take it from the lock file? */
+bool kv_lock_chooses(const kvmap *db)
+{
+    return db->lk_builder || db->lfd < 0;
+}
+
+/* The current meta is chosen: let the other users in. */
+int kv_lock_ready(kvmap *db)
+{
+    if (!db->lk_builder)
+        return 0;
+    db->lk_builder = false;
+    return ofd_lock(db->lfd, F_RDLCK, LOCK_USERS, false); /* downgrade */
 }
 
 void kv_lock_close(kvmap *db)
 {
-    if (db->lfd >= 0) {
+    if (db->lshared)
         kv_os_unmap(db->lmap, db->lsize);
-        close(db->lfd); /* drops every OFD lock this handle holds */
-    } else {
+    else
         free(db->lmap);
+    if (db->lfd >= 0) {
+        /* Every lock of this open file description, explicitly: a child
+         * forked without our fork handler (a raw clone) may share the
+         * description, and closing our descriptor would then drop none. */
+        struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+        (void)fcntl(db->lfd, F_OFD_SETLK, &fl);
+        close(db->lfd);
     }
     db->lmap = NULL;
+    db->lshared = false;
     db->lfd = -1;
+}
+
+/* In a forked child: drop this process's copies without touching the
+ * locks, which belong to the parent's open file description. */
+void kv_lock_forget(kvmap *db)
+{
+    if (db->lfd >= 0)
+        close(db->lfd);
+    db->lfd = -1;
+}
+
+/* ---- the current meta and the rollback record ---------------------------- */
+
+static uint64_t *lk_word(const kvmap *db, unsigned off)
+{
+    return (uint64_t *)(void *)(db->lmap + off);
+}
+
+static uint32_t *lk_word32(const kvmap *db, unsigned off)
+{
+    return (uint32_t *)(void *)(db->lmap + off);
+}
+
+uint64_t kv_lock_current(const kvmap *db)
+{
+    return __atomic_load_n(lk_word(db, KV_LK_CURRENT), __ATOMIC_SEQ_CST);
+}
+
+void kv_lock_set_current(kvmap *db, uint64_t txnid, unsigned slot)
+{
+    __atomic_store_n(lk_word(db, KV_LK_CURRENT), txnid << 1 | (slot & 1), __ATOMIC_SEQ_CST);
+}
+
+void kv_lock_rollback_set(kvmap *db, const kv_meta_choice *c)
+{
+    __atomic_store_n(lk_word(db, KV_LK_RB_TXNID), c->rejected_txnid, __ATOMIC_RELAXED);
+    __atomic_store_n(lk_word32(db, KV_LK_RB_SLOT), (uint32_t)c->rejected_slot, __ATOMIC_RELAXED);
+    __atomic_store_n(lk_word(db, KV_LK_RB_FOUND), c->found, __ATOMIC_RELAXED);
+    __atomic_store_n(lk_word(db, KV_LK_RB_EXPECTED), c->expected, __ATOMIC_RELAXED);
+    __atomic_store_n(lk_word32(db, KV_LK_RB_REASON), (uint32_t)c->reason, __ATOMIC_RELEASE);
+}
+
+void kv_lock_rollback_clear(kvmap *db)
+{
+    if (__atomic_load_n(lk_word32(db, KV_LK_RB_REASON), __ATOMIC_RELAXED))
+        __atomic_store_n(lk_word32(db, KV_LK_RB_REASON), 0, __ATOMIC_RELEASE);
+}
+
+void kv_lock_rollback_get(const kvmap *db, kvmap_rollback *rb)
+{
+    rb->reason = (int)__atomic_load_n(lk_word32(db, KV_LK_RB_REASON), __ATOMIC_ACQUIRE);
+    rb->txnid = __atomic_load_n(lk_word(db, KV_LK_RB_TXNID), __ATOMIC_RELAXED);
+    rb->meta_slot = __atomic_load_n(lk_word32(db, KV_LK_RB_SLOT), __ATOMIC_RELAXED);
+    rb->pages_found = __atomic_load_n(lk_word(db, KV_LK_RB_FOUND), __ATOMIC_RELAXED);
+    rb->pages_expected = __atomic_load_n(lk_word(db, KV_LK_RB_EXPECTED), __ATOMIC_RELAXED);
 }
 
 /* No other handle, in this process or another, has the database open: the
@@ -228,6 +336,8 @@ static int claim_slot(kvmap *db, unsigned *idx)
 
 static void release_slot(kvmap *db, unsigned idx)
 {
+    if (db->forked)
+        return; /* the slot is the parent's */
     kv_slot *s = slot_at(db->lmap, idx);
     __atomic_store_n(&s->txnid, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&s->pid, 0, __ATOMIC_RELEASE);

@@ -46,6 +46,17 @@ int kv_os_open(const char *path, bool rdonly, bool create, unsigned mode, int *f
     return 0;
 }
 
+/* The file's identity: device and inode. */
+int kv_os_identity(int fd, uint64_t *dev, uint64_t *ino)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    return 0;
+}
+
 /* The file's length.  lseek, not fstat: on kernels with fine-grained
  * timestamps, a stat marks the times as seen, and the next write through the
  * map then takes a new mtime, so every commit's flush would also write the

@@ -1,6 +1,6 @@
 /*
- * txn.c - transactions: begin, the commit protocol, abort; the open-time
- * walk that verifies the newest commit; and the data calls get, put, del.
+ * txn.c - transactions: begin, the commit protocol, abort; and the data
+ * calls get, put, del.
  *
  * Commit protocol (one flush per durable commit):
  *  1. record freed and unused pages in the free tree (freelist.c);
@@ -13,174 +13,34 @@
  * from its roots through pages it also wrote (copy-on-write copies the whole
  * path), so kvmap_open walks those pages, and when their count or checksum
  * sum differs from the meta's, uses the previous meta instead; that one is
- * intact, because the transaction wrote only pages free in it.  The handle
- * skips the rejected slot when reading (db.c: skip_other_slot); the next
- * commit reuses the rejected txnid, and so writes that slot, not the good
- * one.
+ * intact, because the transaction wrote only pages free in it (recover.c).
+ * Readers take the new meta only once step 4 returned (kv_meta_ack): a
+ * commit whose flush failed is never seen.
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "internal.h"
 
-/* ---- the meta pages ----------------------------------------------------- */
+/* ---- making a commit durable ------------------------------------------- */
 
-static uint64_t *meta_txnid_field(const kvmap *db, unsigned slot)
-{
-    return (uint64_t *)(void *)(db->map + (size_t)slot * db->psize + KV_MT_TXNID);
-}
-
-static bool rejected(const kvmap *db, unsigned slot, uint64_t txnid)
-{
-    return db->rejected_txnid && txnid == db->rejected_txnid &&
-           kv_get64(db->map + (size_t)slot * db->psize) == db->rejected_sum;
-}
-
-/* The slot of the newest meta (a slot being rewritten reads as txnid 0). */
-static unsigned newest_slot(const kvmap *db, uint64_t *txnid)
-{
-    uint64_t a = __atomic_load_n(meta_txnid_field(db, 0), __ATOMIC_SEQ_CST);
-    uint64_t b = __atomic_load_n(meta_txnid_field(db, 1), __ATOMIC_SEQ_CST);
-    if (rejected(db, 0, a))
-        a = 0;
-    if (rejected(db, 1, b))
-        b = 0;
-    *txnid = a > b ? a : b;
-    return a > b ? 0 : 1;
-}
-
-/* The newest committed meta, read without a lock: copy it, then check that
- * its txnid did not change meanwhile (kv_txn_write_meta zeroes the txnid of a
- * slot before rewriting it), or try again. */
-int kv_meta_current(kvmap *db, kv_meta *m)
-{
-    for (unsigned tries = 0; tries < 1000000; tries++) {
-        uint64_t t1;
-        unsigned s = newest_slot(db, &t1);
-        const uint64_t *src = (const uint64_t *)(const void *)(db->map + (size_t)s * db->psize);
-        uint64_t buf[KV_META_SIZE / 8];
-        /* acquire loads, so that the re-read of the txnid below comes after
-         * the copy (a fence would do, but ThreadSanitizer does not see
-         * fences; on x86 these are plain loads) */
-        for (unsigned i = 0; i < KV_META_SIZE / 8; i++)
-            buf[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
-        uint64_t t2 = __atomic_load_n(meta_txnid_field(db, s), __ATOMIC_RELAXED);
-        if (t1 != t2 || kv_get64((uint8_t *)buf + KV_MT_TXNID) != t1)
-            continue;
-        if (kv_meta_decode_trusted((uint8_t *)buf, m) != KV_META_OK || m->page_size != db->psize)
-            return KV_CORRUPT();
-        if (m->hwm > db->map_size / db->psize)
-            return KVMAP_FULL; /* another process grew the file past this handle's map */
-        return 0;
-    }
-    return KV_CORRUPT();
-}
-
-/* Write a meta into a slot so that a concurrent kv_meta_current never takes
- * a torn copy: txnid 0 first (the slot is being rewritten), then the other
- * words, then the txnid.  Word-sized atomic stores: the map is shared. */
-void kv_meta_publish(kvmap *db, unsigned slot, const kv_meta *m)
-{
-    uint64_t buf[KV_META_SIZE / 8];
-    kv_meta_encode(m, (uint8_t *)buf);
-    uint64_t *dst = (uint64_t *)(void *)(db->map + (size_t)slot * db->psize);
-    uint64_t *txnid = meta_txnid_field(db, slot);
-    __atomic_store_n(txnid, 0, __ATOMIC_SEQ_CST);
-    /* release stores: none may become visible before the zero above (a
-     * relaxed store could, on a weakly ordered CPU, and a reader would then
-     * take a half-new copy under the old txnid) */
-    for (unsigned i = 0; i < KV_META_SIZE / 8; i++)
-        if (&dst[i] != txnid)
-            __atomic_store_n(&dst[i], buf[i], __ATOMIC_RELEASE);
-    __atomic_store_n(txnid, m->txnid, __ATOMIC_SEQ_CST);
-}
-
-/* Write the meta into slot txnid % 2 and make the commit durable. */
+/* Write the meta into slot txnid % 2 and make the commit durable; only
+ * then do readers take it (recover.c). */
 int kv_txn_write_meta(kvmap *db, const kv_meta *m)
 {
-    unsigned slot = (unsigned)(m->txnid & 1);
-    kv_meta_publish(db, slot, m);
-    if (db->flags & KVMAP_NOSYNC)
-        return 0;
-    /* The whole file, not just up to the high-water mark: pages this
-     * transaction dirtied past it (prefaulted, or given back by trim_tail)
-     * would otherwise be written back later, and the next commit that
-     * writes them would wait for that write. */
-    int r = kv_os_flush(db->fd, db->map, (size_t)kv_mapped_size(db));
-    if (r < 0) /* not durable: not a commit */
-        __atomic_store_n(meta_txnid_field(db, slot), 0, __ATOMIC_SEQ_CST);
-    return r;
-}
-
-/* ---- the open-time walk ------------------------------------------------- */
-
-typedef struct walk_state {
-    kvmap *db;
-    const kv_meta *m;
-    uint64_t count, sum;
-} walk_state;
-
-/* Count and checksum the pages below pgno that transaction m->txnid wrote. */
-static int walk(walk_state *w, uint64_t pgno, int depth)
-{
-    kvmap *db = w->db;
-    const kv_meta *m = w->m;
-    uint32_t psize = db->psize;
-    if (depth > KV_MAX_DEPTH || pgno < KV_FIRST_PGNO || pgno >= m->hwm)
-        return KV_CORRUPT();
-    const uint8_t *p = db->map + pgno * psize;
-    if (kv_pg_txnid(p) != m->txnid)
-        return 0; /* older, or a page of this commit that did not land: the count tells */
-    if (kv_pg_pgno(p) != pgno)
-        return KV_CORRUPT();
-    uint64_t len = psize;
-    if (kv_pg_type(p) == KV_OVERFLOW) {
-        uint64_t n = kv_pg_count(p);
-        if (n == 0 || n > m->hwm - pgno)
-            return KV_CORRUPT();
-        len = n * psize;
-    }
-    uint64_t csum = kv_get64(p + KV_PG_CHECKSUM);
-    if (csum != kv_page_checksum(p, (size_t)len))
-        return KV_CORRUPT();
-    if (++w->count > m->commit_pages)
-        return KV_CORRUPT();
-    w->sum += csum;
-    if (kv_pg_type(p) == KV_OVERFLOW)
-        return 0;
-    int r = kv_node_check_header(p, psize);
-    if (r < 0)
-        return r;
-    uint32_t n = kv_pg_count(p);
-    for (uint32_t i = 0; i < n; i++) {
-        kv_cell c;
-        r = kv_node_cell(p, psize, i, &c);
-        if (r < 0)
+    kv_meta_publish(db, m);
+    if (!(db->flags & KVMAP_NOSYNC)) {
+        /* The whole file, not just up to the high-water mark: pages this
+         * transaction dirtied past it (prefaulted, or given back by
+         * trim_tail) would otherwise be written back later, and the next
+         * commit that writes them would wait for that write. */
+        int r = kv_os_flush(db->fd, db->map, (size_t)kv_mapped_size(db));
+        if (r < 0) { /* not durable: not a commit */
+            kv_meta_unpublish(db, m);
             return r;
-        if (kv_pg_type(p) == KV_BRANCH)
-            r = walk(w, c.child, depth + 1);
-        else if (c.big)
-            r = walk(w, kv_get64(c.val), depth + 1);
-        if (r < 0)
-            return r;
+        }
     }
-    return 0;
-}
-
-/* 0 when every page the meta's transaction wrote is present and intact. */
-int kv_txn_verify_commit(kvmap *db, const kv_meta *m)
-{
-    walk_state w = {db, m, 0, 0};
-    const kv_tree *trees[] = {&m->main, &m->free, &m->catalog};
-    for (int i = 0; i < 3; i++) {
-        if (trees[i]->root == 0)
-            continue;
-        int r = walk(&w, trees[i]->root, 0);
-        if (r < 0)
-            return r;
-    }
-    if (w.count != m->commit_pages || w.sum != m->commit_sum)
-        return KV_CORRUPT();
+    kv_meta_ack(db, m);
     return 0;
 }
 
@@ -214,9 +74,64 @@ static void writer_leave(kvmap *db)
     pthread_mutex_unlock(&db->wmutex);
 }
 
+/* The write transactions open in this process, with the thread that began
+ * each: a thread that begins a second one on the same file would wait for
+ * itself forever. */
+static pthread_mutex_t writers_mutex = PTHREAD_MUTEX_INITIALIZER;
+static kvmap_txn *writers;
+
+static bool writer_held_here(const kvmap *db)
+{
+    pthread_t self = pthread_self();
+    bool held = false;
+    pthread_mutex_lock(&writers_mutex);
+    for (kvmap_txn *w = writers; w && !held; w = w->next_writer)
+        held = w->db->dev == db->dev && w->db->ino == db->ino &&
+               pthread_equal(w->owner, self);
+    pthread_mutex_unlock(&writers_mutex);
+    return held;
+}
+
+static void writer_list(kvmap_txn *t)
+{
+    t->owner = pthread_self();
+    pthread_mutex_lock(&writers_mutex);
+    t->next_writer = writers;
+    writers = t;
+    pthread_mutex_unlock(&writers_mutex);
+}
+
+/* fork(): the list is held across it, and emptied in the child, whose
+ * inherited write transactions are the parent's (db.c's fork handlers). */
+void kv_writers_lock(void)
+{
+    pthread_mutex_lock(&writers_mutex);
+}
+
+void kv_writers_unlock(bool child)
+{
+    if (child)
+        writers = NULL;
+    pthread_mutex_unlock(&writers_mutex);
+}
+
+static void writer_unlist(kvmap_txn *t)
+{
+    pthread_mutex_lock(&writers_mutex);
+    for (kvmap_txn **p = &writers; *p; p = &(*p)->next_writer) {
+        if (*p == t) {
+            *p = t->next_writer;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&writers_mutex);
+}
+
 static int begin_write(kvmap *db, kvmap_txn *t)
 {
     if (db->flags & KVMAP_RDONLY)
+        return KVMAP_BAD_TXN;
+    if (writer_held_here(db))
         return KVMAP_BAD_TXN;
     writer_enter(db);
     int r = kv_lock_writer(db);
@@ -240,6 +155,7 @@ static int begin_write(kvmap *db, kvmap_txn *t)
     t->base_hwm = t->m.hwm;
     db->writer = t;
     writer_buffers(t);
+    writer_list(t);
     return 0;
 }
 
@@ -265,9 +181,7 @@ static int begin_read(kvmap *db, kvmap_txn **txn)
             return r;
         }
         kv_reader_set(rs, t->m.txnid);
-        uint64_t newest;
-        newest_slot(db, &newest);
-        if (newest == t->m.txnid)
+        if (kv_meta_newest(db) == t->m.txnid)
             break;
     }
     t->txnid = t->m.txnid;
@@ -279,6 +193,7 @@ int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn)
 {
     if (!db || !txn || (flags & ~KVMAP_TXN_RDONLY))
         return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(db);
     if (flags & KVMAP_TXN_RDONLY)
         return begin_read(db, txn);
     kvmap_txn *t = calloc(1, sizeof *t);
@@ -300,6 +215,7 @@ static void end_write(kvmap_txn *t)
     kv_pgset_free(&t->dirty);
     kv_pgvec_free(&t->freed);
     kv_pgvec_free(&t->reclaim);
+    writer_unlist(t);
     db->writer = NULL;
     kv_unlock_writer(db);
     writer_leave(db);
@@ -309,6 +225,15 @@ void kvmap_abort(kvmap_txn *t)
 {
     if (!t)
         return;
+    if (t->db->forked) { /* the parent's: free only this process's memory */
+        if (!t->rdonly) {
+            kv_pgset_free(&t->dirty);
+            kv_pgvec_free(&t->freed);
+            kv_pgvec_free(&t->reclaim);
+            free(t);
+        }
+        return; /* a read transaction lives in its slot, freed by close */
+    }
     if (t->rdonly) {
         kv_reader_put(t->rslot); /* the transaction lives in its slot */
         return;
@@ -366,6 +291,10 @@ int kvmap_commit(kvmap_txn *t)
 {
     if (!t)
         return KVMAP_BAD_ARG;
+    if (t->db->forked) {
+        kvmap_abort(t);
+        return KVMAP_FORKED;
+    }
     if (t->rdonly) {
         kvmap_abort(t);
         return 0;
@@ -401,6 +330,7 @@ void kv_txn_fail(kvmap_txn *t, int err)
 
 static int check_write(kvmap_txn *t)
 {
+    KV_CHECK_FORK(t->db);
     if (t->rdonly)
         return KVMAP_BAD_TXN;
     if (t->poison)
@@ -421,6 +351,7 @@ int kvmap_get(kvmap_txn *t, kvmap_val key, kvmap_val *val)
 {
     if (!t || !val)
         return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(t->db);
     int r = check_key(t, key);
     if (r < 0)
         return r;
@@ -486,6 +417,7 @@ int kvmap_stat_get(kvmap_txn *t, kvmap_stat *st)
     if (!t || !st)
         return KVMAP_BAD_ARG;
     kvmap *db = t->db;
+    KV_CHECK_FORK(db);
     memset(st, 0, sizeof *st);
     st->page_size = db->psize;
     st->depth = (unsigned)t->m.main.depth;
@@ -497,11 +429,7 @@ int kvmap_stat_get(kvmap_txn *t, kvmap_stat *st)
     if (!t->rdonly)
         st->free_pages += t->freed.n + t->reclaim.n;
     st->txn_id = t->txnid;
-    uint64_t newest = t->txnid;
-    if (t->rdonly)
-        newest_slot(db, &newest);
-    else
-        newest = t->m.txnid;
+    uint64_t newest = t->rdonly ? kv_meta_newest(db) : t->m.txnid;
     st->oldest_reader = kv_reader_oldest(db, newest, &st->readers);
     st->reader_lag = newest - st->oldest_reader;
     uint64_t sz;

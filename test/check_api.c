@@ -1731,7 +1731,7 @@ START_TEST(test_errors)
         {KVMAP_VERSION, "KVMAP_VERSION"},       {KVMAP_FULL, "KVMAP_FULL"},
         {KVMAP_READERS_FULL, "KVMAP_READERS_FULL"}, {KVMAP_BAD_TXN, "KVMAP_BAD_TXN"},
         {KVMAP_KEY_SIZE, "KVMAP_KEY_SIZE"},     {KVMAP_VAL_SIZE, "KVMAP_VAL_SIZE"},
-        {KVMAP_BAD_ARG, "KVMAP_BAD_ARG"},
+        {KVMAP_BAD_ARG, "KVMAP_BAD_ARG"},       {KVMAP_FORKED, "KVMAP_FORKED"},
     };
     ck_assert_int_eq(KVMAP_ERR_LAST - KVMAP_ERR_FIRST + 1, (int)(sizeof codes / sizeof codes[0]));
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {

@@ -1,0 +1,359 @@
+/*
+ * check_recovery.c - rolling back a torn newest commit, and what comes
+ * after: the retried transaction, further commits, other processes.
+ *
+ * A torn image is made the way a power cut makes one: the file as the flush
+ * of commit T was about to write it (read in the sync hook), with one page
+ * that T wrote put back to its bytes from before T.  Opening it must roll T
+ * back; the application then retries T, which writes exactly the same
+ * bytes, meta page included.  That retry is a new commit and must be seen
+ * by every handle, in this process and in others.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "internal.h"
+#include "kvmap.h"
+#include "testhook.h"
+#include "testutil.h"
+
+#define BASE_KEYS 300
+#define T_KEYS 40
+
+static uint8_t *flush_image;
+static size_t flush_size;
+
+static void capture(void *ctx, int fd)
+{
+    (void)ctx;
+    off_t end = lseek(fd, 0, SEEK_END);
+    free(flush_image);
+    flush_image = malloc((size_t)end);
+    ck_assert_ptr_nonnull(flush_image);
+    ck_assert_int_eq(pread(fd, flush_image, (size_t)end, 0), end);
+    flush_size = (size_t)end;
+}
+
+static void put_str(kvmap_txn *t, const char *k, const char *v)
+{
+    ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_str(v), 0));
+}
+
+/* The interrupted transaction, deterministic so that a retry repeats it. */
+static void txn_t(kvmap *db)
+{
+    kvmap_txn *t = tu_wbegin(db);
+    char k[32], v[64];
+    for (int i = 0; i < T_KEYS; i++) {
+        snprintf(k, sizeof k, "t-%04d", i);
+        snprintf(v, sizeof v, "value of t-%04d, the interrupted commit", i);
+        put_str(t, k, v);
+    }
+    ck_assert_kv_ok(kvmap_del(t, tu_str("base-0007")));
+    ck_assert_kv_ok(kvmap_commit(t));
+}
+
+/* 1 when db's newest snapshot holds T's changes, 0 when it holds none of
+ * them; fails the test on anything in between. */
+static int sees_t(kvmap *db)
+{
+    kvmap_txn *t = tu_rbegin(db);
+    kvmap_val v;
+    int found = 0;
+    char k[32];
+    for (int i = 0; i < T_KEYS; i++) {
+        snprintf(k, sizeof k, "t-%04d", i);
+        int rc = kvmap_get(t, tu_str(k), &v);
+        ck_assert_msg(rc == 0 || rc == KVMAP_NOTFOUND, "get %s: %s", k, tu_err_name(rc));
+        found += rc == 0;
+    }
+    int gone = kvmap_get(t, tu_str("base-0007"), &v) == KVMAP_NOTFOUND;
+    kvmap_abort(t);
+    ck_assert_msg((found == 0 && !gone) || (found == T_KEYS && gone),
+                  "a partial commit is visible: %d of %d keys, base-0007 %s", found, T_KEYS,
+                  gone ? "deleted" : "present");
+    return found == T_KEYS;
+}
+
+struct torn {
+    char *dir, *good, *torn;
+    uint8_t *meta_t; /* T's meta page as the flush wrote it */
+    uint64_t txn_t;
+    unsigned psize;
+};
+
+/* A database of BASE_KEYS entries, then commit T captured at its flush;
+ * the torn image lacks one leaf that T wrote. */
+static void make_torn(struct torn *x)
+{
+    memset(x, 0, sizeof *x);
+    x->dir = tu_mkdtemp();
+    x->good = tu_path(x->dir, "good.kvmap");
+    x->torn = tu_path(x->dir, "torn.kvmap");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(x->good, KVMAP_CREATE, 0, &db));
+    for (int c = 0; c < 3; c++) {
+        kvmap_txn *t = tu_wbegin(db);
+        char k[32], v[80];
+        for (int i = c * BASE_KEYS / 3; i < (c + 1) * BASE_KEYS / 3; i++) {
+            snprintf(k, sizeof k, "base-%04d", i);
+            snprintf(v, sizeof v, "base value %d, long enough to fill some leaves", i);
+            put_str(t, k, v);
+        }
+        ck_assert_kv_ok(kvmap_commit(t));
+    }
+    kvmap_close(db);
+    size_t before_size;
+    uint8_t *before = tu_read_file(x->good, &before_size);
+    ck_assert_ptr_nonnull(before);
+
+    ck_assert_kv_ok(tu_open(x->good, 0, 0, &db));
+    x->psize = db->psize;
+    kvmap__set_sync_hook(capture, NULL);
+    txn_t(db);
+    kvmap__set_sync_hook(NULL, NULL);
+    kvmap_txn *r = tu_rbegin(db);
+    x->txn_t = tu_txn_stat(r).txn_id;
+    kvmap_abort(r);
+    kvmap_close(db);
+    ck_assert_ptr_nonnull(flush_image);
+
+    /* Put back the old bytes of the last leaf T wrote (within the old file). */
+    uint64_t victim = 0;
+    for (uint64_t p = KV_FIRST_PGNO; (p + 1) * x->psize <= flush_size; p++) {
+        const uint8_t *pg = flush_image + p * x->psize;
+        if (kv_pg_txnid(pg) == x->txn_t && kv_pg_type(pg) == KV_LEAF)
+            victim = p;
+    }
+    ck_assert_uint_ne(victim, 0);
+    uint8_t *img = malloc(flush_size);
+    memcpy(img, flush_image, flush_size);
+    if ((victim + 1) * x->psize <= before_size)
+        memcpy(img + victim * x->psize, before + victim * x->psize, x->psize);
+    else
+        memset(img + victim * x->psize, 0, x->psize);
+    x->meta_t = malloc(KV_META_SIZE);
+    memcpy(x->meta_t, flush_image + (x->txn_t & 1) * x->psize, KV_META_SIZE);
+    ck_assert_int_eq(tu_write_file(x->torn, img, flush_size), 0);
+    free(img);
+    free(before);
+}
+
+static void free_torn(struct torn *x)
+{
+    tu_rmtree(x->dir);
+    free(x->dir);
+    free(x->good);
+    free(x->torn);
+    free(x->meta_t);
+    free(flush_image);
+    flush_image = NULL;
+}
+
+/* The retry wrote the very bytes of T's meta page: the case that matters. */
+static void assert_identical_meta(const struct torn *x)
+{
+    size_t n;
+    uint8_t *now = tu_read_file(x->torn, &n);
+    ck_assert_ptr_nonnull(now);
+    ck_assert_msg(memcmp(now + (x->txn_t & 1) * x->psize, x->meta_t, KV_META_SIZE) == 0,
+                  "the retried commit did not rewrite T's meta byte for byte; the test no"
+                  " longer covers the case it is for");
+    free(now);
+}
+
+/* More commits on top, a reopen, and everything still there. */
+static void commit_more_and_reopen(const char *path, kvmap *db)
+{
+    for (int c = 0; c < 3; c++) {
+        kvmap_txn *t = tu_wbegin(db);
+        char k[32];
+        snprintf(k, sizeof k, "after-%d", c);
+        put_str(t, k, "after the retry");
+        ck_assert_kv_ok(kvmap_commit(t));
+        ck_assert_int_eq(sees_t(db), 1);
+    }
+    kvmap_close(db);
+    ck_assert_kv_ok(tu_open(path, 0, 0, &db));
+    ck_assert_int_eq(sees_t(db), 1);
+    kvmap_txn *t = tu_rbegin(db);
+    kvmap_val v;
+    for (int c = 0; c < 3; c++) {
+        char k[32];
+        snprintf(k, sizeof k, "after-%d", c);
+        ck_assert_kv_ok(kvmap_get(t, tu_str(k), &v));
+    }
+    ck_assert_kv_ok(kvmap_get(t, tu_str("base-0299"), &v));
+    kvmap_abort(t);
+    tu_check_db(db);
+    kvmap_close(db);
+}
+
+START_TEST(test_retry_identical_commit)
+{
+    struct torn x;
+    make_torn(&x);
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(x.torn, 0, 0, &db));
+    ck_assert_int_eq(sees_t(db), 0); /* rolled back */
+    txn_t(db);                       /* the application retries */
+    assert_identical_meta(&x);
+    ck_assert_msg(sees_t(db), "the retried commit returned 0 but is not visible");
+    commit_more_and_reopen(x.torn, db);
+    free_torn(&x);
+}
+END_TEST
+
+/* The retry made by another process: this handle rolled T back itself. */
+START_TEST(test_retry_identical_commit_other_process)
+{
+    struct torn x;
+    make_torn(&x);
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(x.torn, 0, 0, &db));
+    ck_assert_int_eq(sees_t(db), 0);
+    pid_t pid = tu_fork();
+    if (pid == 0) {
+        kvmap *c;
+        int rc = tu_open(x.torn, 0, 0, &c);
+        if (rc != 0)
+            tu_die(3, "open: %s", tu_err_name(rc));
+        kvmap_txn *t;
+        if ((rc = kvmap_begin(c, 0, &t)) != 0)
+            tu_die(4, "begin: %s", tu_err_name(rc));
+        char k[32], v[64];
+        for (int i = 0; i < T_KEYS; i++) {
+            snprintf(k, sizeof k, "t-%04d", i);
+            snprintf(v, sizeof v, "value of t-%04d, the interrupted commit", i);
+            if ((rc = kvmap_put(t, tu_str(k), tu_str(v), 0)) != 0)
+                tu_die(5, "put: %s", tu_err_name(rc));
+        }
+        if ((rc = kvmap_del(t, tu_str("base-0007"))) != 0 || (rc = kvmap_commit(t)) != 0)
+            tu_die(6, "del/commit: %s", tu_err_name(rc));
+        kvmap_close(c);
+        _exit(0);
+    }
+    int st;
+    tu_waitpid(pid, &st);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child failed: status %d", st);
+    assert_identical_meta(&x);
+    ck_assert_msg(sees_t(db), "another process's retried commit is not visible here");
+    commit_more_and_reopen(x.torn, db);
+    free_torn(&x);
+}
+END_TEST
+
+/* A read-only handle that rolled T back sees a writer's retry too. */
+START_TEST(test_retry_seen_by_rdonly_handle)
+{
+    struct torn x;
+    make_torn(&x);
+    kvmap *ro, *rw;
+    ck_assert_kv_ok(tu_open(x.torn, KVMAP_RDONLY, 0, &ro));
+    ck_assert_int_eq(sees_t(ro), 0);
+    ck_assert_kv_ok(tu_open(x.torn, 0, 0, &rw));
+    ck_assert_int_eq(sees_t(rw), 0);
+    txn_t(rw);
+    assert_identical_meta(&x);
+    ck_assert_msg(sees_t(ro), "a read-only handle misses the retried commit");
+    kvmap_close(ro);
+    commit_more_and_reopen(x.torn, rw);
+    free_torn(&x);
+}
+END_TEST
+
+/* The rollback is reported: which txn, and why; cleared by the next commit. */
+START_TEST(test_rollback_reported)
+{
+    struct torn x;
+    make_torn(&x);
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(x.torn, 0, 0, &db));
+    kvmap_rollback rb;
+    ck_assert_kv_ok(kvmap_rollback_get(db, &rb));
+    ck_assert_uint_eq(rb.txnid, x.txn_t);
+    ck_assert_uint_eq(rb.current_txnid, x.txn_t - 1);
+    ck_assert_uint_eq(rb.meta_slot, x.txn_t & 1);
+    ck_assert_int_eq(rb.reason, KVMAP_ROLLBACK_INCOMPLETE);
+    ck_assert_ptr_nonnull(rb.problem);
+    ck_assert_msg(strstr(rb.problem, "pages") != NULL, "problem: %s", rb.problem);
+    /* a second handle, which found the record in the lock file, says the same */
+    kvmap *db2;
+    ck_assert_kv_ok(tu_open(x.torn, KVMAP_RDONLY, 0, &db2));
+    kvmap_rollback rb2;
+    ck_assert_kv_ok(kvmap_rollback_get(db2, &rb2));
+    ck_assert_uint_eq(rb2.txnid, x.txn_t);
+    ck_assert_int_eq(rb2.reason, KVMAP_ROLLBACK_INCOMPLETE);
+    kvmap_close(db2);
+    /* the next commit overwrites the rejected meta: no rollback any more */
+    kvmap_txn *t = tu_wbegin(db);
+    put_str(t, "x", "y");
+    ck_assert_kv_ok(kvmap_commit(t));
+    ck_assert_kv_ok(kvmap_rollback_get(db, &rb));
+    ck_assert_uint_eq(rb.txnid, 0);
+    ck_assert_int_eq(rb.reason, 0);
+    ck_assert_ptr_null(rb.problem);
+    kvmap_close(db);
+    /* a sound file reports none */
+    ck_assert_kv_ok(tu_open(x.good, 0, 0, &db));
+    ck_assert_kv_ok(kvmap_rollback_get(db, &rb));
+    ck_assert_uint_eq(rb.txnid, 0);
+    ck_assert_kv_rc(kvmap_rollback_get(NULL, &rb), KVMAP_BAD_ARG);
+    kvmap_close(db);
+    free_torn(&x);
+}
+END_TEST
+
+/* A damaged newest meta page is reported as a damaged meta. */
+START_TEST(test_damaged_meta_reported)
+{
+    struct torn x;
+    make_torn(&x);
+    size_t n;
+    uint8_t *img = tu_read_file(x.good, &n);
+    ck_assert_ptr_nonnull(img);
+    img[(x.txn_t & 1) * x.psize + KV_MT_HWM] ^= 0x40; /* the newest meta */
+    ck_assert_int_eq(tu_write_file(x.torn, img, n), 0);
+    free(img);
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(x.torn, 0, 0, &db));
+    ck_assert_int_eq(sees_t(db), 0);
+    kvmap_rollback rb;
+    ck_assert_kv_ok(kvmap_rollback_get(db, &rb));
+    ck_assert_int_eq(rb.reason, KVMAP_ROLLBACK_META);
+    ck_assert_uint_eq(rb.meta_slot, x.txn_t & 1);
+    ck_assert_uint_eq(rb.current_txnid, x.txn_t - 1);
+    txn_t(db); /* the retry writes a sound meta in that slot */
+    ck_assert_int_eq(sees_t(db), 1);
+    commit_more_and_reopen(x.torn, db);
+    free_torn(&x);
+}
+END_TEST
+
+static Suite *recovery_suite(void)
+{
+    Suite *s = suite_create("recovery");
+    TCase *tc = tcase_create("rollback");
+    tcase_add_test(tc, test_retry_identical_commit);
+    tcase_add_test(tc, test_retry_identical_commit_other_process);
+    tcase_add_test(tc, test_retry_seen_by_rdonly_handle);
+    tcase_add_test(tc, test_rollback_reported);
+    tcase_add_test(tc, test_damaged_meta_reported);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(recovery_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
