@@ -12,11 +12,7 @@
 
 static int create_excl(const char *path, int *fd)
 {
-    int f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (f < 0)
-        return -errno;
-    *fd = f;
-    return 0;
+    return kv_os_create_excl(path, 0644, fd);
 }
 
 /* Every page below the snapshot's high-water mark, then its meta in both
