@@ -70,16 +70,17 @@ static int copy_compact(kvmap *db, kvmap_txn *t, const char *path, int fd)
     kvmap_options o = {.flags = KVMAP_CREATE | KVMAP_NOSYNC, .page_size = db->psize};
     kvmap *dst;
     int r = kvmap_open(path, &o, &dst); /* the empty file we just made */
-    if (r < 0)
-        return r;
-    r = copy_entries(t, dst);
-    kv_meta m;
-    if (r == 0)
-        r = kv_meta_current(dst, &m);
-    if (r == 0) /* no slack after the data: the copy is as small as it gets */
-        r = kv_os_truncate(fd, m.hwm * dst->psize);
-    kvmap_close(dst);
-    /* nobody else has the new file open: no lock file needs to stay */
+    if (r == 0) {
+        r = copy_entries(t, dst);
+        kv_meta m;
+        if (r == 0)
+            r = kv_meta_current(dst, &m);
+        if (r == 0) /* no slack after the data: the copy is as small as it gets */
+            r = kv_os_truncate(fd, m.hwm * dst->psize);
+        kvmap_close(dst);
+    }
+    /* nobody else has the new file open: no lock file needs to stay (nor
+     * when the open failed after making one) */
     size_t n = strlen(path);
     char *lpath = malloc(n + 6);
     if (lpath) {
