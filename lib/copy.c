@@ -12,11 +12,7 @@
 
 static int create_excl(const char *path, int *fd)
 {
-    int f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (f < 0)
-        return -errno;
-    *fd = f;
-    return 0;
+    return kv_os_create_excl(path, 0644, fd);
 }
 
 /* Every page below the snapshot's high-water mark, then its meta in both
@@ -74,16 +70,17 @@ static int copy_compact(kvmap *db, kvmap_txn *t, const char *path, int fd)
     kvmap_options o = {.flags = KVMAP_CREATE | KVMAP_NOSYNC, .page_size = db->psize};
     kvmap *dst;
     int r = kvmap_open(path, &o, &dst); /* the empty file we just made */
-    if (r < 0)
-        return r;
-    r = copy_entries(t, dst);
-    kv_meta m;
-    if (r == 0)
-        r = kv_meta_current(dst, &m);
-    if (r == 0) /* no slack after the data: the copy is as small as it gets */
-        r = kv_os_truncate(fd, m.hwm * dst->psize);
-    kvmap_close(dst);
-    /* nobody else has the new file open: no lock file needs to stay */
+    if (r == 0) {
+        r = copy_entries(t, dst);
+        kv_meta m;
+        if (r == 0)
+            r = kv_meta_current(dst, &m);
+        if (r == 0) /* no slack after the data: the copy is as small as it gets */
+            r = kv_os_truncate(fd, m.hwm * dst->psize);
+        kvmap_close(dst);
+    }
+    /* nobody else has the new file open: no lock file needs to stay (nor
+     * when the open failed after making one) */
     size_t n = strlen(path);
     char *lpath = malloc(n + 6);
     if (lpath) {

@@ -46,6 +46,10 @@ int kv__corrupt(const char *file, int line);
 
 /* ---- os.c --------------------------------------------------------------- */
 int kv_os_open(const char *path, bool rdonly, bool create, unsigned mode, int *fd);
+int kv_os_open_lock(const char *path, unsigned mode, int *fd);
+int kv_os_create_excl(const char *path, unsigned mode, int *fd);
+int kv_os_lock(int fd, int type, uint64_t at, bool wait); /* F_RDLCK F_WRLCK F_UNLCK */
+int kv_os_lock_held(int fd, uint64_t at);                  /* 1, 0 or -errno */
 int kv_os_size(int fd, uint64_t *size);
 int kv_os_identity(int fd, uint64_t *dev, uint64_t *ino);
 int kv_os_pread(int fd, void *buf, size_t len, uint64_t off);

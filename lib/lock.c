@@ -77,22 +77,13 @@ enum { LOCK_WRITER = 0, LOCK_USERS = 1, LOCK_SLOT0 = 2 };
 
 static int ofd_lock(int fd, short type, off_t at, bool wait)
 {
-    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
-    for (;;) {
-        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
-            return 0;
-        if (errno != EINTR)
-            return -errno;
-    }
+    return kv_os_lock(fd, type, (uint64_t)at, wait);
 }
 
 /* Is byte `at` locked through another open file description? */
 static bool ofd_held(int fd, off_t at)
 {
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
-    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-        return true; /* cannot tell: assume alive */
-    return fl.l_type != F_UNLCK;
+    return kv_os_lock_held(fd, (uint64_t)at) != 0; /* an error: cannot tell, assume alive */
 }
 
 static size_t lock_size(unsigned nslots)
@@ -165,10 +156,10 @@ int kv_lock_open(kvmap *db, const char *path, unsigned mode)
         return -ENOMEM;
     memcpy(lpath, path, n);
     memcpy(lpath + n, "-lock", 6);
-    int fd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    int fd = -1;
+    int e = kv_os_open_lock(lpath, mode, &fd);
     free(lpath);
-    if (fd < 0) {
-        int e = -errno;
+    if (e < 0) {
         /* a read-only medium: no writer can exist */
         if (e == -EROFS && (db->flags & KVMAP_RDONLY))
             return private_table(db);

@@ -1,6 +1,8 @@
 /*
- * os.c - every system call kvmap makes on the database file, in one place:
- * the seam where tests observe flushes (kvmap__set_sync_hook).
+ * os.c - every system call kvmap makes on the database file, its lock file
+ * and a copy's file, in one place: the seam where tests observe flushes
+ * (kvmap__set_sync_hook) and make calls fail (kvmap__fault_set).
+ * (close(2) is not routed here: its errors are ignored anyway.)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,11 +25,61 @@ void kvmap__set_sync_hook(kvmap__sync_hook_fn *fn, void *ctx)
     sync_hook_ctx = ctx;
 }
 
+/* ---- fault injection (testhook.h) --------------------------------------- */
+
+static unsigned fault_kinds; /* the armed kinds; 0: disarmed */
+static uint64_t fault_nth, fault_ncalls, fault_nhits;
+static int fault_errno;
+static bool fault_persistent;
+
+void kvmap__fault_set(unsigned kinds, uint64_t nth, int err)
+{
+    __atomic_store_n(&fault_kinds, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fault_ncalls, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&fault_nhits, 0, __ATOMIC_RELAXED);
+    fault_nth = nth;
+    fault_errno = err < 0 ? -err : err;
+    fault_persistent = kinds & KVMAP__FAULT_PERSISTENT;
+    if (nth && fault_errno && (kinds & KVMAP__FAULT_ALL))
+        __atomic_store_n(&fault_kinds, kinds & KVMAP__FAULT_ALL, __ATOMIC_RELEASE);
+}
+
+uint64_t kvmap__fault_calls(void)
+{
+    return __atomic_load_n(&fault_ncalls, __ATOMIC_RELAXED);
+}
+
+uint64_t kvmap__fault_hits(void)
+{
+    return __atomic_load_n(&fault_nhits, __ATOMIC_RELAXED);
+}
+
+static int fault_count(void)
+{
+    uint64_t n = __atomic_add_fetch(&fault_ncalls, 1, __ATOMIC_RELAXED);
+    if (n != fault_nth && !(fault_persistent && n > fault_nth))
+        return 0;
+    __atomic_add_fetch(&fault_nhits, 1, __ATOMIC_RELAXED);
+    return -fault_errno;
+}
+
+/* 0, or the injected -errno for this call of the given kind.  Disarmed:
+ * one load and one predictable branch. */
+static inline int fault(unsigned kind)
+{
+    if (KV_LIKELY(!(__atomic_load_n(&fault_kinds, __ATOMIC_ACQUIRE) & kind)))
+        return 0;
+    return fault_count();
+}
+
 int kv_os_open(const char *path, bool rdonly, bool create, unsigned mode, int *fd)
 {
     int flags = (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     if (create && !rdonly)
         flags |= O_CREAT;
+    int r = fault(KVMAP__FAULT_OPEN);
+    if (r < 0)
+        return r;
     int f;
     do
         f = open(path, flags, mode);
@@ -57,6 +109,64 @@ int kv_os_identity(int fd, uint64_t *dev, uint64_t *ino)
     return 0;
 }
 
+/* The lock file, read-write, created when missing. */
+int kv_os_open_lock(const char *path, unsigned mode, int *fd)
+{
+    int r = fault(KVMAP__FAULT_OPEN);
+    if (r < 0)
+        return r;
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+    if (f < 0)
+        return -errno;
+    *fd = f;
+    return 0;
+}
+
+/* A new file that must not exist yet (a copy's), write-only. */
+int kv_os_create_excl(const char *path, unsigned mode, int *fd)
+{
+    int r = fault(KVMAP__FAULT_OPEN);
+    if (r < 0)
+        return r;
+    int f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (f < 0)
+        return -errno;
+    *fd = f;
+    return 0;
+}
+
+/* Set (F_RDLCK, F_WRLCK) or clear (F_UNLCK) the OFD lock on byte `at`;
+ * wait: block until it is granted.  Faults are injected into acquisitions
+ * only: every caller handles their failure, none can handle an unlock's. */
+int kv_os_lock(int fd, int type, uint64_t at, bool wait)
+{
+    if (type != F_UNLCK) {
+        int r = fault(KVMAP__FAULT_FCNTL);
+        if (r < 0)
+            return r;
+    }
+    struct flock fl = {.l_type = (short)type, .l_whence = SEEK_SET, .l_start = (off_t)at,
+                       .l_len = 1};
+    for (;;) {
+        if (fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl) == 0)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+/* 1 when byte `at` is locked through another open file description, 0 when
+ * not, or -errno (F_OFD_GETLK: no fault is injected, its only caller takes
+ * an error for "held" anyway). */
+int kv_os_lock_held(int fd, uint64_t at)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)at,
+                       .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return -errno;
+    return fl.l_type != F_UNLCK;
+}
+
 /* The file's length.  lseek, not fstat: on kernels with fine-grained
  * timestamps, a stat marks the times as seen, and the next write through the
  * map then takes a new mtime, so every commit's flush would also write the
@@ -64,6 +174,9 @@ int kv_os_identity(int fd, uint64_t *dev, uint64_t *ino)
  * pwrite ignore the file offset this moves. */
 int kv_os_size(int fd, uint64_t *size)
 {
+    int r = fault(KVMAP__FAULT_LSEEK);
+    if (r < 0)
+        return r;
     off_t end = lseek(fd, 0, SEEK_END);
     if (end < 0)
         return -errno;
@@ -75,6 +188,9 @@ int kv_os_pread(int fd, void *buf, size_t len, uint64_t off)
 {
     uint8_t *b = buf;
     while (len > 0) {
+        int r = fault(KVMAP__FAULT_PREAD);
+        if (r < 0)
+            return r;
         ssize_t n = pread(fd, b, len, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
@@ -93,6 +209,9 @@ int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
     const uint8_t *b = buf;
     while (len > 0) {
+        int r = fault(KVMAP__FAULT_PWRITE);
+        if (r < 0)
+            return r;
         ssize_t n = pwrite(fd, b, len, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
@@ -109,6 +228,9 @@ int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off)
  * underneath it, so the map never moves and pointers into it stay valid. */
 int kv_os_map(int fd, size_t len, bool writable, uint8_t **map)
 {
+    int r = fault(KVMAP__FAULT_MMAP);
+    if (r < 0)
+        return r;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
     void *m = mmap(NULL, len, prot, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (m == MAP_FAILED)
@@ -148,6 +270,9 @@ int kv_os_grow(int fd, uint64_t from, uint64_t to)
 {
     if (to <= from)
         return 0;
+    int r = fault(KVMAP__FAULT_FALLOCATE);
+    if (r < 0)
+        return r;
     int e = posix_fallocate(fd, (off_t)from, (off_t)(to - from));
     if (e == 0)
         return 0;
@@ -157,7 +282,7 @@ int kv_os_grow(int fd, uint64_t from, uint64_t to)
     static const uint8_t zeros[65536];
     for (uint64_t off = from; off < to;) {
         size_t n = to - off < sizeof zeros ? (size_t)(to - off) : sizeof zeros;
-        int r = kv_os_pwrite(fd, zeros, n, off);
+        r = kv_os_pwrite(fd, zeros, n, off);
         if (r < 0)
             return r;
         off += n;
@@ -167,6 +292,9 @@ int kv_os_grow(int fd, uint64_t from, uint64_t to)
 
 int kv_os_truncate(int fd, uint64_t size)
 {
+    int r = fault(KVMAP__FAULT_FTRUNCATE);
+    if (r < 0)
+        return r;
     return ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
 }
 
@@ -176,6 +304,9 @@ int kv_os_flush(int fd, uint8_t *map, size_t len)
 {
     if (sync_hook)
         sync_hook(sync_hook_ctx, fd);
+    int r = fault(KVMAP__FAULT_MSYNC);
+    if (r < 0)
+        return r;
     if (msync(map, len, MS_SYNC) < 0)
         return -errno;
     return 0;
@@ -184,6 +315,9 @@ int kv_os_flush(int fd, uint8_t *map, size_t len)
 /* Flush a file that is not a database being committed (a copy). */
 int kv_os_sync_file(int fd)
 {
+    int r = fault(KVMAP__FAULT_FDATASYNC);
+    if (r < 0)
+        return r;
     return fdatasync(fd) < 0 ? -errno : 0;
 }
 
@@ -191,6 +325,9 @@ int kv_os_fsync(int fd)
 {
     if (sync_hook)
         sync_hook(sync_hook_ctx, fd);
+    int r = fault(KVMAP__FAULT_FDATASYNC);
+    if (r < 0)
+        return r;
     return fdatasync(fd) < 0 ? -errno : 0;
 }
 

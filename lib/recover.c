@@ -38,11 +38,16 @@
 
 /* ---- reading both metas from the file ----------------------------------- */
 
-static void scan_one(int fd, uint64_t size, uint64_t off, uint32_t want_ps, kv_meta_scan *s)
+/* One meta page at off, when the file reaches it.  A read error fails the
+ * scan: taking the other meta instead would roll back a sound commit. */
+static int scan_one(int fd, uint64_t size, uint64_t off, uint32_t want_ps, kv_meta_scan *s)
 {
     uint8_t buf[KV_META_SIZE];
-    if (off + KV_META_SIZE > size || kv_os_pread(fd, buf, sizeof buf, off) < 0)
-        return;
+    if (off + KV_META_SIZE > size)
+        return 0;
+    int r = kv_os_pread(fd, buf, sizeof buf, off);
+    if (r < 0)
+        return r == KVMAP_INVALID ? -EIO : r; /* shorter than at the size check */
     kv_meta m;
     enum kv_meta_state st = kv_meta_decode(buf, sizeof buf, &m);
     unsigned slot = off != 0;
@@ -61,6 +66,7 @@ static void scan_one(int fd, uint64_t size, uint64_t off, uint32_t want_ps, kv_m
         if (!s->page_size)
             s->page_size = m.page_size;
     }
+    return 0;
 }
 
 /* Read both metas.  Meta 0 names the page size, and so where meta 1 is; if
@@ -69,15 +75,19 @@ int kv_meta_read(int fd, uint64_t size, kv_meta_scan *s)
 {
     memset(s, 0, sizeof *s);
     s->state[0] = s->state[1] = KV_META_NOT_KVMAP;
-    scan_one(fd, size, 0, 0, s);
+    int r = scan_one(fd, size, 0, 0, s);
+    if (r < 0)
+        return r;
     if (s->page_size) {
-        scan_one(fd, size, s->page_size, s->page_size, s);
+        r = scan_one(fd, size, s->page_size, s->page_size, s);
     } else {
-        for (uint32_t ps = KV_MIN_PAGE; ps <= KV_MAX_PAGE && !s->page_size; ps *= 2)
-            scan_one(fd, size, ps, ps, s);
+        for (uint32_t ps = KV_MIN_PAGE; ps <= KV_MAX_PAGE && !s->page_size && r == 0; ps *= 2)
+            r = scan_one(fd, size, ps, ps, s);
         if (s->page_size && s->state[0] == KV_META_NOT_KVMAP && s->magic)
             s->state[0] = KV_META_BAD;
     }
+    if (r < 0)
+        return r;
     if (s->newer)
         return KVMAP_VERSION;
     if (!s->magic)

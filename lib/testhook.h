@@ -7,6 +7,8 @@
 #ifndef KVMAP_TESTHOOK_H
 #define KVMAP_TESTHOOK_H
 
+#include <stdint.h>
+
 #include "kvmap.h"
 
 /*
@@ -19,5 +21,52 @@
  */
 typedef void kvmap__sync_hook_fn(void *ctx, int fd);
 KVMAP_API void kvmap__set_sync_hook(kvmap__sync_hook_fn *fn, void *ctx);
+
+/*
+ * Fault injection in lib/os.c, the one place that makes system calls on the
+ * database file, its lock file and a copy's file.  Each kind names the calls
+ * that can be made to fail:
+ *   MSYNC      the flush of a durable commit (kv_os_flush)
+ *   FDATASYNC  the flush of a new file and of a copy
+ *   FALLOCATE  growing the file (posix_fallocate, or its zero-filling stand-in)
+ *   FTRUNCATE  shrinking the file, resetting the lock file
+ *   PWRITE     each pwrite(2) (a new file, the lock file, a copy)
+ *   MMAP       mapping the database and the lock file
+ *   OPEN       opening the database, the lock file, a copy's new file
+ *   FCNTL      acquiring an OFD lock (F_OFD_SETLK, F_OFD_SETLKW with
+ *              F_RDLCK/F_WRLCK): unlocks and F_OFD_GETLK never fail here,
+ *              since no caller could do anything with their error.  A failed
+ *              try-lock reads to its caller as "held by someone else".
+ *   PREAD      each pread(2) (meta pages at open, the lock file's header)
+ *   LSEEK      reading the file's length (kv_os_size)
+ * A call fails before the system call is made, with the error the real call
+ * would return (-err); nothing reaches the file.
+ *
+ * kvmap__fault_set(kinds, nth, err) resets both counters and arms: the nth
+ * call (1-based), counted over all the kinds given, fails with -err; with
+ * KVMAP__FAULT_PERSISTENT or'ed into kinds, so does every later one of those
+ * kinds.  nth 0 (or err 0) disarms; nth UINT64_MAX only counts.
+ * kvmap__fault_calls: calls of the armed kinds since; kvmap__fault_hits:
+ * those that were made to fail.
+ * Process-wide, counters atomic; disarmed, each call costs one load and one
+ * predictable branch.  Not meant to be re-armed while transactions run.
+ */
+enum {
+    KVMAP__FAULT_MSYNC = 1,
+    KVMAP__FAULT_FDATASYNC = 2,
+    KVMAP__FAULT_FALLOCATE = 4,
+    KVMAP__FAULT_FTRUNCATE = 8,
+    KVMAP__FAULT_PWRITE = 16,
+    KVMAP__FAULT_MMAP = 32,
+    KVMAP__FAULT_OPEN = 64,
+    KVMAP__FAULT_FCNTL = 128,
+    KVMAP__FAULT_PREAD = 256,
+    KVMAP__FAULT_LSEEK = 512,
+    KVMAP__FAULT_ALL = 1023,
+    KVMAP__FAULT_PERSISTENT = 1u << 16
+};
+KVMAP_API void kvmap__fault_set(unsigned kinds, uint64_t nth, int err);
+KVMAP_API uint64_t kvmap__fault_calls(void);
+KVMAP_API uint64_t kvmap__fault_hits(void);
 
 #endif
