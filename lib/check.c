@@ -45,6 +45,7 @@ int kvmap_check(kvmap_txn *t, kvmap_check_fn *report, void *ctx)
 {
     if (!t)
         return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(t->db);
     /* problems of the meta itself are not page-bound: page 0 (kvmap.h) */
     kv_walk w = {.ops = &map_ops, .src = t, .m = &t->m, .psize = t->db->psize,
                  .txnid = t->txnid, .meta_pg = 0, .report = report, .ctx = ctx};

@@ -96,6 +96,7 @@ int kvmap_copy(kvmap *db, const char *path, unsigned flags)
 {
     if (!db || !path || (flags & ~KVMAP_COPY_COMPACT))
         return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(db);
     int fd = -1;
     int r = create_excl(path, &fd);
     if (r < 0)

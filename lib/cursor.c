@@ -28,6 +28,7 @@ int kvmap_cursor_open(kvmap_txn *txn, kvmap_cursor **cur)
 {
     if (!txn || !cur)
         return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(txn->db);
     kvmap_cursor *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
@@ -116,11 +117,15 @@ static int edge(kvmap_cursor *c, bool last, kvmap_val *key, kvmap_val *val)
 
 int kvmap_cursor_first(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
 {
+    if (c)
+        KV_CHECK_FORK(c->txn->db);
     return edge(c, false, key, val);
 }
 
 int kvmap_cursor_last(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
 {
+    if (c)
+        KV_CHECK_FORK(c->txn->db);
     return edge(c, true, key, val);
 }
 
@@ -167,11 +172,15 @@ static int step(kvmap_cursor *c, bool back, kvmap_val *key, kvmap_val *val)
 
 int kvmap_cursor_next(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
 {
+    if (c)
+        KV_CHECK_FORK(c->txn->db);
     return step(c, false, key, val);
 }
 
 int kvmap_cursor_prev(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
 {
+    if (c)
+        KV_CHECK_FORK(c->txn->db);
     return step(c, true, key, val);
 }
 
@@ -180,6 +189,7 @@ int kvmap_cursor_seek(kvmap_cursor *c, kvmap_val target, kvmap_val *key, kvmap_v
     if (!c || (target.size && !target.data))
         return KVMAP_BAD_ARG;
     kvmap_txn *t = c->txn;
+    KV_CHECK_FORK(t->db);
     if (target.size > kv_max_key(t->db->psize))
         return KVMAP_KEY_SIZE;
     kv_path path;
@@ -197,6 +207,7 @@ int kvmap_cursor_del(kvmap_cursor *c)
     if (!c)
         return KVMAP_BAD_ARG;
     kvmap_txn *t = c->txn;
+    KV_CHECK_FORK(t->db);
     if (t->rdonly)
         return KVMAP_BAD_TXN;
     if (!c->positioned)

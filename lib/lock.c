@@ -223,9 +223,16 @@ void kv_lock_close(kvmap *db)
 }
 
 /* In a forked child: drop this process's copies without touching the
- * locks, which belong to the parent's open file description. */
+ * locks, which belong to the parent's open file description.  The map
+ * too: a mapping holds a reference to the description, and would keep the
+ * parent's locks alive after the parent closed it or died. */
 void kv_lock_forget(kvmap *db)
 {
+    if (db->lshared)
+        kv_os_unmap(db->lmap, db->lsize);
+    if (db->lshared || db->lfd >= 0)
+        db->lmap = NULL; /* a private table stays: it is this process's memory */
+    db->lshared = false;
     if (db->lfd >= 0)
         close(db->lfd);
     db->lfd = -1;
@@ -513,6 +520,7 @@ int kvmap_reader_list(kvmap *db, kvmap_reader_info *out, unsigned max, unsigned 
 {
     if (!db || !count || (max && !out))
         return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(db);
     unsigned n = 0;
     pthread_mutex_lock(&db->smutex);
     for (unsigned i = 0; i < db->nslots; i++) {
@@ -538,6 +546,7 @@ int kvmap_reader_check(kvmap *db, unsigned *cleared)
 {
     if (!db)
         return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(db);
     unsigned n = reclaim_stale(db, false, 0);
     if (cleared)
         *cleared = n;

@@ -1,0 +1,314 @@
+/*
+ * check_process.c - DESIGN 9: handles across fork(), a reader that cannot
+ * use the lock file, a thread that begins a second write transaction.
+ *
+ * Every wait is guarded by an alarm in the child doing it, so that a
+ * regression (a wedged file) fails the test instead of hanging it.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kvmap.h"
+#include "testutil.h"
+
+/* An alarm that kills only this process (Check's SIGALRM handler, which
+ * the test inherited, would kill the whole test). */
+static void guard(unsigned seconds)
+{
+    signal(SIGALRM, SIG_DFL);
+    alarm(seconds);
+}
+
+/* Run fn(path) in a child with a 10-second alarm; its exit status. */
+static int in_child(const char *path, int (*fn)(const char *))
+{
+    pid_t pid = tu_fork();
+    if (pid == 0) {
+        guard(10);
+        _exit(fn(path));
+    }
+    int st;
+    tu_waitpid(pid, &st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st); /* 142: SIGALRM, it hung */
+    return WEXITSTATUS(st);
+}
+
+static int open_put_get(const char *path)
+{
+    kvmap *db;
+    if (tu_open(path, 0, 0, &db) != 0)
+        return 3;
+    kvmap_txn *t;
+    if (kvmap_begin(db, 0, &t) != 0 || kvmap_put(t, tu_str("k2"), tu_str("v2"), 0) != 0 ||
+        kvmap_commit(t) != 0)
+        return 4;
+    kvmap_close(db);
+    return 0;
+}
+
+static char *make_db(char **dir)
+{
+    *dir = tu_mkdtemp();
+    char *p = tu_path(*dir, "db");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(p, KVMAP_CREATE, 0, &db));
+    kvmap_txn *t = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_put(t, tu_str("k"), tu_str("v"), 0));
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+    return p;
+}
+
+/* The parent closes while a child that inherited the handle lives: later
+ * opens, in any process, must not wait. */
+START_TEST(test_fork_parent_closes)
+{
+    char *dir, *p = make_db(&dir);
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(p, 0, 0, &db));
+    kvmap_txn *r = tu_rbegin(db); /* a reader slot and its lock, inherited */
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t child = tu_fork();
+    if (child == 0) { /* lives on, holding its copies, until told */
+        close(go[1]);
+        char c;
+        guard(20);
+        (void)tu_read_full(go[0], &c, 1);
+        _exit(0);
+    }
+    close(go[0]);
+    kvmap_abort(r);
+    kvmap_close(db);
+    int rc = in_child(p, open_put_get);
+    ck_assert_msg(rc == 0, "open after the parent closed, child alive: status %d%s", rc,
+                  rc == 142 ? " (hung)" : "");
+    ck_assert_kv_ok(tu_open(p, 0, 0, &db)); /* and here too */
+    kvmap_close(db);
+    ck_assert_int_eq(tu_write_full(go[1], "x", 1), 0);
+    close(go[1]);
+    int st;
+    tu_waitpid(child, &st);
+    tu_rmtree(dir);
+    free(p);
+    free(dir);
+}
+END_TEST
+
+/* A child whose parent exited (without closing) leaves nothing locked: a
+ * writer opens and commits, and the dead parent's reader slot is reclaimed. */
+START_TEST(test_fork_parent_exits)
+{
+    char *dir, *p = make_db(&dir);
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t parent = tu_fork();
+    if (parent == 0) {
+        kvmap *db;
+        if (tu_open(p, 0, 0, &db) != 0)
+            _exit(3);
+        kvmap_txn *w;
+        if (kvmap_begin(db, 0, &w) != 0) /* holds the writer lock at the fork */
+            _exit(4);
+        if (tu_fork() == 0) { /* the grandchild outlives its parent */
+            close(go[1]);
+            char c;
+            guard(20);
+            (void)tu_read_full(go[0], &c, 1);
+            _exit(0);
+        }
+        _exit(0); /* dies holding its write transaction */
+    }
+    close(go[0]);
+    int st;
+    tu_waitpid(parent, &st);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "parent: status %d", st);
+    int rc = in_child(p, open_put_get);
+    ck_assert_msg(rc == 0, "a writer after the parent died, its child alive: status %d%s", rc,
+                  rc == 142 ? " (hung)" : "");
+    ck_assert_int_eq(tu_write_full(go[1], "x", 1), 0);
+    close(go[1]);
+    tu_rmtree(dir);
+    free(p);
+    free(dir);
+}
+END_TEST
+
+/* Two children using the inherited handle: every call fails at once with
+ * KVMAP_FORKED, the file is untouched, and close frees only their memory. */
+static int use_inherited(kvmap *db, kvmap_txn *inherited_read, kvmap_txn *inherited_write)
+{
+    kvmap_txn *t = (kvmap_txn *)(uintptr_t)1;
+    kvmap_val v;
+    kvmap_stat st;
+    kvmap_rollback rb;
+    if (kvmap_begin(db, 0, &t) != KVMAP_FORKED || t != (kvmap_txn *)(uintptr_t)1)
+        return 10;
+    if (kvmap_begin(db, KVMAP_TXN_RDONLY, &t) != KVMAP_FORKED)
+        return 11;
+    if (kvmap_get(inherited_read, tu_str("k"), &v) != KVMAP_FORKED)
+        return 12;
+    if (kvmap_stat_get(inherited_read, &st) != KVMAP_FORKED)
+        return 13;
+    if (kvmap_put(inherited_write, tu_str("child"), tu_str("x"), 0) != KVMAP_FORKED)
+        return 14;
+    if (kvmap_del(inherited_write, tu_str("k")) != KVMAP_FORKED)
+        return 15;
+    if (kvmap_rollback_get(db, &rb) != KVMAP_FORKED)
+        return 16;
+    if (kvmap_commit(inherited_write) != KVMAP_FORKED) /* frees the child's copy */
+        return 17;
+    kvmap_abort(inherited_read);
+    kvmap_close(db);
+    return 0;
+}
+
+START_TEST(test_fork_children_use_handle)
+{
+    char *dir, *p = make_db(&dir);
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(p, 0, 0, &db));
+    kvmap_txn *r = tu_rbegin(db), *w = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_put(w, tu_str("parent"), tu_str("p"), 0));
+    size_t before_len;
+    uint8_t *before = tu_read_file(p, &before_len);
+    pid_t kids[2];
+    for (int i = 0; i < 2; i++) {
+        kids[i] = tu_fork();
+        if (kids[i] == 0) {
+            guard(10);
+            _exit(use_inherited(db, r, w));
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int st;
+        tu_waitpid(kids[i], &st);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status %d", i, st);
+    }
+    ck_assert_int_eq(tu_file_equals_buf(p, before, before_len), 1);
+    free(before);
+    /* the parent's transactions are intact */
+    kvmap_val v;
+    ck_assert_kv_ok(kvmap_get(r, tu_str("k"), &v));
+    ck_assert_kv_ok(kvmap_commit(w));
+    kvmap_abort(r);
+    r = tu_rbegin(db);
+    ck_assert_kv_ok(kvmap_get(r, tu_str("parent"), &v));
+    ck_assert_kv_rc(kvmap_get(r, tu_str("child"), &v), KVMAP_NOTFOUND);
+    kvmap_abort(r);
+    tu_check_db(db);
+    kvmap_close(db);
+    /* a child that opens the database itself works */
+    ck_assert_int_eq(in_child(p, open_put_get), 0);
+    tu_rmtree(dir);
+    free(p);
+    free(dir);
+}
+END_TEST
+
+/* A reader whose lock file it cannot write gets -EACCES; KVMAP_NOLOCK reads. */
+static int read_as_nobody(const char *path)
+{
+    if (setgid(65534) != 0 || setuid(65534) != 0)
+        return 77;
+    kvmap *db = (kvmap *)(uintptr_t)1;
+    kvmap_options o = {.flags = KVMAP_RDONLY};
+    int rc = kvmap_open(path, &o, &db);
+    if (rc != -EACCES)
+        return 20;
+    o.flags = KVMAP_RDONLY | KVMAP_NOLOCK;
+    if (kvmap_open(path, &o, &db) != 0)
+        return 21;
+    kvmap_txn *t;
+    kvmap_val v;
+    if (kvmap_begin(db, KVMAP_TXN_RDONLY, &t) != 0 || kvmap_get(t, tu_str("k"), &v) != 0 ||
+        !tu_val_eq_str(v, "v"))
+        return 22;
+    kvmap_abort(t);
+    kvmap_close(db);
+    return 0;
+}
+
+START_TEST(test_reader_without_lock_access)
+{
+    if (geteuid() != 0) {
+        fprintf(stderr, "test_reader_without_lock_access: needs root to switch uid\n");
+        return;
+    }
+    char *dir, *p = make_db(&dir);
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    ck_assert_int_eq(chmod(p, 0644), 0);
+    char *lp = tu_path(dir, "db-lock");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(p, 0, 0, &db)); /* the writer keeps it open: lock file 0644 */
+    ck_assert_int_eq(chmod(lp, 0644), 0);
+    int rc = in_child(p, read_as_nobody);
+    kvmap_close(db);
+    ck_assert_msg(rc == 0, "reader as another user: status %d", rc);
+    free(lp);
+    tu_rmtree(dir);
+    free(p);
+    free(dir);
+}
+END_TEST
+
+/* A second write transaction in a thread that holds one: an error, at once. */
+START_TEST(test_nested_writer)
+{
+    char *dir, *p = make_db(&dir);
+    kvmap *a, *b;
+    ck_assert_kv_ok(tu_open(p, 0, 0, &a));
+    ck_assert_kv_ok(tu_open(p, 0, 0, &b));
+    kvmap_txn *w = tu_wbegin(a), *w2 = (kvmap_txn *)(uintptr_t)1;
+    alarm(10); /* a deadlock fails the test (Check reports the signal) */
+    ck_assert_kv_rc(kvmap_begin(a, 0, &w2), KVMAP_BAD_TXN);
+    ck_assert_kv_rc(kvmap_begin(b, 0, &w2), KVMAP_BAD_TXN);
+    ck_assert_ptr_eq(w2, (kvmap_txn *)(uintptr_t)1);
+    /* reads are fine meanwhile */
+    kvmap_txn *r = tu_rbegin(b);
+    kvmap_abort(r);
+    ck_assert_kv_ok(kvmap_put(w, tu_str("x"), tu_str("y"), 0));
+    ck_assert_kv_ok(kvmap_commit(w));
+    w = tu_wbegin(b); /* and once it ended, the thread writes again */
+    ck_assert_kv_ok(kvmap_commit(w));
+    alarm(0);
+    kvmap_close(b);
+    kvmap_close(a);
+    tu_rmtree(dir);
+    free(p);
+    free(dir);
+}
+END_TEST
+
+static Suite *process_suite(void)
+{
+    Suite *s = suite_create("process");
+    TCase *tc = tcase_create("fork");
+    tcase_add_test(tc, test_fork_parent_closes);
+    tcase_add_test(tc, test_fork_parent_exits);
+    tcase_add_test(tc, test_fork_children_use_handle);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("misuse");
+    tcase_add_test(tc, test_reader_without_lock_access);
+    tcase_add_test(tc, test_nested_writer);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(process_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
