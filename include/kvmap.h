@@ -263,6 +263,15 @@ KVMAP_API int kvmap_stat_get(kvmap_txn *txn, kvmap_stat *st);
  */
 KVMAP_API int kvmap_copy(kvmap *db, const char *path, unsigned flags);
 
+/*
+ * Whether a process has the database at path open now: 1 when its lock file
+ * PATH-lock shows a user, 0 when not (or there is no lock file).  For tools
+ * that would replace the file (a file replaced under an open handle splits
+ * the database in two: its later commits go to the old inode).
+ * Errors: KVMAP_BAD_ARG, -errno (other than -ENOENT).
+ */
+KVMAP_API int kvmap_in_use(const char *path);
+
 /* The longest key this database accepts (depends on its page size). */
 KVMAP_API size_t kvmap_max_key_size(const kvmap *db);
 

@@ -516,6 +516,27 @@ uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active)
 
 /* ---- the public inspection calls ---------------------------------------- */
 
+int kvmap_in_use(const char *path)
+{
+    if (!path)
+        return KVMAP_BAD_ARG;
+    size_t n = strlen(path);
+    char *lpath = malloc(n + 6);
+    if (!lpath)
+        return -ENOMEM;
+    memcpy(lpath, path, n);
+    memcpy(lpath + n, "-lock", 6);
+    int fd = open(lpath, O_RDONLY | O_CLOEXEC);
+    free(lpath);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = LOCK_USERS, .l_len = 1};
+    int r = fcntl(fd, F_OFD_GETLK, &fl) < 0 ? -errno : fl.l_type != F_UNLCK;
+    close(fd);
+    return r;
+}
+
+
 int kvmap_reader_list(kvmap *db, kvmap_reader_info *out, unsigned max, unsigned *count)
 {
     if (!db || !count || (max && !out))

@@ -496,6 +496,13 @@ has out "^page 1: meta 1: the commit of txn 7 is not intact on disk"
 run 0 get bad.kvmap key00042
 is out value-42
 has err '^kvmap-cli: bad.kvmap: warning: the newest commit (txn 7) is damaged or incomplete; reading txn 6'
+has err 'reading txn 6: a page of the commit is damaged'
+# every command warns, and stat marks the rolled-back meta
+run 0 scan --count bad.kvmap
+has err 'warning: the newest commit (txn 7) is damaged or incomplete'
+run 0 stat --json bad.kvmap
+has err 'warning: the newest commit (txn 7)'
+has out '{"page": 1, "txn_id": 7, "valid": false, "current": false, "problem": "a page of the commit is damaged'
 same bad.kvmap bad.before
 run 4 dump --rescue bad.kvmap
 has err "page $p: checksum mismatch"
@@ -731,6 +738,26 @@ cp out a
 run 0 scan --to w src.kvmap
 same a out
 ls ./*.compact-* >/dev/null 2>&1 && fail "compact --force left a temporary file (or its lock)"
+
+# compacting onto the source itself, or onto a database a process has open,
+# is refused (the open handle's commits would go to a deleted file)
+run 3 compact --force src.kvmap src.kvmap
+has err 'is the source itself'
+"$HELPER" hold-reader dst.kvmap >hold.dst &
+hpid_dst=$!
+pids="$pids $hpid_dst"
+i=0
+while ! grep -q ready hold.dst 2>/dev/null && [ $i -lt 500 ]; do
+    sleep 0.01
+    i=$((i + 1))
+done
+run 3 compact --force src.kvmap dst.kvmap
+has err 'a process has this database open'
+kill "$hpid_dst"
+wait "$hpid_dst" 2>/dev/null || true
+# the sizes printed are the source's before and the copy's after
+run 0 compact --force src.kvmap dst.kvmap
+has out "src.kvmap: $(size src.kvmap) bytes -> dst.kvmap: $(size dst.kvmap) bytes"
 
 # ---- round trips with LMDB's tools ----------------------------------------------
 

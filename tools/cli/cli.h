@@ -101,7 +101,6 @@ int cli_finish_output(int status);
 int cli_open(const char *path, bool write, bool create, kvmap **db);
 /* Warn on stderr when txn reads an older snapshot than the newest valid meta
  * of the file: kvmap_open fell back because the last commit is damaged. */
-void cli_warn_rollback(const char *path, kvmap_txn *txn);
 /* Does path exist (as anything)? */
 bool cli_exists(const char *path);
 

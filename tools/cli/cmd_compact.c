@@ -47,12 +47,24 @@ int cmd_compact(const cli_cmd *cmd, int argc, char **argv)
     bool replace = cli_exists(dst);
     if (replace && !force)
         return cli_failf(EX_ERROR, dst, "file exists (use --force to replace it)");
+    struct stat ss, ds;
+    if (replace && stat(src, &ss) == 0 && stat(dst, &ds) == 0 && ss.st_dev == ds.st_dev &&
+        ss.st_ino == ds.st_ino)
+        return cli_failf(EX_ERROR, dst, "is the source itself: compact into another file");
+    int used = replace ? kvmap_in_use(dst) : 0;
+    if (used > 0)
+        return cli_failf(EX_ERROR, dst, "a process has this database open: replacing it would"
+                                        " send that process's commits to a deleted file");
+    uint64_t before = 0, after = 0;
+    int e = file_size(src, &before);
+    if (e < 0)
+        return cli_fail(src, e);
     kvmap *db;
     int st = cli_open(src, false, false, &db);
     if (st != EX_OK)
         return st;
     char *target = replace ? temp_name(dst) : NULL;
-    int e = replace && !target ? -ENOMEM : kvmap_copy(db, target ? target : dst,
+    e = replace && !target ? -ENOMEM : kvmap_copy(db, target ? target : dst,
                                                       KVMAP_COPY_COMPACT);
     kvmap_close(db);
     if (e == 0 && target && rename(target, dst) < 0) {
@@ -62,8 +74,7 @@ int cmd_compact(const cli_cmd *cmd, int argc, char **argv)
     free(target);
     if (e < 0)
         return cli_fail(e == -EEXIST || e == -EACCES || e == -ENOENT ? dst : src, e);
-    uint64_t before = 0, after = 0;
-    if ((e = file_size(src, &before)) < 0 || (e = file_size(dst, &after)) < 0)
+    if ((e = file_size(dst, &after)) < 0)
         return cli_fail(dst, e);
     printf("%s: %" PRIu64 " bytes -> %s: %" PRIu64 " bytes", src, before, dst, after);
     if (before > 0 && after <= before)

@@ -44,7 +44,6 @@ int cmd_get(const cli_cmd *cmd, int argc, char **argv)
     kvmap_val val;
     int r = 0;
     if (st == EX_OK && (r = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn)) == 0)
-        cli_warn_rollback(path, txn);
     if (st == EX_OK && r == 0 &&
         (r = kvmap_get(txn, (kvmap_val){key.data, key.size}, &val)) == 0) {
         cli_print(stdout, val.data, val.size, raw ? FMT_RAW : hex ? FMT_HEX : FMT_TEXT);

@@ -89,7 +89,6 @@ static int dump_db(dumper *d)
     kvmap_stat s;
     int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
     if (e == 0) {
-        cli_warn_rollback(d->path, txn);
         e = kvmap_stat_get(txn, &s);
         if (e == 0)
             e = kvmap_cursor_open(txn, &cur);

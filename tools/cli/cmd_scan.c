@@ -168,7 +168,6 @@ int cmd_scan(const cli_cmd *cmd, int argc, char **argv)
             uint64_t n = 0;
             int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
             if (e == 0) {
-                cli_warn_rollback(path, txn);
                 e = run_scan(txn, &r, &o, &n);
                 kvmap_abort(txn);
             }

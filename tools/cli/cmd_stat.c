@@ -15,6 +15,7 @@ typedef struct stat_view {
     unsigned readers;       /* read transactions of other processes and threads */
     kvmap_file_meta meta[2];
     int nmeta;              /* 2 when the raw metas were read */
+    kvmap_rollback rb;      /* a newest commit rolled back at open */
 } stat_view;
 
 static void json_string(const char *s)
@@ -110,6 +111,10 @@ static void read_metas(stat_view *v)
         return;
     for (unsigned s = 0; s < 2; s++) {
         kvmap_file_meta_get(f, s, &v->meta[s]);
+        if (v->rb.reason && v->rb.meta_slot == s && !v->meta[s].status) {
+            v->meta[s].status = KVMAP_CORRUPTED; /* it validates, but open rolled it back */
+            v->meta[s].problem = v->rb.problem;
+        }
         if (!v->meta[s].status && v->meta[s].txnid == v->st.txn_id)
             v->hwm = v->meta[s].hwm;
     }
@@ -131,11 +136,12 @@ int cmd_stat(const cli_cmd *cmd, int argc, char **argv)
     kvmap_txn *txn;
     int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
     if (e == 0) {
-        cli_warn_rollback(v.path, txn);
         e = kvmap_stat_get(txn, &v.st);
         if (e == 0) {
             v.readers = v.st.readers ? v.st.readers - 1 : 0; /* not our own */
-            read_metas(&v);
+            e = kvmap_rollback_get(db, &v.rb);
+            if (e == 0)
+                read_metas(&v);
         }
         kvmap_abort(txn);
     }

@@ -264,29 +264,30 @@ bool cli_exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
+/* Every command that opens the database says when it stands on a rolled-back
+ * newest commit. */
+static void warn_rollback(const char *path, kvmap *db)
+{
+    kvmap_rollback rb;
+    if (kvmap_rollback_get(db, &rb) == 0 && rb.reason)
+        fprintf(stderr, "%s: %s: warning: the newest commit (txn %llu) is damaged or"
+                " incomplete; reading txn %llu: %s (see '%s check')\n", prog, path,
+                (unsigned long long)rb.txnid, (unsigned long long)rb.current_txnid,
+                rb.problem, prog);
+}
+
 int cli_open(const char *path, bool write, bool create, kvmap **db)
 {
     /* readers verify the checksum of every page they read: a damaged page
      * is an error, never a wrong value printed */
     kvmap_options o = {.flags = write ? (create ? KVMAP_CREATE : 0) : KVMAP_RDONLY | KVMAP_VERIFY};
     int r = kvmap_open(path, &o, db);
-    if (r == 0)
+    if (r == 0) {
+        warn_rollback(path, *db);
         return EX_OK;
+    }
     if (r == KVMAP_INVALID && !cli_exists(path))
         r = -ENOENT;
     return cli_fail(path, r);
 }
 
-void cli_warn_rollback(const char *path, kvmap_txn *txn)
-{
-    kvmap_stat st;
-    kvmap_file *f;
-    kvmap_file_info fi;
-    if (kvmap_stat_get(txn, &st) < 0 || kvmap_file_open(path, &f) < 0)
-        return;
-    if (kvmap_file_info_get(f, &fi) == 0 && fi.meta_slot >= 0 && fi.txnid > st.txn_id)
-        fprintf(stderr, "%s: %s: warning: the newest commit (txn %llu) is damaged or"
-                " incomplete; reading txn %llu (see '%s check')\n", prog, path,
-                (unsigned long long)fi.txnid, (unsigned long long)st.txn_id, prog);
-    kvmap_file_close(f);
-}
