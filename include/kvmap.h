@@ -421,6 +421,21 @@ typedef struct kvmap_file_check_result {
 KVMAP_API int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
                                kvmap_file_check_result *res);
 
+/* Called by kvmap_file_free_pages per free page: pgno, and the transaction
+ * that freed it. */
+typedef void kvmap_free_fn(void *ctx, uint64_t pgno, uint64_t txnid);
+
+/*
+ * The pages the free tree of meta slot lists (slot -1: the meta that
+ * kvmap_file_check walks), each once, by walking its trees as
+ * kvmap_file_check does, silently: a page the key-value tree also reaches,
+ * one listed twice or past the high-water mark is not passed on, and the
+ * records of a damaged free-tree page are taken as they stand.  Their bytes
+ * are stale: whatever the page held before it was freed.
+ * Errors: KVMAP_NOTFOUND (that meta cannot be walked), KVMAP_BAD_ARG, -ENOMEM.
+ */
+KVMAP_API int kvmap_file_free_pages(kvmap_file *f, int slot, kvmap_free_fn *emit, void *ctx);
+
 /* Called by kvmap_file_rescue per entry, in key order; a non-zero return
  * stops the rescue, which then returns that value.  key and val are valid
  * during the call only. */
