@@ -122,6 +122,13 @@ KVMAP_API int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn);
  * commit returns that error and changes nothing.  For a read transaction it
  * is kvmap_abort.  Errors: the poisoning error, -ENOSPC/-EFBIG (file growth),
  * KVMAP_FULL, -EIO.
+ * The file grows (in kvmap_put, kvmap_del and kvmap_commit) by
+ * posix_fallocate or writes.  A process under a file size limit
+ * (RLIMIT_FSIZE, `ulimit -f`) that would pass it is sent SIGXFSZ, which kills
+ * it by default, mid-transaction: a program that sets or inherits such a
+ * limit should ignore SIGXFSZ (signal(SIGXFSZ, SIG_IGN)) to get -EFBIG
+ * instead, with the transaction poisoned and the file's committed state
+ * unchanged.
  */
 KVMAP_API int kvmap_commit(kvmap_txn *txn);
 
@@ -144,7 +151,8 @@ KVMAP_API int kvmap_get(kvmap_txn *txn, kvmap_val key, kvmap_val *val);
  * KVMAP_APPEND.  Values that do not fit half a page live in runs of
  * contiguous overflow pages.  Errors: KVMAP_EXISTS, KVMAP_KEY_SIZE,
  * KVMAP_VAL_SIZE, KVMAP_BAD_TXN (read-only or poisoned transaction),
- * KVMAP_BAD_ARG, KVMAP_FULL, KVMAP_CORRUPTED, -ENOSPC.  Any error but
+ * KVMAP_BAD_ARG, KVMAP_FULL, KVMAP_CORRUPTED, -ENOSPC, -EFBIG (see
+ * kvmap_commit on SIGXFSZ).  Any error but
  * KVMAP_EXISTS, KVMAP_KEY_SIZE, KVMAP_VAL_SIZE and KVMAP_BAD_ARG (which
  * change nothing) poisons the transaction.
  */

@@ -217,6 +217,37 @@ has err 'key not found: hello'
 run 0 del -x a.kvmap 00ff
 run 1 get -x a.kvmap 00ff
 
+# ---- a file size limit (ulimit -f): an error, not a kill -------------------------
+
+# lim.kvmap is a few pages; the limit (64 blocks: 32 or 64 KiB, as the shell
+# counts) lets it be but not grow to hold a load of 3000 entries
+"$CLI" put lim.kvmap keep kept || fail "put lim.kvmap"
+gen 3000 >lim.dump
+"$CLI" dump lim.kvmap >lim.before
+limited() { # STATUS ARGS...: kvmap-cli ARGS under ulimit -f 64, as run does
+    want=$1
+    shift
+    last="(ulimit -f 64; kvmap-cli $*)"
+    ran=$((ran + 1))
+    (ulimit -f 64 && exec "$CLI" "$@") >out 2>err
+    got=$?
+    [ "$got" -eq "$want" ] || fail "$last: exit status $got, expected $want"
+}
+limited 3 load -f lim.dump lim.kvmap
+oneline lim.kvmap
+has err '^kvmap-cli: lim.kvmap: File too large$'
+run 0 check lim.kvmap
+"$CLI" dump lim.kvmap | cmp -s - lim.before || fail "$last: lim.kvmap's data changed"
+awk 'BEGIN { while (n++ < 200000) printf "z" }' >lim.big
+limited 3 put lim.kvmap big - <lim.big
+has err '^kvmap-cli: lim.kvmap: File too large$'
+run 0 check lim.kvmap
+run 0 get lim.kvmap keep
+is out kept
+limited 3 load -f lim.dump limnew.kvmap
+has err '^kvmap-cli: limnew.kvmap: File too large$'
+[ -e limnew.kvmap ] && fail "$last: left a half-made limnew.kvmap"
+
 # ---- scan ----------------------------------------------------------------------
 
 for k in apple apricot banana blueberry cherry; do run 0 put s.kvmap "$k" "v-$k"; done

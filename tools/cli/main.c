@@ -6,6 +6,7 @@
  * The commands are listed in cli_commands below; each lives in the
  * cmd_*.c file of its group.  The man page is doc/kvmap-cli.1.
  */
+#include <signal.h>
 #include <string.h>
 
 #include "cli.h"
@@ -97,6 +98,9 @@ static const cli_cmd *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    /* past a file size limit (ulimit -f), a write fails with EFBIG and the
+     * transaction is abandoned, rather than the process killed mid-way */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2)
         return cli_usage(NULL, "missing COMMAND");
     const char *name = argv[1];
