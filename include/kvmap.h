@@ -82,7 +82,9 @@ typedef struct kvmap_val {
 typedef struct kvmap_options {
     unsigned flags;       /* KVMAP_CREATE, KVMAP_RDONLY, KVMAP_NOSYNC, KVMAP_VERIFY */
     unsigned page_size;   /* used when creating; 0 = 4096; a power of two, 512..65536 */
-    uint64_t max_size;    /* largest the file may grow; 0 = 1 TiB */
+    uint64_t max_size;    /* largest the file may grow; 0 = 1 TiB, or less (down to
+                             1 GiB) where that much address space cannot be
+                             reserved (ulimit -v, sanitizers, valgrind) */
     unsigned max_readers; /* 0 = default (126) */
     unsigned mode;        /* permission bits when creating; 0 = 0644 */
 } kvmap_options;

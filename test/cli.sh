@@ -120,7 +120,7 @@ data() { sed '1,/^HEADER=END$/d' "$@"; } # a dump without its header
 run 0 --version
 has out '^kvmap-cli [0-9][0-9.]* (libkvmap [0-9.]*)$'
 run 0 --help
-has out '^Usage: kvmap-cli COMMAND'
+has out '^Usage: kvmap-cli \[--max-size SIZE\] COMMAND'
 for c in get put del scan stat check dump load compact pages page readers; do
     run 0 "$c" --help
     has out "^Usage: kvmap-cli $c "
@@ -247,6 +247,32 @@ is out kept
 limited 3 load -f lim.dump limnew.kvmap
 has err '^kvmap-cli: limnew.kvmap: File too large$'
 [ -e limnew.kvmap ] && fail "$last: left a half-made limnew.kvmap"
+
+# ---- --max-size --------------------------------------------------------------------
+
+run 0 --max-size 64K put max.kvmap small one
+run 0 --max-size=64k put max.kvmap small two
+awk 'BEGIN { while (n++ < 200000) printf "m" }' >max.big
+runin 3 max.big --max-size 64K put max.kvmap big -
+oneline max.kvmap
+has err '^kvmap-cli: max.kvmap: database reached its max_size$'
+run 0 check max.kvmap
+run 0 get max.kvmap small
+is out two
+runin 0 max.big --max-size 1M put max.kvmap big -
+run 0 get --raw max.kvmap big
+same out max.big
+run 0 --max-size 1M get max.kvmap small
+is out two
+for bad in 12X 0 1KB K -1 99999999999999999999; do
+    run 2 --max-size "$bad" get max.kvmap small
+    oneline usage
+    has err "^kvmap-cli: usage: --max-size expects a size"
+done
+run 2 --max-size
+has err 'option --max-size needs a value'
+run 0 --help
+has out '^  --max-size SIZE'
 
 # ---- scan ----------------------------------------------------------------------
 

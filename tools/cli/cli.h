@@ -95,6 +95,13 @@ int cli_finish_output(int status);
 
 /* ---- databases ---------------------------------------------------------- */
 
+/* The global --max-size (kvmap_options.max_size for every open); 0: the
+ * library's default. */
+extern uint64_t cli_max_size;
+/* Parse a size: digits with an optional K, M, G or T (powers of 1024);
+ * false when it is not one, is zero or does not fit 64 bits. */
+bool cli_parse_size(const char *s, uint64_t *out);
+
 /* Open path for reading (KVMAP_RDONLY | KVMAP_VERIFY, never created) or
  * writing (created when create is set); on failure print the error and
  * return its status. */

@@ -279,7 +279,8 @@ static int load(loader *l, const char *path, uint64_t batch, unsigned flags)
     if (st != EX_OK)
         return st;
     bool existed = cli_exists(path);
-    kvmap_options o = {.flags = KVMAP_CREATE, .page_size = l->page_size};
+    kvmap_options o = {.flags = KVMAP_CREATE, .page_size = l->page_size,
+                       .max_size = cli_max_size};
     load_state s = {.path = path, .batch = batch, .flags = flags};
     int e = kvmap_open(path, &o, &s.db);
     if (e < 0)

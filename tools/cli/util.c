@@ -258,6 +258,30 @@ int cli_finish_output(int status)
 
 /* ---- databases ---------------------------------------------------------- */
 
+uint64_t cli_max_size;
+
+bool cli_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return false;
+    unsigned shift = 0;
+    if (*end) {
+        const char *units = "KMGT", *u = strchr(units, *end & ~0x20);
+        if (!u || !*u || end[1])
+            return false;
+        shift = 10 * (unsigned)(u - units + 1);
+    }
+    if (v == 0 || v > UINT64_MAX >> shift)
+        return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
 bool cli_exists(const char *path)
 {
     struct stat st;
@@ -268,7 +292,8 @@ int cli_open(const char *path, bool write, bool create, kvmap **db)
 {
     /* readers verify the checksum of every page they read: a damaged page
      * is an error, never a wrong value printed */
-    kvmap_options o = {.flags = write ? (create ? KVMAP_CREATE : 0) : KVMAP_RDONLY | KVMAP_VERIFY};
+    kvmap_options o = {.flags = write ? (create ? KVMAP_CREATE : 0) : KVMAP_RDONLY | KVMAP_VERIFY,
+                       .max_size = cli_max_size};
     int r = kvmap_open(path, &o, db);
     if (r == 0)
         return EX_OK;
