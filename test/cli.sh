@@ -217,6 +217,44 @@ has err 'key not found: hello'
 run 0 del -x a.kvmap 00ff
 run 1 get -x a.kvmap 00ff
 
+# ---- keys too long: the message gives the limit -----------------------------------
+
+# keyof N: a key of N bytes
+keyof() { awk -v n="$1" 'BEGIN { while (i++ < n) printf "k" }'; }
+# the limit said is the one that holds: a key that long is stored, one
+# byte more is refused, by every command that takes a key
+limit_of() { # DB: the limit its "key too long" message states
+    "$CLI" put "$1" "$(keyof 70000)" v 2>&1 | sed -n 's/.*, the limit is \([0-9]*\) (page size [0-9]*)$/\1/p'
+}
+printf 'VERSION=3\nformat=print\ndb_pagesize=512\nHEADER=END\n a\n b\nDATA=END\n' >k512.pdump
+runin 0 k512.pdump load k512.kvmap
+for db in a.kvmap k512.kvmap; do
+    ps=4096
+    [ "$db" = k512.kvmap ] && ps=512
+    lim=$(limit_of "$db")
+    [ -n "$lim" ] || fail "$db: no limit in the key-too-long message"
+    [ -n "$lim" ] || continue
+    over=$((lim + 1))
+    msg="key too long: $over bytes, the limit is $lim (page size $ps)\$"
+    run 0 put "$db" "$(keyof "$lim")" at-the-limit
+    run 0 get "$db" "$(keyof "$lim")"
+    is out at-the-limit
+    run 3 put "$db" "$(keyof $over)" v
+    oneline "$db"
+    has err "^kvmap-cli: $db: $msg"
+    run 3 get "$db" "$(keyof $over)"
+    has err "^kvmap-cli: $db: $msg"
+    run 3 del "$db" "$(keyof $over)"
+    has err "^kvmap-cli: $db: $msg"
+    run 3 scan --from "$(keyof $over)" "$db"
+    has err "^kvmap-cli: $db: $msg"
+    printf 'VERSION=3\nformat=print\nHEADER=END\n a\n b\n %s\n v\nDATA=END\n' "$(keyof $over)" >long.pdump
+    runin 3 long.pdump load "$db"
+    has err "^kvmap-cli: standard input: line 7: $msg"
+    run 0 del "$db" "$(keyof "$lim")"
+done
+[ "$(limit_of a.kvmap)" -gt 1000 ] 2>/dev/null || fail "a 4096-byte page holds keys of 1000 bytes"
+
 # ---- a file size limit (ulimit -f): an error, not a kill -------------------------
 
 # lim.kvmap is a few pages; the limit (64 blocks: 32 or 64 KiB, as the shell

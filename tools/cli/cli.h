@@ -106,6 +106,11 @@ bool cli_parse_size(const char *s, uint64_t *out);
  * writing (created when create is set); on failure print the error and
  * return its status. */
 int cli_open(const char *path, bool write, bool create, kvmap **db);
+/* "key too long: N bytes, the limit is L (page size P)" into buf, for a
+ * KVMAP_KEY_SIZE error on db (a read transaction tells the page size). */
+void cli_key_limit(kvmap *db, size_t size, char *buf, size_t n);
+/* The same as the one line on stderr, "kvmap-cli: WHAT: ..."; returns EX_ERROR. */
+int cli_fail_key(const char *what, kvmap *db, size_t size);
 /* Warn on stderr when txn reads an older snapshot than the newest valid meta
  * of the file: kvmap_open fell back because the last commit is damaged. */
 void cli_warn_rollback(const char *path, kvmap_txn *txn);

@@ -252,7 +252,13 @@ static int load_data(loader *l, load_state *s)
         if ((st = data_line(l, true, &v, &end)) != EX_OK)
             break;
         int e = put(s, k, v);
-        if (e == KVMAP_KEY_SIZE || e == KVMAP_VAL_SIZE) {
+        if (e == KVMAP_KEY_SIZE) {
+            char msg[128];
+            cli_key_limit(s->db, k.size, msg, sizeof msg);
+            st = bad(l, "%s", msg);
+            break;
+        }
+        if (e == KVMAP_VAL_SIZE) {
             st = bad(l, "%s", kvmap_strerror(e));
             break;
         }

@@ -302,6 +302,28 @@ int cli_open(const char *path, bool write, bool create, kvmap **db)
     return cli_fail(path, r);
 }
 
+void cli_key_limit(kvmap *db, size_t size, char *buf, size_t n)
+{
+    kvmap_txn *txn;
+    kvmap_stat st = {0};
+    if (kvmap_begin(db, KVMAP_TXN_RDONLY, &txn) == 0) {
+        if (kvmap_stat_get(txn, &st) < 0)
+            st.page_size = 0;
+        kvmap_abort(txn);
+    }
+    int len = snprintf(buf, n, "key too long: %zu bytes, the limit is %zu", size,
+                       kvmap_max_key_size(db));
+    if (st.page_size && len > 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, " (page size %u)", st.page_size);
+}
+
+int cli_fail_key(const char *what, kvmap *db, size_t size)
+{
+    char msg[128];
+    cli_key_limit(db, size, msg, sizeof msg);
+    return cli_failf(EX_ERROR, what, "%s", msg);
+}
+
 void cli_warn_rollback(const char *path, kvmap_txn *txn)
 {
     kvmap_stat st;
