@@ -99,7 +99,9 @@ typedef struct kvmap_val {
 typedef struct kvmap_options {
     unsigned flags;       /* KVMAP_CREATE, KVMAP_RDONLY, KVMAP_NOSYNC, KVMAP_VERIFY */
     unsigned page_size;   /* used when creating; 0 = 4096; a power of two, 512..65536 */
-    uint64_t max_size;    /* largest the file may grow; 0 = 1 TiB */
+    uint64_t max_size;    /* largest the file may grow; 0 = 1 TiB, or less (down to
+                             1 GiB) where that much address space cannot be
+                             reserved (ulimit -v, sanitizers, valgrind) */
     unsigned max_readers; /* 0 = default (126) */
     unsigned mode;        /* permission bits when creating; 0 = 0644 */
 } kvmap_options;
@@ -173,6 +175,13 @@ KVMAP_API int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn);
  * commit returns that error and changes nothing.  For a read transaction it
  * is kvmap_abort.  Errors: the poisoning error, -ENOSPC/-EFBIG (file growth),
  * KVMAP_FULL, -EIO.
+ * The file grows (in kvmap_put, kvmap_del and kvmap_commit) by
+ * posix_fallocate or writes.  A process under a file size limit
+ * (RLIMIT_FSIZE, `ulimit -f`) that would pass it is sent SIGXFSZ, which kills
+ * it by default, mid-transaction: a program that sets or inherits such a
+ * limit should ignore SIGXFSZ (signal(SIGXFSZ, SIG_IGN)) to get -EFBIG
+ * instead, with the transaction poisoned and the file's committed state
+ * unchanged.
  */
 KVMAP_API int kvmap_commit(kvmap_txn *txn);
 
@@ -195,7 +204,8 @@ KVMAP_API int kvmap_get(kvmap_txn *txn, kvmap_val key, kvmap_val *val);
  * KVMAP_APPEND.  Values that do not fit half a page live in runs of
  * contiguous overflow pages.  Errors: KVMAP_EXISTS, KVMAP_KEY_SIZE,
  * KVMAP_VAL_SIZE, KVMAP_BAD_TXN (read-only or poisoned transaction),
- * KVMAP_BAD_ARG, KVMAP_FULL, KVMAP_CORRUPTED, -ENOSPC.  Any error but
+ * KVMAP_BAD_ARG, KVMAP_FULL, KVMAP_CORRUPTED, -ENOSPC, -EFBIG (see
+ * kvmap_commit on SIGXFSZ).  Any error but
  * KVMAP_EXISTS, KVMAP_KEY_SIZE, KVMAP_VAL_SIZE and KVMAP_BAD_ARG (which
  * change nothing) poisons the transaction.
  */
@@ -480,6 +490,21 @@ typedef struct kvmap_file_check_result {
  */
 KVMAP_API int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
                                kvmap_file_check_result *res);
+
+/* Called by kvmap_file_free_pages per free page: pgno, and the transaction
+ * that freed it. */
+typedef void kvmap_free_fn(void *ctx, uint64_t pgno, uint64_t txnid);
+
+/*
+ * The pages the free tree of meta slot lists (slot -1: the meta that
+ * kvmap_file_check walks), each once, by walking its trees as
+ * kvmap_file_check does, silently: a page the key-value tree also reaches,
+ * one listed twice or past the high-water mark is not passed on, and the
+ * records of a damaged free-tree page are taken as they stand.  Their bytes
+ * are stale: whatever the page held before it was freed.
+ * Errors: KVMAP_NOTFOUND (that meta cannot be walked), KVMAP_BAD_ARG, -ENOMEM.
+ */
+KVMAP_API int kvmap_file_free_pages(kvmap_file *f, int slot, kvmap_free_fn *emit, void *ctx);
 
 /* Called by kvmap_file_rescue per entry, in key order; a non-zero return
  * stops the rescue, which then returns that value.  key and val are valid

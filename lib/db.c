@@ -52,8 +52,9 @@ static int create_if_empty(kvmap *db, const kvmap_options *o)
 
 /* Reserve the address space for max_size.  With the default max_size, a
  * system that will not reserve 1 TiB (ulimit -v, a sanitizer's shadow
- * memory) gets the largest power-of-two share down to 1 GiB (or the file)
- * that it will: the database then reaches KVMAP_FULL there. */
+ * memory: ENOMEM; valgrind: EINVAL) gets the largest power-of-two share down
+ * to 1 GiB (or the file) that it will: the database then reaches KVMAP_FULL
+ * there. */
 static int map_file(kvmap *db, const kvmap_options *o)
 {
     uint64_t max = o->max_size ? o->max_size : KV_DEFAULT_MAX_SIZE;
@@ -69,7 +70,7 @@ static int map_file(kvmap *db, const kvmap_options *o)
         if (r == 0)
             return 0;
         db->map = NULL;
-        if (r != -ENOMEM || o->max_size || max <= (1ull << 30) || max <= db->file_size)
+        if ((r != -ENOMEM && r != -EINVAL) || o->max_size || max <= (1ull << 30) || max <= db->file_size)
             return r;
         max /= 4;
     }

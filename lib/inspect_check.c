@@ -74,8 +74,9 @@ static void check_commit(kv_walk *w, unsigned slot)
                     m->commit_pages, w->commit_torn ? ", some damaged" : ", checksums differ");
 }
 
-/* Walk meta slot (usable: it validates and its pages lie in the file). */
-static int walk(kv_walk *w, file_src *s, unsigned slot)
+/* Walk meta slot (usable: it validates and its pages lie in the file);
+ * full: also check its commit record and look for leaked pages. */
+static int walk(kv_walk *w, file_src *s, unsigned slot, bool full)
 {
     const kv_meta *m = &s->f->meta[slot];
     w->m = m;
@@ -92,6 +93,8 @@ static int walk(kv_walk *w, file_src *s, unsigned slot)
     if (r < 0)
         return r;
     kv_walk_trees(w);
+    if (!full)
+        return 0;
     check_commit(w, slot);
     kv_walk_leaks(w, true);
     return 0;
@@ -112,7 +115,7 @@ int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
                         slot < 0 ? "no usable meta page: the trees cannot be walked"
                                  : "this meta is not usable: its trees cannot be walked");
     else
-        r = walk(&w, &s, (unsigned)use);
+        r = walk(&w, &s, (unsigned)use, true);
     if (res) {
         memset(res, 0, sizeof *res);
         res->meta_slot = use;
@@ -131,4 +134,35 @@ int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
     if (r < 0)
         return r;
     return w.problems ? KVMAP_CORRUPTED : 0;
+}
+
+/* kvmap_file_free_pages: the walk of kvmap_file_check, silent, passing on
+ * each page a free-page record lists once the walk has claimed it. */
+typedef struct free_ctx {
+    kvmap_free_fn *emit;
+    void *ctx;
+} free_ctx;
+
+static void pass_freed(kv_walk *w, uint64_t pgno, uint64_t txnid)
+{
+    const free_ctx *fc = w->ctx;
+    fc->emit(fc->ctx, pgno, txnid);
+}
+
+int kvmap_file_free_pages(kvmap_file *f, int slot, kvmap_free_fn *emit, void *ctx)
+{
+    if (!f || !emit || slot < -1 || slot > 1)
+        return KVMAP_BAD_ARG;
+    int use = slot < 0 ? f->current : kv_file_meta_usable(f, slot) ? slot : -1;
+    if (use < 0)
+        return KVMAP_NOTFOUND;
+    free_ctx fc = {emit, ctx};
+    file_src s = {.f = f};
+    kv_walk w = {.ops = &file_ops, .src = &s, .psize = f->psize, .ctx = &fc,
+                 .freed = pass_freed};
+    int r = walk(&w, &s, (unsigned)use, false);
+    kv_walk_fini(&w);
+    free(s.lvl);
+    free(s.run);
+    return r;
 }

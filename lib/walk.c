@@ -164,8 +164,11 @@ static void check_free_record(kv_walk *w, uint64_t pgno, uint32_t i, const kv_ce
             kv_walk_problem(w, pgno, "cell %u: free-page record out of order at page %" PRIu64,
                             i, fp);
         prev = fp;
-        if (kv_walk_claim(w, fp, 1, pgno, "free"))
+        if (kv_walk_claim(w, fp, 1, pgno, "free")) {
             w->free_listed++;
+            if (w->freed)
+                w->freed(w, fp, txnid);
+        }
     }
 }
 

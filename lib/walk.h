@@ -45,6 +45,9 @@ struct kv_walk {
     char meta_name[20];   /* and their prefix, e.g. "meta 1: " (or empty) */
     kvmap_check_fn *report;
     void *ctx;
+    /* called per page a free-page record lists, once claimed (may be NULL):
+     * txnid is the transaction that freed it */
+    void (*freed)(kv_walk *w, uint64_t pgno, uint64_t txnid);
     /* results */
     uint8_t *seen;        /* bitmap over the high-water mark */
     uint64_t problems;

@@ -120,7 +120,7 @@ data() { sed '1,/^HEADER=END$/d' "$@"; } # a dump without its header
 run 0 --version
 has out '^kvmap-cli [0-9][0-9.]* (libkvmap [0-9.]*)$'
 run 0 --help
-has out '^Usage: kvmap-cli COMMAND'
+has out '^Usage: kvmap-cli \[--max-size SIZE\] COMMAND'
 for c in get put del scan stat check dump load compact pages page readers; do
     run 0 "$c" --help
     has out "^Usage: kvmap-cli $c "
@@ -216,6 +216,101 @@ run 1 del a.kvmap hello
 has err 'key not found: hello'
 run 0 del -x a.kvmap 00ff
 run 1 get -x a.kvmap 00ff
+
+# ---- keys too long: the message gives the limit -----------------------------------
+
+# keyof N: a key of N bytes
+keyof() { awk -v n="$1" 'BEGIN { while (i++ < n) printf "k" }'; }
+# the limit said is the one that holds: a key that long is stored, one
+# byte more is refused, by every command that takes a key
+limit_of() { # DB: the limit its "key too long" message states
+    "$CLI" put "$1" "$(keyof 70000)" v 2>&1 | sed -n 's/.*, the limit is \([0-9]*\) (page size [0-9]*)$/\1/p'
+}
+printf 'VERSION=3\nformat=print\ndb_pagesize=512\nHEADER=END\n a\n b\nDATA=END\n' >k512.pdump
+runin 0 k512.pdump load k512.kvmap
+for db in a.kvmap k512.kvmap; do
+    ps=4096
+    [ "$db" = k512.kvmap ] && ps=512
+    lim=$(limit_of "$db")
+    [ -n "$lim" ] || fail "$db: no limit in the key-too-long message"
+    [ -n "$lim" ] || continue
+    over=$((lim + 1))
+    msg="key too long: $over bytes, the limit is $lim (page size $ps)\$"
+    run 0 put "$db" "$(keyof "$lim")" at-the-limit
+    run 0 get "$db" "$(keyof "$lim")"
+    is out at-the-limit
+    run 3 put "$db" "$(keyof $over)" v
+    oneline "$db"
+    has err "^kvmap-cli: $db: $msg"
+    run 3 get "$db" "$(keyof $over)"
+    has err "^kvmap-cli: $db: $msg"
+    run 3 del "$db" "$(keyof $over)"
+    has err "^kvmap-cli: $db: $msg"
+    run 3 scan --from "$(keyof $over)" "$db"
+    has err "^kvmap-cli: $db: $msg"
+    printf 'VERSION=3\nformat=print\nHEADER=END\n a\n b\n %s\n v\nDATA=END\n' "$(keyof $over)" >long.pdump
+    runin 3 long.pdump load "$db"
+    has err "^kvmap-cli: standard input: line 7: $msg"
+    run 0 del "$db" "$(keyof "$lim")"
+done
+[ "$(limit_of a.kvmap)" -gt 1000 ] 2>/dev/null || fail "a 4096-byte page holds keys of 1000 bytes"
+
+# ---- a file size limit (ulimit -f): an error, not a kill -------------------------
+
+# lim.kvmap is a few pages; the limit (64 blocks: 32 or 64 KiB, as the shell
+# counts) lets it be but not grow to hold a load of 3000 entries
+"$CLI" put lim.kvmap keep kept || fail "put lim.kvmap"
+gen 3000 >lim.dump
+"$CLI" dump lim.kvmap >lim.before
+limited() { # STATUS ARGS...: kvmap-cli ARGS under ulimit -f 64, as run does
+    want=$1
+    shift
+    last="(ulimit -f 64; kvmap-cli $*)"
+    ran=$((ran + 1))
+    (ulimit -f 64 && exec "$CLI" "$@") >out 2>err
+    got=$?
+    [ "$got" -eq "$want" ] || fail "$last: exit status $got, expected $want"
+}
+limited 3 load -f lim.dump lim.kvmap
+oneline lim.kvmap
+has err '^kvmap-cli: lim.kvmap: File too large$'
+run 0 check lim.kvmap
+"$CLI" dump lim.kvmap | cmp -s - lim.before || fail "$last: lim.kvmap's data changed"
+awk 'BEGIN { while (n++ < 200000) printf "z" }' >lim.big
+limited 3 put lim.kvmap big - <lim.big
+has err '^kvmap-cli: lim.kvmap: File too large$'
+run 0 check lim.kvmap
+run 0 get lim.kvmap keep
+is out kept
+limited 3 load -f lim.dump limnew.kvmap
+has err '^kvmap-cli: limnew.kvmap: File too large$'
+[ -e limnew.kvmap ] && fail "$last: left a half-made limnew.kvmap"
+
+# ---- --max-size --------------------------------------------------------------------
+
+run 0 --max-size 64K put max.kvmap small one
+run 0 --max-size=64k put max.kvmap small two
+awk 'BEGIN { while (n++ < 200000) printf "m" }' >max.big
+runin 3 max.big --max-size 64K put max.kvmap big -
+oneline max.kvmap
+has err '^kvmap-cli: max.kvmap: database reached its max_size$'
+run 0 check max.kvmap
+run 0 get max.kvmap small
+is out two
+runin 0 max.big --max-size 1M put max.kvmap big -
+run 0 get --raw max.kvmap big
+same out max.big
+run 0 --max-size 1M get max.kvmap small
+is out two
+for bad in 12X 0 1KB K -1 99999999999999999999; do
+    run 2 --max-size "$bad" get max.kvmap small
+    oneline usage
+    has err "^kvmap-cli: usage: --max-size expects a size"
+done
+run 2 --max-size
+has err 'option --max-size needs a value'
+run 0 --help
+has out '^  --max-size SIZE'
 
 # ---- scan ----------------------------------------------------------------------
 
@@ -624,7 +719,27 @@ has out '^(2 pages past the high-water mark not shown: --all)$'
 n=$(grep -c '^[0-9]' out)
 run 0 pages --all grown.kvmap
 [ "$(grep -c '^[0-9]' out)" -eq $((n + 2)) ] || fail "pages --all does not show the 2 pages more"
-has out '^[0-9]*  *zero  *-  *-  *-  *-  *-  *-$'
+has out '^[0-9]*  *unused  *-  *-  *-  *-  *-  *-  *(past the high-water mark)$'
+hasnt out 'zero'
+# freed pages keep stale bytes (old cells, the middle of an overflow run, a
+# page freed by the txn that wrote it, never sealed): shown as free, not as
+# damaged tree pages
+v300=$(awk 'BEGIN { while (n++ < 300) printf "x" }')
+awk 'BEGIN { while (n++ < 9000) printf "y" }' >big.in
+for i in $(seq 10 49); do "$CLI" put freed.kvmap "k$i" "$v300" || fail "put k$i"; done
+"$CLI" put freed.kvmap big - <big.in || fail "put big"
+for i in $(seq 10 39); do "$CLI" del freed.kvmap "k$i" || fail "del k$i"; done
+"$CLI" del freed.kvmap big || fail "del big"
+run 0 check freed.kvmap
+has out '^freed.kvmap: ok: meta [01] (txn 73), 10 entries, [0-9]* pages in use of [0-9]* in the file, [1-9][0-9]* free$'
+nfree=$(sed -n 's/.*, \([0-9]*\) free$/\1/p' out)
+run 0 pages freed.kvmap
+hasnt out 'BAD'
+hasnt out 'misplaced'
+hasnt out 'overflow'
+[ "$(grep -c '^[0-9]*  *free  *-  *-  *-  *-  *-  *-  *(\(freed by txn [0-9]*\|reusable\))$' out)" -eq "$nfree" ] ||
+    fail "$last: not the $nfree free pages of check shown as free"
+has out '^[0-9]*  *leaf  *main  *[0-9]*  *[0-9]*%  *-  *[0-9]*  *ok$'
 root=$("$CLI" page base.kvmap 1 | sed -n 's/^  main tree *root \([0-9]*\),.*/\1/p')
 run 0 page base.kvmap "$root"
 has out "^page $root of base.kvmap (page size 4096)$"

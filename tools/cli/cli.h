@@ -95,10 +95,22 @@ int cli_finish_output(int status);
 
 /* ---- databases ---------------------------------------------------------- */
 
+/* The global --max-size (kvmap_options.max_size for every open); 0: the
+ * library's default. */
+extern uint64_t cli_max_size;
+/* Parse a size: digits with an optional K, M, G or T (powers of 1024);
+ * false when it is not one, is zero or does not fit 64 bits. */
+bool cli_parse_size(const char *s, uint64_t *out);
+
 /* Open path for reading (KVMAP_RDONLY | KVMAP_VERIFY, never created) or
  * writing (created when create is set); on failure print the error and
  * return its status. */
 int cli_open(const char *path, bool write, bool create, kvmap **db);
+/* "key too long: N bytes, the limit is L (page size P)" into buf, for a
+ * KVMAP_KEY_SIZE error on db (a read transaction tells the page size). */
+void cli_key_limit(kvmap *db, size_t size, char *buf, size_t n);
+/* The same as the one line on stderr, "kvmap-cli: WHAT: ..."; returns EX_ERROR. */
+int cli_fail_key(const char *what, kvmap *db, size_t size);
 /* Warn on stderr when txn reads an older snapshot than the newest valid meta
  * of the file: kvmap_open fell back because the last commit is damaged. */
 /* Does path exist (as anything)? */

@@ -56,6 +56,8 @@ int cmd_get(const cli_cmd *cmd, int argc, char **argv)
         cli_print(stderr, key.data, key.size, hex ? FMT_HEX : FMT_TEXT);
         fputc('\n', stderr);
         st = EX_NOTFOUND;
+    } else if (st == EX_OK && r == KVMAP_KEY_SIZE) {
+        st = cli_fail_key(path, db, key.size);
     } else if (st == EX_OK && r < 0) {
         st = cli_fail(path, r);
     }
@@ -83,6 +85,11 @@ static int write_one(const char *path, const cli_buf *key, const cli_buf *val, u
             r = kvmap_commit(txn);
         else
             kvmap_abort(txn);
+    }
+    if (r == KVMAP_KEY_SIZE) {
+        int st = cli_fail_key(path, db, key->size);
+        kvmap_close(db);
+        return st;
     }
     kvmap_close(db);
     if (r == KVMAP_NOTFOUND || r == KVMAP_EXISTS) {

@@ -252,7 +252,13 @@ static int load_data(loader *l, load_state *s)
         if ((st = data_line(l, true, &v, &end)) != EX_OK)
             break;
         int e = put(s, k, v);
-        if (e == KVMAP_KEY_SIZE || e == KVMAP_VAL_SIZE) {
+        if (e == KVMAP_KEY_SIZE) {
+            char msg[128];
+            cli_key_limit(s->db, k.size, msg, sizeof msg);
+            st = bad(l, "%s", msg);
+            break;
+        }
+        if (e == KVMAP_VAL_SIZE) {
             st = bad(l, "%s", kvmap_strerror(e));
             break;
         }
@@ -279,7 +285,8 @@ static int load(loader *l, const char *path, uint64_t batch, unsigned flags)
     if (st != EX_OK)
         return st;
     bool existed = cli_exists(path);
-    kvmap_options o = {.flags = KVMAP_CREATE, .page_size = l->page_size};
+    kvmap_options o = {.flags = KVMAP_CREATE, .page_size = l->page_size,
+                       .max_size = cli_max_size};
     load_state s = {.path = path, .batch = batch, .flags = flags};
     int e = kvmap_open(path, &o, &s.db);
     if (e < 0)

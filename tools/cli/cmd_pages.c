@@ -72,6 +72,28 @@ static void page_line(const kvmap_file_page *pg)
     putchar('\n');
 }
 
+/* The pages the current meta's free tree lists: 1 + the txn that freed each
+ * (0 in a record of pages every reader may reuse), 0 for a page not free;
+ * an array over the high-water mark. */
+typedef struct free_map {
+    uint64_t *freed_by;
+    uint64_t n;
+} free_map;
+
+static void note_free(void *ctx, uint64_t pgno, uint64_t txnid)
+{
+    free_map *m = ctx;
+    if (pgno < m->n)
+        m->freed_by[pgno] = txnid + 1;
+}
+
+/* A page that holds nothing now: its bytes are stale, not decoded. */
+static void idle_line(uint64_t pgno, const char *what, const char *note)
+{
+    printf("%-8" PRIu64 " %-9s %-5s %-7s %-5s %-8s %-10s %-8s %s\n", pgno, what, "-", "-", "-",
+           "-", "-", "-", note);
+}
+
 int cmd_pages(const cli_cmd *cmd, int argc, char **argv)
 {
     bool all;
@@ -85,9 +107,34 @@ int cmd_pages(const cli_cmd *cmd, int argc, char **argv)
     if (e < 0)
         return cli_fail(path, e);
     uint64_t end = all || fi.meta_slot < 0 ? fi.pages : fi.hwm;
+    /* with a meta to go by, free pages and those past its high-water mark
+     * hold stale bytes: they are shown as such, not decoded */
+    free_map fm = {NULL, fi.meta_slot >= 0 ? fi.hwm : 0};
+    if (fm.n) {
+        fm.freed_by = calloc(fm.n, sizeof *fm.freed_by);
+        e = fm.freed_by ? kvmap_file_free_pages(f, fi.meta_slot, note_free, &fm) : -ENOMEM;
+        if (e < 0) {
+            free(fm.freed_by);
+            kvmap_file_close(f);
+            return cli_fail(path, e);
+        }
+    }
     printf("%-8s %-9s %-5s %-7s %-5s %-8s %-10s %-8s %s\n", "PAGE", "TYPE", "TREE", "ENTRIES",
            "FILL", "OVERFLOW", "TXN", "CHECKSUM", "PROBLEM");
     for (uint64_t pgno = 0; pgno < end && e == 0; pgno++) {
+        char note[48];
+        if (fi.meta_slot >= 0 && pgno >= fi.hwm) {
+            idle_line(pgno, "unused", "(past the high-water mark)");
+            continue;
+        }
+        if (pgno < fm.n && fm.freed_by[pgno]) {
+            if (fm.freed_by[pgno] > 1)
+                snprintf(note, sizeof note, "(freed by txn %" PRIu64 ")", fm.freed_by[pgno] - 1);
+            else
+                snprintf(note, sizeof note, "(reusable)");
+            idle_line(pgno, "free", note);
+            continue;
+        }
         kvmap_file_page pg;
         e = kvmap_file_page_get(f, pgno, &pg);
         if (e < 0)
@@ -102,6 +149,7 @@ int cmd_pages(const cli_cmd *cmd, int argc, char **argv)
     if (e == 0 && !all && end < fi.pages)
         printf("(%" PRIu64 " pages past the high-water mark not shown: --all)\n",
                fi.pages - end);
+    free(fm.freed_by);
     kvmap_file_close(f);
     return e ? cli_fail(path, e) : EX_OK;
 }

@@ -173,7 +173,10 @@ int cmd_scan(const cli_cmd *cmd, int argc, char **argv)
             }
             if (e == 0 && o.count)
                 printf("%llu\n", (unsigned long long)n);
-            st = e ? cli_fail(path, e) : EX_OK;
+            if (e == KVMAP_KEY_SIZE) /* the seek to where the scan starts */
+                st = cli_fail_key(path, db, o.reverse ? r.hi.size : r.lo.size);
+            else
+                st = e ? cli_fail(path, e) : EX_OK;
             kvmap_close(db);
         }
     }

@@ -6,6 +6,7 @@
  * The commands are listed in cli_commands below; each lives in the
  * cmd_*.c file of its group.  The man page is doc/kvmap-cli.1.
  */
+#include <signal.h>
 #include <string.h>
 
 #include "cli.h"
@@ -76,9 +77,15 @@ const size_t cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 
 static int usage(FILE *out)
 {
-    fprintf(out, "Usage: kvmap-cli COMMAND [options] DB ...\n"
+    fprintf(out, "Usage: kvmap-cli [--max-size SIZE] COMMAND [options] DB ...\n"
                  "       kvmap-cli COMMAND --help\n"
-                 "       kvmap-cli --help | --version\n\nCommands:\n");
+                 "       kvmap-cli --help | --version\n\n"
+                 "Global options (before COMMAND):\n"
+                 "  --max-size SIZE  the largest the database file may grow (and the\n"
+                 "                   address space reserved for it): bytes, or with a\n"
+                 "                   suffix K, M, G or T (powers of 1024); the default\n"
+                 "                   is 1T; a write past it fails (database reached\n"
+                 "                   its max_size)\n\nCommands:\n");
     for (size_t i = 0; i < cli_ncommands; i++)
         fprintf(out, "  %-8s %s\n", cli_commands[i].name, cli_commands[i].summary);
     fprintf(out, "\nKeys and values are text (non-printable bytes are escaped on output)\n"
@@ -97,6 +104,23 @@ static const cli_cmd *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    /* past a file size limit (ulimit -f), a write fails with EFBIG and the
+     * transaction is abandoned, rather than the process killed mid-way */
+    signal(SIGXFSZ, SIG_IGN);
+    /* global options, before the command */
+    while (argc >= 2 && strncmp(argv[1], "--max-size", 10) == 0 &&
+           (argv[1][10] == '\0' || argv[1][10] == '=')) {
+        const char *v = argv[1][10] == '=' ? argv[1] + 11 : argc >= 3 ? argv[2] : NULL;
+        if (!v)
+            return cli_usage(NULL, "option --max-size needs a value");
+        if (!cli_parse_size(v, &cli_max_size))
+            return cli_usage(NULL, "--max-size expects a size (digits, then K, M, G or T),"
+                             " not '%s'", v);
+        int n = argv[1][10] == '=' ? 1 : 2;
+        argc -= n;
+        argv += n;
+        argv[0] = argv[-n]; /* the program's name stays in front */
+    }
     if (argc < 2)
         return cli_usage(NULL, "missing COMMAND");
     const char *name = argv[1];

@@ -258,6 +258,30 @@ int cli_finish_output(int status)
 
 /* ---- databases ---------------------------------------------------------- */
 
+uint64_t cli_max_size;
+
+bool cli_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno)
+        return false;
+    unsigned shift = 0;
+    if (*end) {
+        const char *units = "KMGT", *u = strchr(units, *end & ~0x20);
+        if (!u || !*u || end[1])
+            return false;
+        shift = 10 * (unsigned)(u - units + 1);
+    }
+    if (v == 0 || v > UINT64_MAX >> shift)
+        return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
 bool cli_exists(const char *path)
 {
     struct stat st;
@@ -280,7 +304,8 @@ int cli_open(const char *path, bool write, bool create, kvmap **db)
 {
     /* readers verify the checksum of every page they read: a damaged page
      * is an error, never a wrong value printed */
-    kvmap_options o = {.flags = write ? (create ? KVMAP_CREATE : 0) : KVMAP_RDONLY | KVMAP_VERIFY};
+    kvmap_options o = {.flags = write ? (create ? KVMAP_CREATE : 0) : KVMAP_RDONLY | KVMAP_VERIFY,
+                       .max_size = cli_max_size};
     int r = kvmap_open(path, &o, db);
     if (r == 0) {
         warn_rollback(path, *db);
@@ -291,3 +316,24 @@ int cli_open(const char *path, bool write, bool create, kvmap **db)
     return cli_fail(path, r);
 }
 
+void cli_key_limit(kvmap *db, size_t size, char *buf, size_t n)
+{
+    kvmap_txn *txn;
+    kvmap_stat st = {0};
+    if (kvmap_begin(db, KVMAP_TXN_RDONLY, &txn) == 0) {
+        if (kvmap_stat_get(txn, &st) < 0)
+            st.page_size = 0;
+        kvmap_abort(txn);
+    }
+    int len = snprintf(buf, n, "key too long: %zu bytes, the limit is %zu", size,
+                       kvmap_max_key_size(db));
+    if (st.page_size && len > 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, " (page size %u)", st.page_size);
+}
+
+int cli_fail_key(const char *what, kvmap *db, size_t size)
+{
+    char msg[128];
+    cli_key_limit(db, size, msg, sizeof msg);
+    return cli_failf(EX_ERROR, what, "%s", msg);
+}
