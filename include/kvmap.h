@@ -120,6 +120,9 @@ typedef struct kvmap_options {
  * previous transaction's meta is used instead, and kvmap_rollback_get says
  * so.  The lock file is not needed (a private reader table is used) on a
  * read-only medium with KVMAP_RDONLY, or with KVMAP_RDONLY | KVMAP_NOLOCK.
+ * Debugging: with KVMAP_STRICT=1 in the environment at open, every commit is
+ * followed by kvmap_check of the whole database, and a problem aborts the
+ * process after printing the checker's report to stderr (slow: for tests).
  */
 KVMAP_API int kvmap_open(const char *path, const kvmap_options *opt, kvmap **db);
 

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -221,6 +222,8 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
     db->fd = -1;
     db->lfd = -1;
     db->flags = o.flags;
+    const char *strict = getenv("KVMAP_STRICT");
+    db->strict = strict && strcmp(strict, "1") == 0;
     db->max_readers = o.max_readers ? o.max_readers : KV_DEFAULT_READERS;
     pthread_mutex_init(&db->wmutex, NULL);
     pthread_cond_init(&db->wcond, NULL);

@@ -161,6 +161,7 @@ struct kvmap {
     kvmap_txn *writer;
     uint64_t free_credit;   /* pages of free-tree conversion due (freelist.c) */
     bool forked;            /* inherited across fork(): every call fails (db.c) */
+    bool strict;            /* KVMAP_STRICT=1: check the database after every commit */
     uint64_t dev, ino;      /* the file's identity (one writer per file per thread) */
     kvmap *next_open;       /* the process's open handles (db.c, for fork) */
     /* the lock file and reader table (lock.c) */
