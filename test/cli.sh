@@ -854,6 +854,18 @@ run 0 scan --to w src.kvmap
 same a out
 ls ./*.compact-* >/dev/null 2>&1 && fail "compact --force left a temporary file (or its lock)"
 
+# a reader that cannot write the lock file: an error naming it (as another
+# user; the suite runs as root on CI)
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+    mkdir shared && chmod 755 "$T" shared
+    "$CLI" put shared/db.kvmap k v >/dev/null 2>&1 || fail "put shared/db.kvmap"
+    chmod 644 shared/db.kvmap shared/db.kvmap-lock
+    last="get as nobody"
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$CLI" get shared/db.kvmap k >out 2>err
+    [ $? = 3 ] || fail "$last: status $?"
+    has err 'cannot open its lock file shared/db.kvmap-lock for writing: Permission denied'
+fi
+
 # compacting onto the source itself, or onto a database a process has open,
 # is refused (the open handle's commits would go to a deleted file)
 run 3 compact --force src.kvmap src.kvmap

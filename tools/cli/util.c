@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "cli.h"
@@ -313,6 +314,10 @@ int cli_open(const char *path, bool write, bool create, kvmap **db)
     }
     if (r == KVMAP_INVALID && !cli_exists(path))
         r = -ENOENT;
+    if (r == -EACCES && access(path, write ? R_OK | W_OK : R_OK) == 0)
+        return cli_failf(EX_ERROR, path, "cannot open its lock file %s-lock for writing: %s"
+                         " (a reader needs it too, so that no writer reuses the pages it"
+                         " reads)", path, kvmap_strerror(r));
     return cli_fail(path, r);
 }
 
