@@ -3,13 +3,19 @@
 # max_size, opening must not fail (valgrind refuses the 1 TiB reservation
 # with EINVAL; kvmap_open backs off), and put, get, del, scan, check, dump,
 # load, pages and dump --rescue must run without a memcheck error or a
-# definite leak.  Skipped (77) only when valgrind is not installed.  Run by
+# definite leak.  Skipped (77) when valgrind is not installed, or in a
+# sanitizer build.  Run by
 # `make check` with KVMAP_CLI and KVMAP_LIBTOOL set.
 set -u
 
 CLI=${KVMAP_CLI:-$(pwd)/tools/kvmap-cli}
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "SKIP: valgrind not found (apt-get install valgrind)"
+    exit 77
+fi
+# A sanitizer build cannot run under valgrind (both replace the allocator).
+if [ -n "${KVMAP_SANITIZERS:-}" ]; then
+    echo "SKIP: built with $KVMAP_SANITIZERS (valgrind runs on the plain build)"
     exit 77
 fi
 # In the build tree kvmap-cli is a libtool wrapper script: valgrind must run
