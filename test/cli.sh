@@ -417,6 +417,17 @@ run 0 dump bytes.kvmap
 data bytes.dump >a
 data out >b
 same a b
+# the empty key and the 1000-byte one: LMDB holds neither (mdb_load would
+# reject the dump whole); the dump is still whole, with a warning
+lmdb_warn='warning: 2 keys LMDB cannot hold (1 empty, 1 longer than 511 bytes): mdb_load rejects this dump as a whole$'
+oneline bytes.kvmap
+has err "^kvmap-cli: bytes.kvmap: $lmdb_warn"
+run 0 dump --rescue bytes.kvmap
+has err "^kvmap-cli: bytes.kvmap: $lmdb_warn"
+data out >b
+same a b
+run 0 dump base.kvmap
+[ -s err ] && fail "$last: a warning for keys LMDB holds"
 run 0 dump -p bytes.kvmap
 cp out bytes.pdump
 has out '^format=print$'
@@ -877,6 +888,26 @@ if command -v mdb_dump >/dev/null 2>&1 && command -v mdb_load >/dev/null 2>&1; t
     is out 785c79
     run 0 get -x bs.kvmap 6b
     is out 5c
+    # the keys the dump warns about are those mdb_load refuses
+    cp bytes.kvmap lmk.kvmap
+    run 0 dump -o lmk.dump lmk.kvmap
+    has err "$lmdb_warn"
+    last="mdb_load -n -f lmk.dump lmk.mdb"
+    mdb_load -n -f lmk.dump lmk.mdb 2>mdb.err && fail "$last accepted an empty key"
+    run 0 del lmk.kvmap ''
+    run 0 dump -o lmk.dump lmk.kvmap
+    has err 'warning: 1 key LMDB cannot hold (0 empty, 1 longer than 511 bytes)'
+    last="mdb_load -n -f lmk.dump lmk2.mdb"
+    mdb_load -n -f lmk.dump lmk2.mdb 2>mdb.err && fail "$last accepted a 1000-byte key"
+    run 0 scan -x -k lmk.kvmap
+    long=$(awk 'length($0) == 2000' out)
+    run 0 del -x lmk.kvmap "$long"
+    run 0 dump -o lmk.dump lmk.kvmap
+    [ -s err ] && fail "$last: a warning for keys LMDB holds"
+    last="mdb_load -n -f lmk.dump lmk3.mdb"
+    mdb_load -n -f lmk.dump lmk3.mdb 2>mdb.err || fail "$last: $(cat mdb.err)"
+    [ "$(mdb_dump -n lmk3.mdb | data | wc -l)" -eq $((2 * 256 + 1)) ] ||
+        fail "$last: not the 256 entries"
 else
     echo "SKIP: round trips with LMDB: mdb_dump not found (apt-get install lmdb-utils)"
 fi
