@@ -153,6 +153,16 @@ static int dump_rescue(dumper *d, unsigned flags)
         return cli_fail(d->path, e);
     kvmap_file_info fi;
     kvmap_file_info_get(f, &fi);
+    /* a truncated file: said here, as the rescue reports pages only (and
+     * none when every entry is still in the file) */
+    for (unsigned s = 0; s < 2; s++) {
+        kvmap_file_meta m;
+        if (kvmap_file_meta_get(f, s, &m) == 0 && m.checksum_ok && m.hwm > fi.pages &&
+            m.page_size == fi.page_size)
+            fprintf(stderr, "kvmap-cli: %s: meta %u (txn %" PRIu64 "): %" PRIu64 " pages in"
+                    " use, %" PRIu64 " in the file (truncated file)\n", d->path, s, m.txnid,
+                    m.hwm, fi.pages);
+    }
     header(d, fi.file_size, fi.page_size);
     kvmap_file_rescue_result res;
     e = kvmap_file_rescue(f, flags, entry, rescue_note, d, &res);
