@@ -485,7 +485,11 @@ typedef struct kvmap_file_check_result {
  * and checksum, key order within pages and against parent separators,
  * overflow runs, the free-page records, entry and page counts, and that
  * every page below the high-water mark is reachable exactly once or free.
- * slot: the meta to walk, or -1 for the newest that validates.
+ * slot: the meta to walk, or -1 for the newest that validates and fits the
+ * file, else (a truncated file, whose metas all count pages past its end)
+ * the newest that validates: its truncation is reported, and its trees are
+ * walked as far as the file goes (each page past the end that they need is
+ * reported; a free page past the end is not).
  * report (may be NULL) is called per problem with the page it concerns (a
  * meta page for its counts that disagree with its trees; KVMAP_FILE_NOPAGE
  * when no meta can be walked).  res may be NULL.  Returns 0 when sound, KVMAP_CORRUPTED when a problem was found,

@@ -1,7 +1,8 @@
 /*
  * inspect_check.c - kvmap_file_check: kvmap_check's walk (walk.c) on a raw
  * file, without a transaction and without trusting it.  Both metas are
- * checked, the newest usable one (or the caller's choice) is walked, with
+ * checked, the newest usable one (else the newest that validates, on a
+ * truncated file; or the caller's choice) is walked, with
  * pages read by pread into a buffer per tree level; then whether the walked
  * meta's commit is intact on disk, and which pages leaked.
  */
@@ -19,6 +20,7 @@ typedef struct file_src {
     kvmap_file *f;
     uint8_t *lvl;
     uint8_t *run;
+    kv_meta meta; /* the meta walked, its high-water mark bounded (walk) */
 } file_src;
 
 static int file_page(kv_walk *w, uint64_t pgno, uint64_t level, const uint8_t **p)
@@ -26,6 +28,11 @@ static int file_page(kv_walk *w, uint64_t pgno, uint64_t level, const uint8_t **
     file_src *s = w->src;
     uint8_t *buf = s->lvl + level * w->psize;
     int r = kv_file_read(s->f, pgno, buf);
+    if (r == KVMAP_NOTFOUND) {
+        kv_walk_problem(w, pgno, "cannot be read: past the end of the file (%" PRIu64
+                        " pages)", s->f->npages);
+        return r;
+    }
     if (r < 0) {
         kv_walk_problem(w, pgno, "cannot be read: %s", kvmap_strerror(r));
         return r;
@@ -38,14 +45,41 @@ static int file_run_sum(kv_walk *w, uint64_t pgno, uint64_t n, uint64_t *sum)
 {
     file_src *s = w->src;
     int r = kv_file_run_checksum(s->f, pgno, n, s->run, sum);
-    if (r < 0)
+    if (r == KVMAP_NOTFOUND)
+        kv_walk_problem(w, pgno, "overflow run cannot be read: it goes past the end of the"
+                        " file (%" PRIu64 " pages)", s->f->npages);
+    else if (r < 0)
         kv_walk_problem(w, pgno, "overflow run cannot be read: %s", kvmap_strerror(r));
     return r;
 }
 
 static const kv_walk_ops file_ops = {file_page, file_run_sum, NULL};
 
-/* Both meta pages: report those that do not validate, and which one is used. */
+/* Can the trees of meta slot be walked: it validates, with the file's page
+ * size.  Its high-water mark may lie past the end of a truncated file: the
+ * walk then reports the pages it cannot read, and reads the others. */
+static bool walkable(const kvmap_file *f, int slot)
+{
+    return f->state[slot] == KV_META_OK && f->meta[slot].page_size == f->psize;
+}
+
+/* The meta to walk for slot (-1: the newest usable one, else the newest
+ * walkable one), -1 when there is none. */
+static int choose(const kvmap_file *f, int slot)
+{
+    if (slot >= 0)
+        return walkable(f, slot) ? slot : -1;
+    if (f->current >= 0)
+        return f->current;
+    int best = -1;
+    for (int s = 0; s < 2; s++)
+        if (walkable(f, s) && (best < 0 || f->meta[s].txnid > f->meta[best].txnid))
+            best = s;
+    return best;
+}
+
+/* Both meta pages: report those that do not validate or fit the file, and
+ * which one is used. */
 static void check_metas(kv_walk *w, kvmap_file *f, int use)
 {
     for (unsigned s = 0; s < 2; s++) {
@@ -53,7 +87,11 @@ static void check_metas(kv_walk *w, kvmap_file *f, int use)
         kvmap_file_meta_get(f, s, &m);
         if (m.status == 0)
             continue;
-        if (use >= 0)
+        if (use == (int)s)
+            kv_walk_problem(w, s, "meta %u (txn %" PRIu64 "): %s: %" PRIu64 " pages in use, %"
+                            PRIu64 " in the file; its trees are walked as far as the file"
+                            " goes", s, m.txnid, m.problem, m.hwm, f->npages);
+        else if (use >= 0)
             kv_walk_problem(w, s, "meta %u (txn %" PRIu64 "): %s; using meta %d (txn %" PRIu64
                             ")", s, m.txnid, m.problem, use, f->meta[use].txnid);
         else
@@ -74,11 +112,17 @@ static void check_commit(kv_walk *w, unsigned slot)
                     m->commit_pages, w->commit_torn ? ", some damaged" : ", checksums differ");
 }
 
-/* Walk meta slot (usable: it validates and its pages lie in the file);
+/* Walk meta slot (walkable);
  * full: also check its commit record and look for leaked pages. */
 static int walk(kv_walk *w, file_src *s, unsigned slot, bool full)
 {
-    const kv_meta *m = &s->f->meta[slot];
+    /* The walk's bitmap and leak scan cover the high-water mark: past the end
+     * of a truncated file, only as far as a bound in proportion to the file
+     * (a meta could claim any number of pages). */
+    s->meta = s->f->meta[slot];
+    if (s->meta.hwm > 2 * s->f->npages + 64)
+        s->meta.hwm = s->f->npages;
+    const kv_meta *m = &s->meta;
     w->m = m;
     w->txnid = m->txnid;
     w->meta_pg = slot;
@@ -107,7 +151,7 @@ int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
         return KVMAP_BAD_ARG;
     file_src s = {.f = f};
     kv_walk w = {.ops = &file_ops, .src = &s, .psize = f->psize, .report = report, .ctx = ctx};
-    int use = slot < 0 ? f->current : kv_file_meta_usable(f, slot) ? slot : -1;
+    int use = choose(f, slot);
     check_metas(&w, f, use);
     int r = 0;
     if (use < 0)
@@ -119,9 +163,9 @@ int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
     if (res) {
         memset(res, 0, sizeof *res);
         res->meta_slot = use;
-        if (w.m) {
-            res->txnid = w.m->txnid;
-            res->hwm = w.m->hwm;
+        if (use >= 0) {
+            res->txnid = f->meta[use].txnid;
+            res->hwm = f->meta[use].hwm;
         }
         res->problems = w.problems;
         res->pages = w.reached;
@@ -153,7 +197,7 @@ int kvmap_file_free_pages(kvmap_file *f, int slot, kvmap_free_fn *emit, void *ct
 {
     if (!f || !emit || slot < -1 || slot > 1)
         return KVMAP_BAD_ARG;
-    int use = slot < 0 ? f->current : kv_file_meta_usable(f, slot) ? slot : -1;
+    int use = choose(f, slot);
     if (use < 0)
         return KVMAP_NOTFOUND;
     free_ctx fc = {emit, ctx};

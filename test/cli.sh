@@ -417,6 +417,17 @@ run 0 dump bytes.kvmap
 data bytes.dump >a
 data out >b
 same a b
+# the empty key and the 1000-byte one: LMDB holds neither (mdb_load would
+# reject the dump whole); the dump is still whole, with a warning
+lmdb_warn='warning: 2 keys LMDB cannot hold (1 empty, 1 longer than 511 bytes): mdb_load rejects this dump as a whole$'
+oneline bytes.kvmap
+has err "^kvmap-cli: bytes.kvmap: $lmdb_warn"
+run 0 dump --rescue bytes.kvmap
+has err "^kvmap-cli: bytes.kvmap: $lmdb_warn"
+data out >b
+same a b
+run 0 dump base.kvmap
+[ -s err ] && fail "$last: a warning for keys LMDB holds"
 run 0 dump -p bytes.kvmap
 cp out bytes.pdump
 has out '^format=print$'
@@ -740,6 +751,38 @@ hasnt out 'overflow'
 [ "$(grep -c '^[0-9]*  *free  *-  *-  *-  *-  *-  *-  *(\(freed by txn [0-9]*\|reusable\))$' out)" -eq "$nfree" ] ||
     fail "$last: not the $nfree free pages of check shown as free"
 has out '^[0-9]*  *leaf  *main  *[0-9]*  *[0-9]*%  *-  *[0-9]*  *ok$'
+# freed.kvmap ends with a free page; cut off, the file is damaged (both metas
+# count that page: kvmap_open refuses it) but every entry is still there:
+# check says the first and walks the trees, rescue the second
+run 0 check freed.kvmap
+hwm=$(sed -n 's/.* entries, \([0-9]*\) pages in use of.*/\1/p' out)
+slot=$(sed -n 's/^freed.kvmap: ok: meta \([01]\) .*/\1/p' out)
+run 0 pages freed.kvmap
+has out "^$((hwm - 1))  *free  "
+[ "$(size freed.kvmap)" -eq $((hwm * 4096)) ] || fail "freed.kvmap is not $hwm pages"
+head -c $(((hwm - 1) * 4096)) freed.kvmap >cut.kvmap
+run 4 get cut.kvmap k40
+has err 'corrupted'
+run 4 check cut.kvmap
+has out "^page $slot: meta $slot (txn 73): high-water mark past the end of the file (truncated file): $hwm pages in use, $((hwm - 1)) in the file; its trees are walked as far as the file goes$"
+has out "^cut.kvmap: damaged: meta $slot (txn 73), 10 entries, $hwm pages in use of $((hwm - 1)) in the file, $nfree free$"
+hasnt out 'cannot be walked'
+hasnt out 'cannot be read'
+hasnt out 'leaked'
+hasnt out 'counts differ'
+run 0 dump --rescue cut.kvmap
+has err "^kvmap-cli: cut.kvmap: meta $slot (txn 73): $hwm pages in use, $((hwm - 1)) in the file (truncated file)$"
+has err '^kvmap-cli: cut.kvmap: rescued 10 entries (the tree is whole)$'
+data out >b
+run 0 dump freed.kvmap
+data out >a
+same a b
+# cut into pages in use: check names them, rescue is not complete
+head -c $(((hwm - 5) * 4096)) freed.kvmap >cut.kvmap
+run 4 check cut.kvmap
+has out 'cannot be read: past the end of the file'
+run 4 dump --rescue cut.kvmap
+hasnt err 'the tree is whole'
 root=$("$CLI" page base.kvmap 1 | sed -n 's/^  main tree *root \([0-9]*\),.*/\1/p')
 run 0 page base.kvmap "$root"
 has out "^page $root of base.kvmap (page size 4096)$"
@@ -916,6 +959,26 @@ if command -v mdb_dump >/dev/null 2>&1 && command -v mdb_load >/dev/null 2>&1; t
     is out 785c79
     run 0 get -x bs.kvmap 6b
     is out 5c
+    # the keys the dump warns about are those mdb_load refuses
+    cp bytes.kvmap lmk.kvmap
+    run 0 dump -o lmk.dump lmk.kvmap
+    has err "$lmdb_warn"
+    last="mdb_load -n -f lmk.dump lmk.mdb"
+    mdb_load -n -f lmk.dump lmk.mdb 2>mdb.err && fail "$last accepted an empty key"
+    run 0 del lmk.kvmap ''
+    run 0 dump -o lmk.dump lmk.kvmap
+    has err 'warning: 1 key LMDB cannot hold (0 empty, 1 longer than 511 bytes)'
+    last="mdb_load -n -f lmk.dump lmk2.mdb"
+    mdb_load -n -f lmk.dump lmk2.mdb 2>mdb.err && fail "$last accepted a 1000-byte key"
+    run 0 scan -x -k lmk.kvmap
+    long=$(awk 'length($0) == 2000' out)
+    run 0 del -x lmk.kvmap "$long"
+    run 0 dump -o lmk.dump lmk.kvmap
+    [ -s err ] && fail "$last: a warning for keys LMDB holds"
+    last="mdb_load -n -f lmk.dump lmk3.mdb"
+    mdb_load -n -f lmk.dump lmk3.mdb 2>mdb.err || fail "$last: $(cat mdb.err)"
+    [ "$(mdb_dump -n lmk3.mdb | data | wc -l)" -eq $((2 * 256 + 1)) ] ||
+        fail "$last: not the 256 entries"
 else
     echo "SKIP: round trips with LMDB: mdb_dump not found (apt-get install lmdb-utils)"
 fi

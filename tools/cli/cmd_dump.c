@@ -30,7 +30,12 @@ typedef struct dumper {
     bool print;
     const char *path;
     uint64_t damaged_notes;
+    uint64_t empty_keys, long_keys; /* keys LMDB cannot hold */
 } dumper;
+
+/* LMDB refuses empty keys and, by default (MDB_MAXKEYSIZE), keys longer
+ * than 511 bytes: mdb_load then fails, and loads nothing. */
+#define LMDB_MAX_KEY 511u
 
 static void dump_bytes(FILE *out, const uint8_t *p, size_t n, bool print)
 {
@@ -72,10 +77,27 @@ static void header(const dumper *d, uint64_t file_size, unsigned page_size)
 
 static int entry(void *ctx, kvmap_val k, kvmap_val v)
 {
-    const dumper *d = ctx;
+    dumper *d = ctx;
+    if (k.size == 0)
+        d->empty_keys++;
+    else if (k.size > LMDB_MAX_KEY)
+        d->long_keys++;
     dump_bytes(d->out, k.data, k.size, d->print);
     dump_bytes(d->out, v.data, v.size, d->print);
     return ferror(d->out) ? -EIO : 0;
+}
+
+/* After a dump: warn when LMDB cannot take it. */
+static void warn_lmdb(const dumper *d)
+{
+    uint64_t n = d->empty_keys + d->long_keys;
+    if (n == 0)
+        return;
+    fflush(d->out);
+    fprintf(stderr, "kvmap-cli: %s: warning: %" PRIu64 " key%s LMDB cannot hold (%" PRIu64
+            " empty, %" PRIu64 " longer than %u bytes): mdb_load rejects this dump as a"
+            " whole\n", d->path, n, n == 1 ? "" : "s", d->empty_keys, d->long_keys,
+            LMDB_MAX_KEY);
 }
 
 static int dump_db(dumper *d)
@@ -101,6 +123,7 @@ static int dump_db(dumper *d)
                     break;
             if (e == KVMAP_NOTFOUND) {
                 fputs("DATA=END\n", d->out);
+                warn_lmdb(d);
                 e = 0;
             }
         }
@@ -129,6 +152,16 @@ static int dump_rescue(dumper *d, unsigned flags)
         return cli_fail(d->path, e);
     kvmap_file_info fi;
     kvmap_file_info_get(f, &fi);
+    /* a truncated file: said here, as the rescue reports pages only (and
+     * none when every entry is still in the file) */
+    for (unsigned s = 0; s < 2; s++) {
+        kvmap_file_meta m;
+        if (kvmap_file_meta_get(f, s, &m) == 0 && m.checksum_ok && m.hwm > fi.pages &&
+            m.page_size == fi.page_size)
+            fprintf(stderr, "kvmap-cli: %s: meta %u (txn %" PRIu64 "): %" PRIu64 " pages in"
+                    " use, %" PRIu64 " in the file (truncated file)\n", d->path, s, m.txnid,
+                    m.hwm, fi.pages);
+    }
     header(d, fi.file_size, fi.page_size);
     kvmap_file_rescue_result res;
     e = kvmap_file_rescue(f, flags, entry, rescue_note, d, &res);
@@ -136,6 +169,7 @@ static int dump_rescue(dumper *d, unsigned flags)
     if (e != 0)
         return cli_fail(d->path, e);
     fputs("DATA=END\n", d->out);
+    warn_lmdb(d);
     fflush(d->out);
     fprintf(stderr, "kvmap-cli: %s: rescued %" PRIu64 " entries%s", d->path, res.entries,
             res.complete ? " (the tree is whole)" : "");
