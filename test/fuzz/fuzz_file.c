@@ -4,14 +4,17 @@
  * out-of-bounds read on any byte sequence.
  *
  * Each input is written to one temporary file (made once per process under
- * $TMPDIR, rewritten for each input) and then
+ * $TMPDIR, or /dev/shm when TMPDIR is unset; rewritten for each input) and
+ * then
  *  - inspected raw: kvmap_file_open, _info_get, both _meta_get, _page_get
  *    and _cell_get over every page, _check (newest meta, slot 0, slot 1),
  *    _rescue (flags 0 and KVMAP_RESCUE_DAMAGED);
  *  - opened read-only: a full cursor walk forward and backward, lookups,
  *    seeks, kvmap_stat_get, kvmap_check;
  *  - opened read-write (KVMAP_NOSYNC: a flush per input would only be
- *    slow): a put and a delete committed, then kvmap_check.  On a damaged
+ *    slow): one transaction of puts (splits, an overflow value, an append,
+ *    an overwrite) and deletes (by key, through a cursor) committed, then
+ *    kvmap_check.  On a damaged
  *    file these must fail with an error, not crash.
  * Every byte of every key and value handed out is read, so that
  * AddressSanitizer catches a pointer outside its buffer or map.
@@ -59,9 +62,11 @@ static void setup(void)
 {
     if (g_fd >= 0)
         return;
+    /* $TMPDIR, else /dev/shm: a file rewritten, grown and truncated for
+     * every input costs a disk's journal several milliseconds each time */
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir)
-        dir = "/tmp";
+        dir = access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
     size_t n = strlen(dir) + 32;
     g_path = malloc(n);
     g_lock = malloc(n + 8);
@@ -212,6 +217,7 @@ static int key_cmp(const keybuf *a, kvmap_val b)
 
 static keybuf g_first, g_last, g_prev;
 static int g_sound; /* kvmap_check found the read-only snapshot sound */
+static uint64_t g_txnid; /* the read-only snapshot's transaction id */
 
 /* A database kvmap_check finds sound must take a small write transaction
  * and stay sound: anything else is a bug, even though nothing crashed. */
@@ -306,11 +312,71 @@ static void read_only(void)
         walk(txn, 0);
         lookups(txn);
         kvmap_stat st;
-        kvmap_stat_get(txn, &st);
+        if (kvmap_stat_get(txn, &st) == 0)
+            g_txnid = st.txn_id;
         g_sound = note("kvmap_check", kvmap_check(txn, report, NULL)) == 0;
         kvmap_abort(txn);
     }
     kvmap_close(db);
+}
+
+/* The writes of one transaction: small puts, enough puts to split a page,
+ * a value in an overflow run, an append, an overwrite, deletes by key and
+ * through a cursor (merges), and a walk over the result. */
+static void writes(kvmap_txn *txn)
+{
+    static unsigned char big[3 * 4096 + 100], mid[700];
+    static const unsigned char high[9] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    memset(big, 'B', sizeof big);
+    memset(mid, 'm', sizeof mid);
+    kvmap_stat st;
+    int r = kvmap_stat_get(txn, &st);
+    expect(r == 0, "kvmap_stat_get", r);
+    size_t ps = r == 0 && st.page_size >= 512 ? st.page_size : 512;
+    kvmap_val key = {"fuzz", 4};
+    r = note("kvmap_put", kvmap_put(txn, key, (kvmap_val){"value", 5}, 0));
+    expect(r == 0, "kvmap_put", r);
+    /* a split: values of a sixth of a page, more than a page of them */
+    for (unsigned i = 0; i < 8; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "fuzz%02u", i);
+        r = kvmap_put(txn, (kvmap_val){k, 6}, (kvmap_val){mid, ps / 6 < sizeof mid ? ps / 6 : sizeof mid}, 0);
+        expect(r == 0, "kvmap_put (split)", r);
+    }
+    r = note("kvmap_put big", kvmap_put(txn, (kvmap_val){"fuzz-big", 8},
+                                        (kvmap_val){big, ps < 1024 ? 3 * ps : sizeof big}, 0));
+    expect(r == 0, "kvmap_put (overflow)", r);
+    r = kvmap_put(txn, (kvmap_val){high, sizeof high}, (kvmap_val){"last", 4}, KVMAP_APPEND);
+    expect(r == 0 || r == KVMAP_EXISTS, "kvmap_put (append)", r);
+    if (g_first.set) {
+        kvmap_val fk = {g_first.b, g_first.n};
+        r = kvmap_put(txn, fk, (kvmap_val){"new", 3}, 0);
+        expect(r == 0, "kvmap_put (overwrite)", r);
+        r = note("kvmap_del", kvmap_del(txn, fk));
+        expect(r == 0, "kvmap_del", r);
+    }
+    if (g_last.set) {
+        r = kvmap_del(txn, (kvmap_val){g_last.b, g_last.n});
+        expect(r == 0 || r == KVMAP_NOTFOUND, "kvmap_del (last)", r);
+    }
+    r = kvmap_del(txn, (kvmap_val){"fuzz-big", 8});
+    expect(r == 0, "kvmap_del (overflow)", r);
+    kvmap_cursor *cur;
+    if (kvmap_cursor_open(txn, &cur) == 0) {
+        kvmap_val k, v;
+        r = kvmap_cursor_seek(cur, (kvmap_val){"key", 3}, &k, &v);
+        for (int i = 0; i < 24 && r == 0; i++) {
+            touch_val(k);
+            touch_val(v);
+            r = kvmap_cursor_del(cur);
+            expect(r == 0, "kvmap_cursor_del", r);
+            if (r == 0)
+                r = kvmap_cursor_next(cur, &k, &v);
+        }
+        expect(r == 0 || r == KVMAP_NOTFOUND, "kvmap_cursor_seek/next", r);
+        kvmap_cursor_close(cur);
+    }
+    walk(txn, 1);
 }
 
 static void read_write(void)
@@ -323,16 +389,10 @@ static void read_write(void)
         return;
     kvmap_txn *txn;
     r = kvmap_begin(db, 0, &txn);
-    expect(r == 0, "kvmap_begin", r);
+    /* no transaction follows the last id (it would wrap to 0) */
+    expect(r == 0 || (r == KVMAP_CORRUPTED && g_txnid == UINT64_MAX), "kvmap_begin", r);
     if (r == 0) {
-        kvmap_val key = {"fuzz", 4}, val = {"value", 5};
-        r = note("kvmap_put", kvmap_put(txn, key, val, 0));
-        expect(r == 0, "kvmap_put", r);
-        if (g_first.set)
-            r = note("kvmap_del", kvmap_del(txn, (kvmap_val){g_first.b, g_first.n}));
-        else
-            r = note("kvmap_del", kvmap_del(txn, key));
-        expect(r == 0, "kvmap_del", r);
+        writes(txn);
         r = note("kvmap_commit", kvmap_commit(txn));
         expect(r == 0, "kvmap_commit", r);
     }
@@ -354,6 +414,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     write_input(data, size);
     g_first.set = g_last.set = 0;
     g_sound = 0;
+    g_txnid = 0;
     inspect();
     read_only();
     unlink(g_lock);
