@@ -146,6 +146,8 @@ static int begin_write(kvmap *db, kvmap_txn *t)
     r = kv_meta_current(db, &t->m);
     if (r == 0 && t->m.hwm * db->psize > db->file_size)
         r = KV_CORRUPT();
+    if (r == 0 && t->m.txnid == UINT64_MAX)
+        r = KV_CORRUPT(); /* the next id would wrap to 0, "no transaction" */
     if (r < 0) {
         kv_unlock_writer(db);
         writer_leave(db);
