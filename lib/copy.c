@@ -81,11 +81,8 @@ static int copy_compact(kvmap *db, kvmap_txn *t, const char *path, int fd)
     }
     /* nobody else has the new file open: no lock file needs to stay (nor
      * when the open failed after making one) */
-    size_t n = strlen(path);
-    char *lpath = malloc(n + 6);
+    char *lpath = kv_lock_path(path);
     if (lpath) {
-        memcpy(lpath, path, n);
-        memcpy(lpath + n, "-lock", 6);
         unlink(lpath);
         free(lpath);
     }

@@ -319,6 +319,7 @@ void kv_meta_ack(kvmap *db, const kv_meta *m);
 void kv_meta_unpublish(kvmap *db, const kv_meta *m);
 
 /* ---- lock.c ------------------------------------------------------------- */
+char *kv_lock_path(const char *path);
 int kv_lock_open(kvmap *db, const char *path, unsigned mode);
 bool kv_lock_chooses(const kvmap *db);
 int kv_lock_ready(kvmap *db);

@@ -143,6 +143,18 @@ static int private_table(kvmap *db)
     return db->lmap ? 0 : -ENOMEM;
 }
 
+/* PATH-lock, malloc'd (NULL: no memory). */
+char *kv_lock_path(const char *path)
+{
+    size_t n = strlen(path);
+    char *lpath = malloc(n + 6);
+    if (lpath) {
+        memcpy(lpath, path, n);
+        memcpy(lpath + n, "-lock", 6);
+    }
+    return lpath;
+}
+
 /* Open (creating if needed) and map the lock file; join its users.  The
  * process that builds the table keeps the users lock exclusive until
  * kv_lock_ready: it chooses the current meta first (recover.c). */
@@ -150,12 +162,9 @@ int kv_lock_open(kvmap *db, const char *path, unsigned mode)
 {
     if (db->flags & KVMAP_NOLOCK)
         return private_table(db);
-    size_t n = strlen(path);
-    char *lpath = malloc(n + 6);
+    char *lpath = kv_lock_path(path);
     if (!lpath)
         return -ENOMEM;
-    memcpy(lpath, path, n);
-    memcpy(lpath + n, "-lock", 6);
     int fd = -1;
     int e = kv_os_open_lock(lpath, mode, &fd);
     free(lpath);
@@ -520,12 +529,9 @@ int kvmap_in_use(const char *path)
 {
     if (!path)
         return KVMAP_BAD_ARG;
-    size_t n = strlen(path);
-    char *lpath = malloc(n + 6);
+    char *lpath = kv_lock_path(path);
     if (!lpath)
         return -ENOMEM;
-    memcpy(lpath, path, n);
-    memcpy(lpath + n, "-lock", 6);
     int fd = open(lpath, O_RDONLY | O_CLOEXEC);
     free(lpath);
     if (fd < 0)

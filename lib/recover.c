@@ -83,8 +83,6 @@ int kv_meta_read(int fd, uint64_t size, kv_meta_scan *s)
     } else {
         for (uint32_t ps = KV_MIN_PAGE; ps <= KV_MAX_PAGE && !s->page_size && r == 0; ps *= 2)
             r = scan_one(fd, size, ps, ps, s);
-        if (s->page_size && s->state[0] == KV_META_NOT_KVMAP && s->magic)
-            s->state[0] = KV_META_BAD;
     }
     if (r < 0)
         return r;
@@ -94,8 +92,8 @@ int kv_meta_read(int fd, uint64_t size, kv_meta_scan *s)
         return KVMAP_INVALID;
     if (!s->page_size)
         return KV_CORRUPT();
-    if (s->state[0] != KV_META_OK)
-        s->state[0] = s->magic ? KV_META_BAD : s->state[0];
+    if (s->state[0] != KV_META_OK) /* a kvmap file: meta page 0 without magic is damaged */
+        s->state[0] = KV_META_BAD;
     return 0;
 }
 
