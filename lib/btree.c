@@ -517,6 +517,26 @@ static void move_cells(uint32_t psize, uint8_t *dst, const uint8_t *src, const u
     }
 }
 
+/* The bytes (cells and slots) move_cells adds to dst from src, counted cell
+ * by cell: a damaged page's cells may overlap, so that its header (upper)
+ * understates them, and inserting by the header's count would run dst's
+ * cell area down over its slots and header, and past the page. */
+static int moved_size(const uint8_t *src, uint32_t psize, uint32_t seplen, uint64_t *size)
+{
+    uint32_t n = kv_pg_count(src);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t sz = kv_node_cell_size(src, psize, i);
+        if (sz == 0)
+            return KV_CORRUPT();
+        if (i == 0 && kv_pg_type(src) == KV_BRANCH)
+            sz = KV_BRANCH_CELL_HDR + seplen;
+        total += sz + KV_SLOT_SIZE;
+    }
+    *size = total;
+    return 0;
+}
+
 /* Merge right into left when both fit one page; right leaves the parent. */
 static int try_merge(kvmap_txn *t, kv_tree *tree, kv_path *path, int level,
                      uint32_t li, bool *merged)
@@ -537,9 +557,12 @@ static int try_merge(kvmap_txn *t, kv_tree *tree, kv_path *path, int level,
         r = get_level_page(t, rpg, (uint64_t)level, tree->depth, &rp);
     if (r < 0)
         return r;
-    uint32_t extra = kv_pg_type(lp) == KV_BRANCH ? sep.ksize : 0;
     *merged = false;
-    if (kv_node_used(lp, psize) + kv_node_used(rp, psize) + extra > usable(t))
+    uint64_t need = 0;
+    r = moved_size(rp, psize, sep.ksize, &need);
+    if (r < 0)
+        return r;
+    if (need > kv_node_free(lp))
         return 0;
     uint64_t npg = lpg;
     r = kv_page_touch(t, &npg, &lp);

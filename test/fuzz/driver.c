@@ -255,6 +255,54 @@ static void regressions(const uint8_t *data, size_t size, size_t ps)
      * a writer returns KVMAP_CORRUPTED (lib/txn.c, begin_write). */
     size_t newest = get64(data + ps + 24) > get64(data + 24) ? ps : 0;
     set_field(data, size, newest + 24, 8, UINT64_MAX);
+
+    /* Overlapping cells (found by libFuzzer): a leaf's lowest cell one key
+     * byte longer, so that it overlaps the cell after it.  kvmap_check
+     * passed it, and the write transaction's deletes then moved cells by
+     * the header's sizes and left a cell across the end of the page.  Now
+     * kvmap_check reports it (lib/walk.c, cells_packed). */
+    uint64_t pages = size / ps;
+    for (uint64_t pgno = 2; pgno < pages && pgno < 40; pgno++) {
+        const uint8_t *p = data + pgno * ps;
+        uint64_t n = get32(p + 28), upper = get32(p + 32);
+        if (get16(p + 24) != 2 || n < 2 || 40 + 2 * n > ps)
+            continue;
+        for (uint64_t i = 0; i < n; i++)
+            if (get16(p + 40 + 2 * i) == upper && upper + 8 <= ps)
+                set_field(data, size, pgno * ps + upper + 4, 2, get16(p + upper + 4) + 1);
+    }
+
+    /* The second leaf of a two-level tree holding 30 copies of one cell
+     * (every slot at the same offset): the header's count of its bytes is
+     * one cell, the cells' own, 30.  When deletes thinned the first leaf,
+     * try_merge judged by the header that both fit one page and move_cells
+     * inserted 1200 bytes into the first leaf: its cell area ran down over
+     * its slots and header, and off the page (lib/btree.c; now it counts
+     * the cells it moves: moved_size). */
+    uint64_t root = get64(data + newest + 64), depth = get64(data + newest + 72);
+    if (depth == 2 && root >= 2 && root < pages && get16(data + root * ps + 24) == 1 &&
+        get32(data + root * ps + 28) >= 2) {
+        const uint8_t *b = data + root * ps;
+        uint64_t leaf = get64(b + get16(b + 42));
+        if (leaf >= 2 && leaf < pages && get16(data + leaf * ps + 24) == 2) {
+            uint8_t *m = copy(data, size), *p = m + leaf * ps;
+            uint64_t off = get16(p + 40);
+            uint8_t key[8];
+            memcpy(key, p + off + 8, 8);
+            size_t cell = ps - 40;
+            memset(p + 40, 0, ps - 40);
+            put32(p + 28, 30);
+            put32(p + 32, cell);
+            for (int i = 0; i < 30; i++)
+                put16(p + 40 + 2 * i, cell);
+            put32(p + cell, 24); /* vsize: the cell is 8 + 8 + 24 = 40 bytes */
+            put16(p + cell + 4, 8);
+            memcpy(p + cell + 8, key, 8);
+            memset(p + cell + 16, 'v', 24);
+            kvfuzz_fix_checksums(m, size, 1);
+            run(m, size);
+        }
+    }
 }
 
 static void mutate(const uint8_t *data, size_t size, uint64_t seed)
