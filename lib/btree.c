@@ -292,6 +292,8 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
          * as it is: sequential inserts leave full pages behind. */
         uint32_t off = kv_get16(p + KV_PAGE_HDR + KV_SLOT_SIZE * (n - 1));
         v[n - 1] = (split_cell){p + off, kv_node_cell_size(p, psize, n - 1)};
+        if (v[n - 1].size == 0)
+            return KV_CORRUPT(); /* a cell outside the page */
         v[n] = (split_cell){t->cellbuf[buf], size};
         sp = n;
     } else {
@@ -303,6 +305,8 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
             }
             uint32_t off = kv_get16(t->scratch + KV_PAGE_HDR + KV_SLOT_SIZE * j);
             v[i] = (split_cell){t->scratch + off, kv_node_cell_size(t->scratch, psize, j)};
+            if (v[i].size == 0)
+                return KV_CORRUPT(); /* a cell outside the page */
             j++;
         }
         sp = split_point(t, v, n + 1, type);
