@@ -292,6 +292,8 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
          * as it is: sequential inserts leave full pages behind. */
         uint32_t off = kv_get16(p + KV_PAGE_HDR + KV_SLOT_SIZE * (n - 1));
         v[n - 1] = (split_cell){p + off, kv_node_cell_size(p, psize, n - 1)};
+        if (v[n - 1].size == 0)
+            return KV_CORRUPT(); /* a cell outside the page */
         v[n] = (split_cell){t->cellbuf[buf], size};
         sp = n;
     } else {
@@ -303,6 +305,8 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
             }
             uint32_t off = kv_get16(t->scratch + KV_PAGE_HDR + KV_SLOT_SIZE * j);
             v[i] = (split_cell){t->scratch + off, kv_node_cell_size(t->scratch, psize, j)};
+            if (v[i].size == 0)
+                return KV_CORRUPT(); /* a cell outside the page */
             j++;
         }
         sp = split_point(t, v, n + 1, type);
@@ -517,6 +521,26 @@ static void move_cells(uint32_t psize, uint8_t *dst, const uint8_t *src, const u
     }
 }
 
+/* The bytes (cells and slots) move_cells adds to dst from src, counted cell
+ * by cell: a damaged page's cells may overlap, so that its header (upper)
+ * understates them, and inserting by the header's count would run dst's
+ * cell area down over its slots and header, and past the page. */
+static int moved_size(const uint8_t *src, uint32_t psize, uint32_t seplen, uint64_t *size)
+{
+    uint32_t n = kv_pg_count(src);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t sz = kv_node_cell_size(src, psize, i);
+        if (sz == 0)
+            return KV_CORRUPT();
+        if (i == 0 && kv_pg_type(src) == KV_BRANCH)
+            sz = KV_BRANCH_CELL_HDR + seplen;
+        total += sz + KV_SLOT_SIZE;
+    }
+    *size = total;
+    return 0;
+}
+
 /* Merge right into left when both fit one page; right leaves the parent. */
 static int try_merge(kvmap_txn *t, kv_tree *tree, kv_path *path, int level,
                      uint32_t li, bool *merged)
@@ -537,9 +561,12 @@ static int try_merge(kvmap_txn *t, kv_tree *tree, kv_path *path, int level,
         r = get_level_page(t, rpg, (uint64_t)level, tree->depth, &rp);
     if (r < 0)
         return r;
-    uint32_t extra = kv_pg_type(lp) == KV_BRANCH ? sep.ksize : 0;
     *merged = false;
-    if (kv_node_used(lp, psize) + kv_node_used(rp, psize) + extra > usable(t))
+    uint64_t need = 0;
+    r = moved_size(rp, psize, sep.ksize, &need);
+    if (r < 0)
+        return r;
+    if (need > kv_node_free(lp))
         return 0;
     uint64_t npg = lpg;
     r = kv_page_touch(t, &npg, &lp);

@@ -9,6 +9,7 @@
  *                                 and the regressions below)
  *   test/fuzz/driver FILE|DIR...  each file (a directory: each file in it,
  *                                 e.g. a libFuzzer corpus or crash-* files)
+ *   test/fuzz/driver --mutate FILE|DIR...  each file and its mutations
  *
  * KVFUZZ_LAST=FILE keeps the input running now in FILE.
  * Exits 0 when every input ran; a bug shows as a crash or a sanitizer
@@ -255,6 +256,77 @@ static void regressions(const uint8_t *data, size_t size, size_t ps)
      * a writer returns KVMAP_CORRUPTED (lib/txn.c, begin_write). */
     size_t newest = get64(data + ps + 24) > get64(data + 24) ? ps : 0;
     set_field(data, size, newest + 24, 8, UINT64_MAX);
+
+    /* Overlapping cells (found by libFuzzer): a leaf's lowest cell one key
+     * byte longer, so that it overlaps the cell after it.  kvmap_check
+     * passed it, and the write transaction's deletes then moved cells by
+     * the header's sizes and left a cell across the end of the page.  Now
+     * kvmap_check reports it (lib/walk.c, cells_packed). */
+    uint64_t pages = size / ps;
+    for (uint64_t pgno = 2; pgno < pages && pgno < 40; pgno++) {
+        const uint8_t *p = data + pgno * ps;
+        uint64_t n = get32(p + 28), upper = get32(p + 32);
+        if (get16(p + 24) != 2 || n < 2 || 40 + 2 * n > ps)
+            continue;
+        for (uint64_t i = 0; i < n; i++)
+            if (get16(p + 40 + 2 * i) == upper && upper + 8 <= ps)
+                set_field(data, size, pgno * ps + upper + 4, 2, get16(p + upper + 4) + 1);
+    }
+
+    /* The second leaf of a two-level tree holding 30 copies of one cell
+     * (every slot at the same offset): the header's count of its bytes is
+     * one cell, the cells' own, 30.  When deletes thinned the first leaf,
+     * try_merge judged by the header that both fit one page and move_cells
+     * inserted 1200 bytes into the first leaf: its cell area ran down over
+     * its slots and header, and off the page (lib/btree.c; now it counts
+     * the cells it moves: moved_size). */
+    uint64_t root = get64(data + newest + 64), depth = get64(data + newest + 72);
+    if (depth == 2 && root >= 2 && root < pages && get16(data + root * ps + 24) == 1 &&
+        get32(data + root * ps + 28) >= 2) {
+        const uint8_t *b = data + root * ps;
+        uint64_t leaf = get64(b + get16(b + 42));
+        if (leaf >= 2 && leaf < pages && get16(data + leaf * ps + 24) == 2) {
+            uint8_t *m = copy(data, size), *p = m + leaf * ps;
+            uint64_t off = get16(p + 40);
+            uint8_t key[8];
+            memcpy(key, p + off + 8, 8);
+            size_t cell = ps - 40;
+            memset(p + 40, 0, ps - 40);
+            put32(p + 28, 30);
+            put32(p + 32, cell);
+            for (int i = 0; i < 30; i++)
+                put16(p + 40 + 2 * i, cell);
+            put32(p + cell, 24); /* vsize: the cell is 8 + 8 + 24 = 40 bytes */
+            put16(p + cell + 4, 8);
+            memcpy(p + cell + 8, key, 8);
+            memset(p + cell + 16, 'v', 24);
+            kvfuzz_fix_checksums(m, size, 1);
+            run(m, size);
+        }
+    }
+
+    /* A root branch with no room left (seed full-root-512) whose last
+     * cell's slot points past the page (found by libFuzzer).  Lookups of
+     * small keys never probe that cell; a put splitting the first leaf then
+     * split the root, and split() took the cell at scratch + the slot with
+     * size 0 and read its key size there, off the heap buffer.  Now split
+     * returns KVMAP_CORRUPTED for a cell outside the page (lib/btree.c). */
+    if (depth == 2 && root >= 2 && root < pages && get16(data + root * ps + 24) == 1) {
+        uint64_t n = get32(data + root * ps + 28);
+        if (n >= 3 && 40 + 2 * n <= ps) {
+            /* past the page: at 8 bytes before the end of the writer's
+             * buffers (lib/db.c, alloc_buffers: 4 pages and a split_cell
+             * per possible cell), where the key size was read: ASan sees it */
+            uint64_t at = 4 * ps + ((ps - 40) / 2 + 2) * 16 - 8;
+            uint8_t *m = copy(data, size);
+            put16(m + root * ps + 40 + 2 * (n - 1), at <= 0xffff ? at : 0xffff);
+            /* the meta one transaction newer than its pages, so that
+             * kvmap_open's walk of the commit's pages skips the root */
+            put64(m + newest + 24, get64(m + newest + 24) + 2);
+            kvfuzz_fix_checksums(m, size, 1);
+            run(m, size);
+        }
+    }
 }
 
 static void mutate(const uint8_t *data, size_t size, uint64_t seed)
@@ -314,7 +386,8 @@ static void run_path(const char *path, int mutations, uint64_t seed)
     if (mutations)
         mutate(data, size, seed);
     if (mutations)
-        printf("%-40s %7zu bytes %6lu inputs\n", strrchr(path, '/') + 1, size, g_runs - before);
+        printf("%-40s %7zu bytes %6lu inputs\n", strrchr(path, '/') ? strrchr(path, '/') + 1 : path,
+               size, g_runs - before);
     free(data);
 }
 
@@ -339,7 +412,10 @@ int main(int argc, char **argv)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (argc > 1) {
+    if (argc > 2 && strcmp(argv[1], "--mutate") == 0) {
+        for (int i = 2; i < argc; i++)
+            run_path(argv[i], 1, (uint64_t)i);
+    } else if (argc > 1) {
         for (int i = 1; i < argc; i++)
             run_path(argv[i], 0, 0);
     } else {

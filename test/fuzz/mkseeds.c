@@ -77,6 +77,19 @@ static int fill_tree(kvmap *db, unsigned n, size_t vsize)
 }
 
 static int fill_two_level(kvmap *db) { return fill_tree(db, 60, 12); }
+
+/* Keys in order fill each leaf (15 cells of 30 bytes at 512) and the root
+ * branch: 23 leaves, and no room in the root for one more separator. */
+static int fill_full_root(kvmap *db)
+{
+    kvmap_txn *t;
+    int r = kvmap_begin(db, 0, &t);
+    if (r)
+        return r;
+    for (unsigned i = 0; i < 23 * 15 && r == 0; i++)
+        r = put_i(t, i, 12);
+    return r ? (kvmap_abort(t), r) : kvmap_commit(t);
+}
 static int fill_three_level(kvmap *db) { return fill_tree(db, 300, 8); }
 static int fill_two_level_4k(kvmap *db) { return fill_tree(db, 150, 40); }
 
@@ -171,6 +184,7 @@ static const seed seeds[] = {
     {"few-512", 512, fill_few},
     {"few-4096", 4096, fill_few},
     {"two-level-512", 512, fill_two_level},
+    {"full-root-512", 512, fill_full_root},
     {"three-level-512", 512, fill_three_level},
     {"two-level-4096", 4096, fill_two_level_4k},
     {"overflow-512", 512, fill_overflow},
