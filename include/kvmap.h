@@ -346,7 +346,9 @@ KVMAP_API const char *kvmap_version(void);
  *
  * The file is opened read-only and read with pread: it is never written, no
  * lock file is needed or made and no reader slot is taken.  Both meta pages
- * are read once, by kvmap_file_open; other pages when asked for.  A writer
+ * are read once, by kvmap_file_open, which also reads the pages of the
+ * newest commit to choose the meta as kvmap_open does (kvmap_file_info);
+ * other pages are read when asked for.  A writer
  * in another process may reuse any page that no registered reader holds:
  * to inspect a live database consistently, hold a read transaction
  * (kvmap_open, kvmap_begin) whose snapshot is the meta being inspected for
@@ -379,9 +381,16 @@ typedef struct kvmap_file_info {
     uint64_t file_size;  /* bytes, when it was opened */
     unsigned page_size;
     uint64_t pages;      /* whole pages in the file */
-    int meta_slot;       /* the newest meta page that validates and fits the
-                            file (0 or 1), -1 when none does */
+    int meta_slot;       /* the meta kvmap_open reads (0 or 1): the newest
+                            that validates, fits the file and whose commit
+                            is whole on disk; -1 when none qualifies */
     uint64_t txnid, hwm; /* that meta's transaction id and high-water mark */
+    int rollback_slot;   /* a meta that kvmap_open rolls back (a newer one
+                            whose commit is not whole, or one that does not
+                            validate), -1 when none: as kvmap_rollback */
+    uint64_t rollback_txnid;      /* its transaction id */
+    int rollback_reason;          /* KVMAP_ROLLBACK_*, 0 when none */
+    const char *rollback_problem; /* the reason in words (static), NULL */
 } kvmap_file_info;
 
 /* The file's geometry and current meta.  Errors: KVMAP_BAD_ARG. */
@@ -526,13 +535,18 @@ typedef struct kvmap_file_rescue_result {
     uint64_t entries;       /* entries emitted */
     uint64_t damaged_pages; /* damaged pages met (each also reported) */
     uint64_t lost_values;   /* keys found whose value could not be read */
-    int complete;           /* 1: the newest meta's tree was read whole and
+    int complete;           /* 1: the walked meta's tree was read whole and
                                sound, and exactly its entries were emitted */
 } kvmap_file_rescue_result;
 
 /*
  * Salvage the entries of a damaged file.  The main tree of the newest meta
- * that validates is walked; a subtree that cannot be read (a damaged page,
+ * that validates is walked, unless its commit is incomplete on disk (pages
+ * it wrote are missing, as after a power cut during its flush: it was never
+ * acknowledged, and kvmap_open rolls it back; kvmap_file_info names it):
+ * then the meta kvmap_open reads is walked, and the missing commit's pages
+ * are not used.  A commit with a damaged page is salvaged (it may have
+ * been acknowledged before the damage).  A subtree that cannot be read (a damaged page,
  * a bad pointer) leaves a hole: the key range its parent gave it.  The holes
  * are then filled from every other leaf page of the main tree in the file
  * whose checksum holds (pages the walk did not reach: orphaned subtrees,

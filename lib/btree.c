@@ -286,6 +286,8 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
     int type = kv_pg_type(p);
     uint32_t n = kv_pg_count(p), sp;
     split_cell *v = t->splitv;
+    if (n == 0)
+        return KV_CORRUPT(); /* an empty page takes any cell: its header lies */
     bool edge = idx == n;
     if (edge) {
         /* A new last cell goes alone to a new right page and the page stays

@@ -120,12 +120,69 @@ static int read_metas(kvmap_file *f)
         if (f->state[s] == KV_META_NEWER)
             return KVMAP_VERSION;
     }
-    f->current = -1;
+    f->newest = -1;
     for (int s = 0; s < 2; s++)
         if (kv_file_meta_usable(f, s) &&
-            (f->current < 0 || f->meta[s].txnid > f->meta[f->current].txnid))
-            f->current = s;
+            (f->newest < 0 || f->meta[s].txnid > f->meta[f->newest].txnid))
+            f->newest = s;
     return 0;
+}
+
+/* recover.c's page source over pread: a buffer per walk level (a page's
+ * cells stay in use while its children are read), one for overflow runs. */
+typedef struct pread_src {
+    kvmap_file *f;
+    uint8_t *lvl;
+    uint8_t *run;
+} pread_src;
+
+static const uint8_t *pread_page(void *ctx, uint64_t pgno, unsigned level)
+{
+    pread_src *s = ctx;
+    if (level > KV_MAX_DEPTH)
+        return NULL;
+    uint8_t *buf = s->lvl + (size_t)level * s->f->psize;
+    return kv_file_read(s->f, pgno, buf) == 0 ? buf : NULL;
+}
+
+static int pread_run_sum(void *ctx, const uint8_t *p, uint64_t pgno, uint64_t n,
+                         uint64_t *sum)
+{
+    pread_src *s = ctx;
+    if (n == 1) {
+        *sum = kv_page_checksum(p, s->f->psize);
+        return 0;
+    }
+    int r = kv_file_run_checksum(s->f, pgno, n, s->run, sum);
+    return r == KVMAP_NOTFOUND ? KV_CORRUPT() : r;
+}
+
+/* The meta kvmap_open would read, chosen by recover.c as kvmap_open chooses
+ * it (the newest meta that validates, fits the file and whose commit is
+ * whole on disk), and the newer one it would roll back. */
+static int choose_current(kvmap_file *f)
+{
+    kv_meta_scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.page_size = f->psize;
+    for (int s = 0; s < 2; s++) {
+        bool ok = f->state[s] == KV_META_OK && f->meta[s].page_size == f->psize;
+        sc.state[s] = ok ? KV_META_OK
+                         : f->state[s] == KV_META_NOT_KVMAP ? KV_META_NOT_KVMAP : KV_META_BAD;
+        sc.meta[s] = f->meta[s];
+        sc.raw_txnid[s] = kv_get64(f->raw[s] + KV_MT_TXNID);
+    }
+    pread_src src = {f, malloc((size_t)(KV_MAX_DEPTH + 1) * f->psize), malloc(f->psize)};
+    int r = src.lvl && src.run ? 0 : -ENOMEM;
+    if (r == 0) {
+        kv_pagesrc ps = {&src, pread_page, pread_run_sum};
+        if (kv_meta_choose(&sc, f->npages, &ps, &f->choice) < 0)
+            f->choice.slot = -1; /* none qualifies: the tools still look at the file */
+        f->current = f->choice.slot;
+    }
+    free(src.lvl);
+    free(src.run);
+    return r;
 }
 
 int kvmap_file_open(const char *path, kvmap_file **fp)
@@ -146,6 +203,8 @@ int kvmap_file_open(const char *path, kvmap_file **fp)
         f->npages = f->size / f->psize;
         r = read_metas(f);
     }
+    if (r == 0)
+        r = choose_current(f);
     if (r == 0 && !(f->page = malloc(f->psize)))
         r = -ENOMEM;
     if (r < 0) {
@@ -178,6 +237,12 @@ int kvmap_file_info_get(kvmap_file *f, kvmap_file_info *info)
     if (f->current >= 0) {
         info->txnid = f->meta[f->current].txnid;
         info->hwm = f->meta[f->current].hwm;
+    }
+    info->rollback_slot = f->choice.rejected_slot;
+    if (f->choice.rejected_slot >= 0) {
+        info->rollback_txnid = f->choice.rejected_txnid;
+        info->rollback_reason = f->choice.reason;
+        info->rollback_problem = kv_rollback_problem(f->choice.reason);
     }
     return 0;
 }

@@ -18,7 +18,10 @@ struct kvmap_file {
     uint8_t raw[2][KV_META_SIZE]; /* both meta pages as read at open (zero if absent) */
     enum kv_meta_state state[2];
     kv_meta meta[2];     /* valid when state[i] == KV_META_OK */
-    int current;         /* newest usable meta (validates, fits the file), -1 */
+    int newest;          /* newest usable meta (validates, fits the file), -1 */
+    kv_meta_choice choice; /* recover.c's: the meta kvmap_open reads, a rollback */
+    int current;         /* choice.slot: the newest usable meta whose commit is
+                            whole on disk, -1 */
     uint8_t *page;       /* the last page read by kv_file_cached */
     uint64_t page_no;    /* its number, UINT64_MAX when none */
 };

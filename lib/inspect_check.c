@@ -1,10 +1,12 @@
 /*
  * inspect_check.c - kvmap_file_check: kvmap_check's walk (walk.c) on a raw
  * file, without a transaction and without trusting it.  Both metas are
- * checked, the newest usable one (else the newest that validates, on a
- * truncated file; or the caller's choice) is walked, with
- * pages read by pread into a buffer per tree level; then whether the walked
- * meta's commit is intact on disk, and which pages leaked.
+ * checked; the meta kvmap_open reads (recover.c's choice, made by
+ * kvmap_file_open: else the newest that validates, on a truncated file; or
+ * the caller's choice) is walked, with pages read by pread into a buffer per
+ * tree level; then whether the walked meta's commit is intact on disk, and
+ * which pages leaked.  A newer commit that kvmap_open rolls back is
+ * reported, with its damaged page.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -63,7 +65,7 @@ static bool walkable(const kvmap_file *f, int slot)
     return f->state[slot] == KV_META_OK && f->meta[slot].page_size == f->psize;
 }
 
-/* The meta to walk for slot (-1: the newest usable one, else the newest
+/* The meta to walk for slot (-1: the one kvmap_open reads, else the newest
  * walkable one), -1 when there is none. */
 static int choose(const kvmap_file *f, int slot)
 {
@@ -97,6 +99,26 @@ static void check_metas(kv_walk *w, kvmap_file *f, int use)
         else
             kv_walk_problem(w, s, "meta %u: %s", s, m.problem);
     }
+}
+
+/* A newer meta that validates and fits the file, whose commit kvmap_open
+ * rolls back (found so by recover.c when kvmap_file_open chose), while use
+ * is walked. */
+static void check_rollback(kv_walk *w, const kvmap_file *f, int use)
+{
+    const kv_meta_choice *c = &f->choice;
+    if (c->rejected_slot < 0 || c->rejected_slot == use || use < 0 ||
+        (c->reason != KVMAP_ROLLBACK_INCOMPLETE && c->reason != KVMAP_ROLLBACK_DAMAGED))
+        return;
+    if (c->reason == KVMAP_ROLLBACK_DAMAGED)
+        kv_walk_problem(w, c->bad_pgno, "%s (a page of txn %" PRIu64 ", the newest commit)",
+                        c->bad, c->rejected_txnid);
+    kv_walk_problem(w, (uint64_t)c->rejected_slot, "meta %d: the commit of txn %" PRIu64
+                    " is not intact on disk (%s): kvmap_open rolls back to meta %d (txn %"
+                    PRIu64 ")", c->rejected_slot, c->rejected_txnid,
+                    c->reason == KVMAP_ROLLBACK_DAMAGED ? "a page it wrote is damaged"
+                                                        : "some of its pages are missing",
+                    use, f->meta[use].txnid);
 }
 
 /* The pages of the meta's txn that the walk found, against its commit record. */
@@ -153,6 +175,8 @@ int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
     kv_walk w = {.ops = &file_ops, .src = &s, .psize = f->psize, .report = report, .ctx = ctx};
     int use = choose(f, slot);
     check_metas(&w, f, use);
+    if (slot < 0)
+        check_rollback(&w, f, use);
     int r = 0;
     if (use < 0)
         kv_walk_problem(&w, slot < 0 ? KVMAP_FILE_NOPAGE : (uint64_t)slot,

@@ -2,7 +2,9 @@
  * inspect_rescue.c - kvmap_file_rescue: salvage the entries of a damaged
  * file.
  *
- *  1. Walk the key-value tree of the newest usable meta.  Every leaf whose
+ *  1. Walk the key-value tree of the newest meta whose fields validate (see
+ *     choose_meta: not one whose pages never all reached the disk).  Every
+ *     leaf whose
  *     checksum holds gives its entries (tier 0).  A subtree that cannot be
  *     used (bad pointer, page reached twice, wrong type, failed checksum,
  *     unsound header) is not entered: the key range its parent gives it
@@ -505,15 +507,29 @@ static bool root_sound(rsc *r, const kv_meta *m)
 /* The tree to walk: the newest meta whose fields validate, or, when the
  * newest meta page fails its checksum (and so may hold the newest commit),
  * its fields if they lead to a sound root page.  Pages of transactions
- * newer than the newest meta could be were never committed. */
+ * newer than the newest meta could be were never committed.
+ *
+ * Not a meta whose commit recover.c found incomplete (pages of it missing,
+ * as after a power cut during its flush): that commit was never
+ * acknowledged, kvmap_open rolls it back, and salvaging it would mix it
+ * with older pages; its pages are left out of the scan too.  A commit
+ * with a damaged page is salvaged: it may have been acknowledged before
+ * the damage (a bad sector, a stray write). */
 static void choose_meta(rsc *r)
 {
     kvmap_file *f = r->f;
     kv_meta cand[2];
     bool ok[2];
     uint64_t newest = 0;
+    int torn = f->current >= 0 && f->choice.reason == KVMAP_ROLLBACK_INCOMPLETE
+                   ? f->choice.rejected_slot
+                   : -1;
     for (int s = 0; s < 2; s++) {
         ok[s] = f->state[s] == KV_META_OK && f->meta[s].page_size == f->psize;
+        if (s == torn) {
+            ok[s] = false;
+            continue;
+        }
         if (ok[s])
             cand[s] = f->meta[s];
         else
@@ -534,6 +550,13 @@ static void choose_meta(rsc *r)
     r->end = r->meta.hwm < f->npages ? r->meta.hwm : f->npages;
     /* a meta page that fails (or whose tree fails) may have held txn + 1 */
     r->limit = newest + (ok[0] && ok[1] ? 0 : 1);
+    if (torn >= 0) {
+        r->limit = r->meta.txnid;
+        note(r, (uint64_t)torn, "meta %d: the commit of txn %" PRIu64 " is not intact on disk"
+             " (%" PRIu64 " of its %" PRIu64 " pages found): rescuing txn %" PRIu64
+             " (meta %d), as kvmap_open reads", torn, f->choice.rejected_txnid,
+             f->choice.found, f->choice.expected, r->meta.txnid, best);
+    }
 }
 
 static int rescue(rsc *r, kvmap_rescue_fn *emit)

@@ -305,6 +305,8 @@ typedef struct kv_meta_choice {
     uint64_t rejected_txnid;
     int reason;            /* KVMAP_ROLLBACK_* */
     uint64_t found, expected; /* pages of the rejected commit found / recorded */
+    uint64_t bad_pgno;     /* KVMAP_ROLLBACK_DAMAGED: the damaged page, */
+    const char *bad;       /* and what is wrong with it (static) */
 } kv_meta_choice;
 
 int kv_meta_read(int fd, uint64_t size, kv_meta_scan *s);

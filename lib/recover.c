@@ -104,8 +104,18 @@ typedef struct commit_walk {
     const kv_meta *m;
     uint32_t psize;
     uint64_t count, sum;
-    bool damaged; /* a page of the commit failed its checksum or header */
+    bool damaged;       /* a page of the commit failed its checksum or header */
+    uint64_t bad_pgno;  /* that page */
+    const char *bad;    /* what is wrong with it */
 } commit_walk;
+
+static int damaged_page(commit_walk *w, uint64_t pgno, const char *what)
+{
+    w->damaged = true;
+    w->bad_pgno = pgno;
+    w->bad = what;
+    return KV_CORRUPT();
+}
 
 /* Count and checksum the pages below pgno that transaction m->txnid wrote. */
 static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
@@ -118,10 +128,8 @@ static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
         return KV_CORRUPT();
     if (kv_pg_txnid(p) != m->txnid)
         return 0; /* older, or a page of this commit that did not land: the count tells */
-    if (kv_pg_pgno(p) != pgno) {
-        w->damaged = true;
-        return KV_CORRUPT();
-    }
+    if (kv_pg_pgno(p) != pgno)
+        return damaged_page(w, pgno, "its header records another page number");
     uint64_t n = 1, csum = kv_get64(p + KV_PG_CHECKSUM), sum;
     int type = kv_pg_type(p);
     if (type == KV_OVERFLOW) {
@@ -132,10 +140,8 @@ static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
     int r = w->src->run_sum(w->src->ctx, p, pgno, n, &sum);
     if (r < 0)
         return r;
-    if (csum != sum) {
-        w->damaged = true;
-        return KV_CORRUPT();
-    }
+    if (csum != sum)
+        return damaged_page(w, pgno, "checksum mismatch");
     if (++w->count > m->commit_pages)
         return KV_CORRUPT();
     w->sum += csum;
@@ -159,19 +165,16 @@ static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
 }
 
 /* 0 when every page the meta's transaction wrote is present and intact;
- * *found is how many of them the walk found. */
-static int verify_commit(const kv_pagesrc *src, uint32_t psize, const kv_meta *m,
-                         uint64_t *found, bool *damaged)
+ * w->count is how many of them the walk found. */
+static int verify_commit(commit_walk *w)
 {
-    commit_walk w = {src, m, psize, 0, 0, false};
+    const kv_meta *m = w->m;
     const kv_tree *trees[] = {&m->main, &m->free, &m->catalog};
     int r = 0;
     for (int i = 0; i < 3 && r == 0; i++)
         if (trees[i]->root != 0)
-            r = walk(&w, trees[i]->root, 0);
-    *found = w.count;
-    *damaged = w.damaged;
-    if (r == 0 && (w.count != m->commit_pages || w.sum != m->commit_sum))
+            r = walk(w, trees[i]->root, 0);
+    if (r == 0 && (w->count != m->commit_pages || w->sum != m->commit_sum))
         r = KV_CORRUPT();
     return r;
 }
@@ -207,18 +210,20 @@ int kv_meta_choose(const kv_meta_scan *s, uint64_t file_pages, const kv_pagesrc 
         const kv_meta *m = &s->meta[slot];
         if (s->state[slot] != KV_META_OK)
             continue;
-        uint64_t found = 0;
-        bool damaged = false;
         if (m->hwm > file_pages) {
             if (c->rejected_slot < 0)
                 reject(c, slot, m->txnid, KVMAP_ROLLBACK_TRUNCATED, file_pages, m->hwm);
             continue;
         }
-        if (verify_commit(src, s->page_size, m, &found, &damaged) < 0) {
-            if (c->rejected_slot < 0)
-                reject(c, slot, m->txnid, damaged ? KVMAP_ROLLBACK_DAMAGED
-                                                  : KVMAP_ROLLBACK_INCOMPLETE,
-                       found, m->commit_pages);
+        commit_walk w = {.src = src, .m = m, .psize = s->page_size};
+        if (verify_commit(&w) < 0) {
+            if (c->rejected_slot < 0) {
+                reject(c, slot, m->txnid, w.damaged ? KVMAP_ROLLBACK_DAMAGED
+                                                    : KVMAP_ROLLBACK_INCOMPLETE,
+                       w.count, m->commit_pages);
+                c->bad_pgno = w.bad_pgno;
+                c->bad = w.bad;
+            }
             continue;
         }
         c->slot = (int)slot;

@@ -340,6 +340,85 @@ START_TEST(test_damaged_meta_reported)
 }
 END_TEST
 
+static void count_report(void *ctx, uint64_t pgno, const char *problem)
+{
+    (void)pgno;
+    if (strstr(problem, "not intact on disk"))
+        ++*(int *)ctx;
+}
+
+typedef struct rescued {
+    kvmap_txn *t; /* what kvmap_open reads */
+    uint64_t n;
+    int differ;
+} rescued;
+
+static int rescued_entry(void *ctx, kvmap_val key, kvmap_val val)
+{
+    rescued *r = ctx;
+    kvmap_val v;
+    r->n++;
+    if (kvmap_get(r->t, key, &v) != 0 || v.size != val.size ||
+        memcmp(v.data, val.data, v.size) != 0)
+        r->differ++;
+    return 0;
+}
+
+/* The raw-file tools ask recover.c as kvmap_open does: kvmap_file_info
+ * names the meta kvmap_open reads and the rollback, kvmap_file_check walks
+ * that meta and reports the torn commit, kvmap_file_rescue salvages what
+ * kvmap_open reads (not the unacknowledged torn commit). */
+START_TEST(test_file_tools_agree_on_rollback)
+{
+    struct torn x;
+    make_torn(&x);
+    unsigned tslot = x.txn_t & 1;
+    kvmap_file *f;
+    ck_assert_kv_ok(kvmap_file_open(x.torn, &f));
+    kvmap_file_info fi;
+    ck_assert_kv_ok(kvmap_file_info_get(f, &fi));
+    ck_assert_int_eq(fi.meta_slot, (int)(1 - tslot));
+    ck_assert_uint_eq(fi.txnid, x.txn_t - 1);
+    ck_assert_int_eq(fi.rollback_slot, (int)tslot);
+    ck_assert_uint_eq(fi.rollback_txnid, x.txn_t);
+    ck_assert_int_eq(fi.rollback_reason, KVMAP_ROLLBACK_INCOMPLETE);
+    ck_assert_ptr_nonnull(fi.rollback_problem);
+
+    int torn_reports = 0;
+    kvmap_file_check_result cr;
+    ck_assert_kv_rc(kvmap_file_check(f, -1, count_report, &torn_reports, &cr), KVMAP_CORRUPTED);
+    ck_assert_int_eq(cr.meta_slot, (int)(1 - tslot));
+    ck_assert_uint_eq(cr.txnid, x.txn_t - 1);
+    ck_assert_int_eq(torn_reports, 1);
+    ck_assert_uint_eq(cr.problems, 1); /* the older commit itself is sound */
+
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(x.torn, KVMAP_RDONLY, 0, &db));
+    rescued rs = {tu_rbegin(db), 0, 0};
+    kvmap_stat st;
+    ck_assert_kv_ok(kvmap_stat_get(rs.t, &st));
+    kvmap_file_rescue_result rr;
+    ck_assert_kv_ok(kvmap_file_rescue(f, 0, rescued_entry, NULL, &rs, &rr));
+    ck_assert_uint_eq(rs.n, st.entries);
+    ck_assert_int_eq(rs.differ, 0);
+    ck_assert_int_eq(rr.complete, 1);
+    kvmap_abort(rs.t);
+    kvmap_close(db);
+    kvmap_file_close(f);
+
+    /* a sound file: no rollback, nothing reported */
+    ck_assert_kv_ok(kvmap_file_open(x.good, &f));
+    ck_assert_kv_ok(kvmap_file_info_get(f, &fi));
+    ck_assert_uint_eq(fi.txnid, x.txn_t);
+    ck_assert_int_eq(fi.rollback_slot, -1);
+    ck_assert_int_eq(fi.rollback_reason, 0);
+    ck_assert_ptr_null(fi.rollback_problem);
+    ck_assert_kv_ok(kvmap_file_check(f, -1, NULL, NULL, &cr));
+    kvmap_file_close(f);
+    free_torn(&x);
+}
+END_TEST
+
 static Suite *recovery_suite(void)
 {
     Suite *s = suite_create("recovery");
@@ -349,6 +428,7 @@ static Suite *recovery_suite(void)
     tcase_add_test(tc, test_retry_seen_by_rdonly_handle);
     tcase_add_test(tc, test_rollback_reported);
     tcase_add_test(tc, test_damaged_meta_reported);
+    tcase_add_test(tc, test_file_tools_agree_on_rollback);
     suite_add_tcase(s, tc);
     return s;
 }

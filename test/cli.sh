@@ -597,8 +597,9 @@ run 2 dump --damaged bad.kvmap
 corrupt branch-byte
 p=$(cat pages)
 run 4 check bad.kvmap
-has out "^page $p: checksum mismatch$"
-has out "^page 1: meta 1: the commit of txn 7 is not intact on disk"
+has out "^page $p: checksum mismatch (a page of txn 7, the newest commit)$"
+has out "^page 1: meta 1: the commit of txn 7 is not intact on disk (a page it wrote is damaged): kvmap_open rolls back to meta 0 (txn 6)$"
+has out '^bad.kvmap: damaged: meta 0 (txn 6), 2500 entries'
 run 0 get bad.kvmap key00042
 is out value-42
 has err '^kvmap-cli: bad.kvmap: warning: the newest commit (txn 7) is damaged or incomplete; reading txn 6'
@@ -616,6 +617,24 @@ has err 'rescued 3000 entries'
 data out >b
 data base.kvdump >a
 same a b
+
+# a commit whose root page never reached the disk: check and rescue read
+# what kvmap_open reads (txn 6), rescue leaves the torn commit's pages out
+corrupt torn
+run 4 check bad.kvmap
+has out "^page 1: meta 1: the commit of txn 7 is not intact on disk (some of its pages are missing): kvmap_open rolls back to meta 0 (txn 6)$"
+has out '^bad.kvmap: damaged: meta 0 (txn 6), 2500 entries'
+has out '^bad.kvmap: 1 problem found$'
+run 0 dump bad.kvmap
+has err 'warning: the newest commit (txn 7) is damaged or incomplete; reading txn 6: some pages of the commit did not reach the disk'
+cp out torn.dump
+run 0 dump --rescue bad.kvmap
+has err 'meta 1: the commit of txn 7 is not intact on disk ([0-9]* of its [0-9]* pages found): rescuing txn 6 (meta 0), as kvmap_open reads'
+has err 'rescued 2500 entries'
+same out torn.dump
+run 0 stat --json bad.kvmap
+has out '{"page": 1, "txn_id": 7, "valid": false, "current": false, "problem": "some pages of the commit did not reach the disk'
+same bad.kvmap bad.before
 
 corrupt overflow-byte
 p=$(cat pages)

@@ -200,6 +200,15 @@ static int corrupt(const char *kind)
         rewrite(pgno, p);
         free(p);
         printf("%" PRIu64 "\n", pgno);
+    } else if (strcmp(kind, "torn") == 0) {
+        /* the newest commit's root page never reached the disk: zeros, as
+         * a page the file grew by reads before its first write */
+        uint8_t *p = calloc(1, psize);
+        if (!p)
+            die("out of memory");
+        wr(p, psize, meta.main.root * psize);
+        free(p);
+        printf("%" PRIu64 "\n", meta.main.root);
     } else if (strcmp(kind, "leak") == 0) {
         if (ftruncate(fd, (off_t)((meta.hwm + 1) * psize)) < 0 && errno != EINVAL)
             die("cannot extend the file");
