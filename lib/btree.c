@@ -10,15 +10,20 @@ static inline uint32_t usable(const kvmap_txn *t)
     return t->db->psize - KV_PAGE_HDR;
 }
 
-/* Read page pgno expected at `level` of a tree `depth` deep. */
+/* Read page pgno expected at `level` of a tree `depth` deep, below a page
+ * written by txn `bound` (the root: below t's own txnid).  A page is never
+ * newer than its parent: copy-on-write rewrites the parent of every page
+ * it writes.  A child newer than its parent is a page the damaged tree
+ * shares with this transaction's own new pages; writing through both
+ * would put two pages in one. */
 static int get_level_page(kvmap_txn *t, uint64_t pgno, uint64_t level, uint64_t depth,
-                          uint8_t **p)
+                          uint64_t bound, uint8_t **p)
 {
     int r = kv_page_get(t, pgno, p);
     if (r < 0)
         return r;
     int want = level + 1 == depth ? KV_LEAF : KV_BRANCH;
-    if (kv_pg_type(*p) != want)
+    if (kv_pg_type(*p) != want || kv_pg_txnid(*p) > bound)
         return KV_CORRUPT();
     return 0;
 }
@@ -43,10 +48,10 @@ int kv_bt_search(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize,
         return 0;
     if (tree->depth > KV_PATH_MAX)
         return KV_CORRUPT();
-    uint64_t pgno = tree->root;
+    uint64_t pgno = tree->root, bound = t->txnid;
     for (int l = 0;; l++) {
         uint8_t *p;
-        int r = get_level_page(t, pgno, (uint64_t)l, tree->depth, &p);
+        int r = get_level_page(t, pgno, (uint64_t)l, tree->depth, bound, &p);
         if (r < 0)
             return r;
         path->pgno[l] = pgno;
@@ -59,6 +64,7 @@ int kv_bt_search(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize,
             r = child_of(t, p, path->idx[l], &pgno);
         if (r < 0)
             return r;
+        bound = kv_pg_txnid(p);
     }
 }
 
@@ -67,9 +73,10 @@ int kv_bt_search(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize,
 static int descend(kvmap_txn *t, const kv_tree *tree, kv_path *path, int level, bool last)
 {
     uint64_t pgno = path->pgno[level];
+    uint64_t bound = level > 0 ? kv_pg_txnid(path->page[level - 1]) : t->txnid;
     for (int l = level;; l++) {
         uint8_t *p;
-        int r = get_level_page(t, pgno, (uint64_t)l, tree->depth, &p);
+        int r = get_level_page(t, pgno, (uint64_t)l, tree->depth, bound, &p);
         if (r < 0)
             return r;
         uint32_t n = kv_pg_count(p);
@@ -86,6 +93,7 @@ static int descend(kvmap_txn *t, const kv_tree *tree, kv_path *path, int level, 
         r = child_of(t, p, path->idx[l], &pgno);
         if (r < 0)
             return r;
+        bound = kv_pg_txnid(p);
     }
 }
 
@@ -275,6 +283,17 @@ static uint32_t split_point(const kvmap_txn *t, const split_cell *v, uint32_t n,
 static int insert_cell(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int level,
                        uint32_t idx, int buf, uint32_t size);
 
+/* A new page that is also a page of the path: a damaged file whose free
+ * tree lists a page its key-value tree uses (or that uses one page twice).
+ * Filling both would write one page past its end. */
+static bool in_path(const kv_path *path, uint64_t pgno)
+{
+    for (int l = 0; l < path->depth; l++)
+        if (path->pgno[l] == pgno)
+            return true;
+    return false;
+}
+
 /* Page path->page[level] cannot take the cell in t->cellbuf[buf]: spread its
  * cells and the new one over it and a new right sibling, then insert the
  * separator into the parent (or a new root). */
@@ -321,6 +340,8 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
     int r = kv_page_new(t, type, treeid, &rpgno, &rp);
     if (r < 0)
         return r;
+    if (in_path(path, rpgno))
+        return KV_CORRUPT();
     count_page(tree, type, +1);
     if (!edge) {
         kv_node_init(p, psize, path->pgno[level], t->txnid, type, treeid);
@@ -361,6 +382,8 @@ static int split(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int lev
     r = kv_page_new(t, KV_BRANCH, treeid, &root, &rootp);
     if (r < 0)
         return r;
+    if (in_path(path, root) || root == rpgno)
+        return KV_CORRUPT();
     uint8_t first[KV_BRANCH_CELL_HDR];
     kv_branch_cell_encode(first, path->pgno[0], NULL, 0);
     kv_node_insert_raw(rootp, 0, first, KV_BRANCH_CELL_HDR);
@@ -557,10 +580,12 @@ static int try_merge(kvmap_txn *t, kv_tree *tree, kv_path *path, int level,
         r = child_of(t, parent, li + 1, &rpg);
     if (r == 0)
         r = kv_node_cell(parent, psize, li + 1, &sep);
+    if (r == 0 && lpg == rpg)
+        r = KV_CORRUPT(); /* one page under two separators */
     if (r == 0)
-        r = get_level_page(t, lpg, (uint64_t)level, tree->depth, &lp);
+        r = get_level_page(t, lpg, (uint64_t)level, tree->depth, kv_pg_txnid(parent), &lp);
     if (r == 0)
-        r = get_level_page(t, rpg, (uint64_t)level, tree->depth, &rp);
+        r = get_level_page(t, rpg, (uint64_t)level, tree->depth, kv_pg_txnid(parent), &rp);
     if (r < 0)
         return r;
     *merged = false;
@@ -611,7 +636,7 @@ static int rebalance(kvmap_txn *t, kv_tree *tree, kv_path *path, int level)
                     return r;
                 /* the new root may be a branch with one child too */
                 uint8_t *cp;
-                r = get_level_page(t, child, 0, tree->depth, &cp);
+                r = get_level_page(t, child, 0, tree->depth, t->txnid, &cp);
                 if (r < 0)
                     return r;
                 path->page[0] = cp;

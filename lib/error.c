@@ -76,6 +76,14 @@ const char *kvmap_version(void)
 
 /* Every KVMAP_CORRUPTED comes through here: a place for a breakpoint, and
  * KVMAP_DEBUG_CORRUPT=1 in the environment prints where it was caught. */
+#ifdef KVMAP_DEBUG
+_Noreturn void kv__assert_fail(const char *cond, const char *file, int line, const char *fn)
+{
+    fprintf(stderr, "kvmap: %s:%d: %s: internal assertion failed: %s\n", file, line, fn, cond);
+    abort();
+}
+#endif
+
 int kv__corrupt(const char *file, int line)
 {
     static int verbose = -1;

@@ -44,6 +44,17 @@
 int kv__corrupt(const char *file, int line);
 #define KV_CORRUPT() kv__corrupt(__FILE__, __LINE__)
 
+/* kv_assert: an internal precondition, one that no file content and no API
+ * misuse can break (those get error codes): checked in debug builds
+ * (KVMAP_DEBUG: --enable-debug, and every sanitizer and fuzz build), where
+ * a failure prints the condition and aborts; nothing in other builds. */
+#ifdef KVMAP_DEBUG
+_Noreturn void kv__assert_fail(const char *cond, const char *file, int line, const char *fn);
+#define kv_assert(c) ((c) ? (void)0 : kv__assert_fail(#c, __FILE__, __LINE__, __func__))
+#else
+#define kv_assert(c) ((void)0)
+#endif
+
 /* ---- os.c --------------------------------------------------------------- */
 int kv_os_open(const char *path, bool rdonly, bool create, unsigned mode, int *fd);
 int kv_os_open_lock(const char *path, unsigned mode, int *fd);

@@ -194,6 +194,7 @@ int kv_node_branch_search(const uint8_t *p, uint32_t psize, const uint8_t *key,
 void kv_node_insert_raw(uint8_t *p, uint32_t i, const uint8_t *cell, uint32_t size)
 {
     uint32_t n = kv_pg_count(p);
+    kv_assert(i <= n && size > 0 && kv_node_free(p) >= size + KV_SLOT_SIZE);
     uint32_t upper = kv_pg_upper(p) - size;
     memcpy(p + upper, cell, size);
     uint8_t *slots = p + KV_PAGE_HDR;
@@ -209,7 +210,9 @@ void kv_node_insert_raw(uint8_t *p, uint32_t i, const uint8_t *cell, uint32_t si
 void kv_node_delete(uint8_t *p, uint32_t psize, uint32_t i)
 {
     uint32_t n = kv_pg_count(p), upper = kv_pg_upper(p);
+    kv_assert(i < n);
     uint32_t off = slot_get(p, i), sz = kv_node_cell_size(p, psize, i);
+    kv_assert(sz > 0 && off >= upper); /* the caller decoded the cell */
     memmove(p + upper + sz, p + upper, off - upper);
     for (uint32_t j = 0; j < n; j++) {
         uint16_t o = slot_get(p, j);

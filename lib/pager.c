@@ -372,6 +372,7 @@ static void prefault_new(kvmap_txn *t, uint64_t start, uint64_t end)
 int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
 {
     kvmap *db = t->db;
+    kv_assert(!t->rdonly && npages > 0);
     int r = alloc_from_free(t, npages, pgno);
     if (r < 0)
         return r;
@@ -387,6 +388,12 @@ int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
         t->m.hwm = end;
         prefault_new(t, start, end);
     }
+    kv_assert(*pgno >= KV_FIRST_PGNO && *pgno + npages <= t->m.hwm);
+    /* A page this transaction holds already: the free tree listed a page
+     * twice (a damaged file); using it would put two pages in one. */
+    for (uint32_t i = 0; i < npages; i++)
+        if (KV_UNLIKELY(kv_pgset_has(&t->dirty, *pgno + i)))
+            return KV_CORRUPT();
     r = kv_pgset_add(&t->dirty, *pgno);
     if (r < 0)
         return r;
@@ -408,6 +415,8 @@ int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p)
  * reader can see them (they become a free-tree record at commit). */
 int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages)
 {
+    /* the callers free only pages they reached from the snapshot's trees */
+    kv_assert(!t->rdonly && npages > 0 && pgno >= KV_FIRST_PGNO && pgno + npages <= t->m.hwm);
     bool dirty = kv_pgset_del(&t->dirty, pgno);
     for (uint32_t i = 0; i < npages; i++) {
         int r = dirty ? kv_pgvec_insert_desc(&t->reclaim, pgno + i)
@@ -435,6 +444,7 @@ static void copy_node(uint8_t *dst, const uint8_t *src, uint32_t psize)
  * parent's pointer when *pgno changes. */
 int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p)
 {
+    kv_assert(!t->rdonly && *p == t->db->map + *pgno * t->db->psize);
     if (kv_pgset_has(&t->dirty, *pgno))
         return 0;
     uint64_t npg;
@@ -442,6 +452,8 @@ int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p)
     int r = kv_page_alloc(t, 1, &npg, &np);
     if (r < 0)
         return r;
+    if (KV_UNLIKELY(npg == *pgno))
+        return KV_CORRUPT(); /* the free tree lists a page of the snapshot's tree */
     copy_node(np, *p, t->db->psize);
     kv_put64(np + KV_PG_PGNO, npg);
     kv_put64(np + KV_PG_TXNID, t->txnid);

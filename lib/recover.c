@@ -305,6 +305,8 @@ int kv_meta_current(kvmap *db, kv_meta *m)
 void kv_meta_publish(kvmap *db, const kv_meta *m)
 {
     unsigned slot = (unsigned)(m->txnid & 1);
+    /* the writer holds the writer lock: the next txn, never the current slot */
+    kv_assert(m->txnid == kv_meta_newest(db) + 1);
     uint64_t buf[KV_META_SIZE / 8];
     kv_meta_encode(m, (uint8_t *)buf);
     uint64_t *dst = (uint64_t *)(void *)(db->map + (size_t)slot * db->psize);
@@ -321,6 +323,9 @@ void kv_meta_publish(kvmap *db, const kv_meta *m)
  * readers take it from now on, and a rollback it overwrote is over. */
 void kv_meta_ack(kvmap *db, const kv_meta *m)
 {
+    kv_assert(m->txnid == kv_meta_newest(db) + 1 &&
+              __atomic_load_n(slot_txnid(db, (unsigned)(m->txnid & 1)), __ATOMIC_SEQ_CST) ==
+                  m->txnid);
     kv_lock_set_current(db, m->txnid, (unsigned)(m->txnid & 1));
     kv_lock_rollback_clear(db);
 }

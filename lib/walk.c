@@ -252,8 +252,11 @@ static KV_NOINLINE bool cells_packed(const uint8_t *p, uint32_t psize, uint64_t 
 /* Page pgno at level, its keys within [lo, hi), and the pages below it.
  * The level decides the type wanted (a leaf at the tree's depth - 1) and
  * only a branch's children are walked, so level < depth <= KV_MAX_DEPTH. */
+/* ptxn: the txnid of the parent page `from` (the meta's for a root).  A
+ * page is never newer than its parent (copy-on-write rewrites the parent
+ * of every page it writes); the writer refuses one that is (btree.c). */
 static void check_page(kv_walk *w, uint64_t pgno, uint64_t level, bound lo, bound hi,
-                       uint64_t from, bool in_commit)
+                       uint64_t from, uint64_t ptxn, bool in_commit)
 {
     if (!kv_walk_claim(w, pgno, 1, from, "tree"))
         return;
@@ -264,6 +267,9 @@ static void check_page(kv_walk *w, uint64_t pgno, uint64_t level, bound lo, boun
     int want = level + 1 == w->tree->depth ? KV_LEAF : KV_BRANCH;
     if (!check_header(w, pgno, p, want, from, &in_commit))
         return;
+    if (level > 0 && kv_pg_txnid(p) > ptxn)
+        kv_walk_problem(w, pgno, "written by txn %" PRIu64 ", after its parent (page %" PRIu64
+                        ", txn %" PRIu64 ")", kv_pg_txnid(p), from, ptxn);
     uint32_t n = kv_pg_count(p);
     if (n == 0 && level > 0)
         kv_walk_problem(w, pgno, "empty page below the root");
@@ -304,7 +310,7 @@ static void check_page(kv_walk *w, uint64_t pgno, uint64_t level, bound lo, boun
         kv_cell next;
         if (i + 1 < n && kv_node_cell(p, w->psize, i + 1, &next) == 0)
             chi = (bound){next.key, next.ksize, true};
-        check_page(w, cell.child, level + 1, clo, chi, pgno, in_commit);
+        check_page(w, cell.child, level + 1, clo, chi, pgno, kv_pg_txnid(p), in_commit);
     }
     /* one problem per page, not per key: a wrong child pointer moves them all */
     if (n_outside)
@@ -324,7 +330,7 @@ static void check_tree(kv_walk *w, const kv_tree *tree, int treeid)
         kv_walk_problem(w, w->meta_pg, "%s%s tree of depth %" PRIu64 " cannot be walked",
                         w->meta_name, tree_name((unsigned)treeid), tree->depth);
     else if (tree->root)
-        check_page(w, tree->root, 0, (bound){0}, (bound){0}, w->meta_pg, true);
+        check_page(w, tree->root, 0, (bound){0}, (bound){0}, w->meta_pg, w->txnid, true);
     if (w->entries != tree->entries || w->branch != tree->branch_pages ||
         w->leaf != tree->leaf_pages || w->overflow != tree->overflow_pages)
         kv_walk_problem(w, w->meta_pg,

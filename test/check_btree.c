@@ -1235,6 +1235,7 @@ enum damage {
     DMG_CHILD_OUTSIDE,  /* a branch's child pointer past the file's end (fixed) */
     DMG_CHILD_TWICE,    /* a child pointer to a sibling's leaf (fixed) */
     DMG_PGNO,           /* a leaf's own page number changed (fixed) */
+    DMG_NEWER_CHILD,    /* a leaf written after its parent branch (fixed) */
     DMG_COUNT
 };
 
@@ -1295,6 +1296,12 @@ START_TEST(test_check_damage)
         fix_checksum(leaf, ps);
         expect_pg[0] = v.leaf[0];
         break;
+    case DMG_NEWER_CHILD: /* still no newer than the meta: only its parent tells */
+        ck_assert_uint_gt(v.txn_b, v.txn_a);
+        kv_put64(leaf + KV_PG_TXNID, v.txn_a + 1);
+        fix_checksum(leaf, ps);
+        expect_pg[0] = v.leaf[0];
+        break;
     default:
         ck_abort();
     }
@@ -1323,7 +1330,7 @@ START_TEST(test_check_damage)
      * can show, the data as it is), never a crash */
     kvmap_val val;
     int rc = kvmap_get(t, tu_val(v.leaf_key, 16), &val);
-    if (dmg == DMG_LEAF_KSIZE || dmg == DMG_PGNO)
+    if (dmg == DMG_LEAF_KSIZE || dmg == DMG_PGNO || dmg == DMG_NEWER_CHILD)
         ck_assert_kv_rc(rc, KVMAP_CORRUPTED);
     else
         ck_assert_msg(rc == 0 || rc == KVMAP_CORRUPTED || rc == KVMAP_NOTFOUND, "get: %s",

@@ -8,6 +8,7 @@
  * KVMAP_SEED to replay one.
  */
 #include <check.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -420,6 +421,34 @@ START_TEST(test_node_fill)
     free(p);
 }
 END_TEST
+
+#ifdef KVMAP_DEBUG
+/* Debug builds check internal preconditions: a cell inserted into a page
+ * that has no room for it aborts at once (kv_assert), instead of writing
+ * over the slots. */
+START_TEST(test_assert_insert_no_room)
+{
+    uint32_t ps = 512;
+    uint8_t *p = page_alloc(ps);
+    kv_node_init(p, ps, 3, 3, KV_LEAF, KV_TREE_MAIN);
+    uint8_t cell[600];
+    memset(cell, 'c', sizeof cell);
+    kv_node_insert_raw(p, 0, cell, ps - KV_PAGE_HDR); /* one slot too many */
+    free(p);
+}
+END_TEST
+
+/* ... and a delete of a cell index past the count. */
+START_TEST(test_assert_delete_past_count)
+{
+    uint32_t ps = 512;
+    uint8_t *p = page_alloc(ps);
+    kv_node_init(p, ps, 3, 3, KV_LEAF, KV_TREE_MAIN);
+    kv_node_delete(p, ps, 0);
+    free(p);
+}
+END_TEST
+#endif
 
 START_TEST(test_node_search)
 {
@@ -1250,6 +1279,13 @@ static Suite *node_suite(void)
     tcase_add_loop_test(tc, test_node_bad_cells, 0, NPSIZES);
     tcase_add_loop_test(tc, test_node_fuzz, 0, NPSIZES);
     suite_add_tcase(s, tc);
+
+#ifdef KVMAP_DEBUG
+    tc = tcase_create("assert");
+    tcase_add_test_raise_signal(tc, test_assert_insert_no_room, SIGABRT);
+    tcase_add_test_raise_signal(tc, test_assert_delete_past_count, SIGABRT);
+    suite_add_tcase(s, tc);
+#endif
 
     tc = tcase_create("meta");
     tcase_add_test(tc, test_meta_roundtrip);
