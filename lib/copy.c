@@ -15,8 +15,10 @@ static int create_excl(const char *path, int *fd)
     return kv_os_create_excl(path, 0644, fd);
 }
 
-/* Every page below the snapshot's high-water mark, then its meta in both
- * slots.  Pages a concurrent writer changes are free in the snapshot. */
+/* Every page below the snapshot's high-water mark, flushed, then its meta
+ * in both slots, marked so (KV_MF_SYNCED: opening the copy need not verify
+ * its pages; kvmap_copy flushes the metas).  Pages a concurrent writer
+ * changes are free in the snapshot. */
 static int copy_pages(kvmap_txn *t, int fd)
 {
     kvmap *db = t->db;
@@ -28,11 +30,18 @@ static int copy_pages(kvmap_txn *t, int fd)
         if (r < 0)
             return r;
     }
+    int r = kv_os_sync_file(fd);
+    if (r < 0)
+        return r;
     uint8_t *meta = calloc(1, db->psize);
     if (!meta)
         return -ENOMEM;
-    kv_meta_encode(&t->m, meta);
-    int r = kv_os_pwrite(fd, meta, db->psize, 0);
+    kv_meta m = t->m;
+    m.version = KVMAP_FORMAT_VERSION;
+    m.flags = KV_MF_SYNCED;
+    m.list = 0;
+    kv_meta_encode(&m, meta);
+    r = kv_os_pwrite(fd, meta, db->psize, 0);
     if (r == 0)
         r = kv_os_pwrite(fd, meta, db->psize, db->psize);
     free(meta);
@@ -67,7 +76,9 @@ static int copy_entries(kvmap_txn *src, kvmap *dst)
 
 static int copy_compact(kvmap *db, kvmap_txn *t, const char *path, int fd)
 {
-    kvmap_options o = {.flags = KVMAP_CREATE | KVMAP_NOSYNC, .page_size = db->psize};
+    /* durable, not KVMAP_NOSYNC: the one large commit is then flushed
+     * pages first and marked so, and the copy opens without reading it */
+    kvmap_options o = {.flags = KVMAP_CREATE, .page_size = db->psize};
     kvmap *dst;
     int r = kvmap_open(path, &o, &dst); /* the empty file we just made */
     if (r == 0) {

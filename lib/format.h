@@ -12,7 +12,8 @@
  *                    (hwm, in the meta): pages at or past hwm are unused; the
  *                    file may extend past hwm*P (preallocated growth).
  *
- * META PAGE (the first KV_META_SIZE bytes of page 0 or 1; the rest is zero)
+ * META PAGE (the first KV_META_SIZE bytes of page 0 or 1, then the commit
+ * list; the rest of the page is not read)
  *   off size field
  *     0   8  mt_checksum   XXH3_64 of bytes [8, KV_META_SIZE)
  *     8   8  mt_magic      "KVMAPDB\0"
@@ -26,8 +27,15 @@
  *    64  48  mt_main       tree descriptor of the key-value tree
  *   112  48  mt_free       tree descriptor of the free-page tree
  *   160  48  mt_catalog    tree descriptor reserved for named buckets (zero)
- *   208  48  reserved, zero
+ *   208   4  mt_flags      KV_MF_SYNCED: mt_txnid's pages were made durable
+ *                          before this meta was written (format 2; 0 in 1)
+ *   212   4  mt_list       n: the commit list holds n page numbers (format
+ *                          2; 0 in 1); nonzero only when n == mt_commit_pages
+ *   216  40  reserved, zero
  *   256      (KV_META_SIZE)
+ *   256  8n  the commit list: the number of every page and the first page of
+ *            every run that mt_txnid wrote, ascending (not covered by
+ *            mt_checksum: see COMMIT VERIFICATION)
  *
  * TREE DESCRIPTOR (48 bytes)
  *     0   8  root          page number of the root, 0 for an empty tree
@@ -76,6 +84,29 @@
  * OVERFLOW RUN: pg_count contiguous pages; header on the first page only, the
  *   value's bytes from offset 40 on, continuing through the following pages.
  *
+ * COMMIT VERIFICATION (recover.c).  A commit is made durable by one flush
+ * of its pages and its meta together, so a power cut during that flush can
+ * leave the meta on disk without some of its pages.  Opening therefore
+ * checks that the newest meta's commit is whole before using it, and rolls
+ * back to the other meta if it is not.  What it reads is bounded:
+ *   - mt_list n > 0: exactly the n listed pages (runs at their length) are
+ *     read.  Each must lie below hwm, carry its own number and txnid ==
+ *     mt_txnid, and match its checksum; there must be mt_commit_pages of
+ *     them, ascending, with checksums summing to mt_commit_sum.  A writer
+ *     lists a commit only when it writes at most KV_ONE_FLUSH_PAGES pages in
+ *     at most KV_LIST_MAX(P) pages and runs, so opening reads no more.  The
+ *     list needs no checksum of its own: a list torn or left from an older
+ *     commit names pages of another txnid, or a different set whose
+ *     checksums do not sum to mt_commit_sum (64 bits), and is rejected.
+ *   - KV_MF_SYNCED: nothing is read.  A larger commit is flushed twice, its
+ *     pages first and then its meta, so a meta that reached the disk and
+ *     validates proves its pages did (the kernel reports a flush complete
+ *     only once the device has the data).
+ *   - neither (a format 1 meta, or a large commit made with KVMAP_NOSYNC):
+ *     the trees are walked from the roots; only pages of mt_txnid are
+ *     entered, and their pages and runs must count mt_commit_pages and sum
+ *     to mt_commit_sum.  This reads the commit's pages and their children.
+ *
  * FREE TREE: a B+tree of the same page format (pg_tree = KV_TREE_FREE).
  *   key   (16 bytes)  txnid (big-endian u64) | highest page number in the value (big-endian u64)
  *   value             u64 page numbers, ascending, all freed by that txnid
@@ -89,7 +120,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KVMAP_FORMAT_VERSION 1u
+#define KVMAP_FORMAT_VERSION 2u /* written; 1 (no flags, no list) still read */
+#define KV_FORMAT_OLDEST 1u
 #define KV_MAGIC "KVMAPDB"     /* 8 bytes with its NUL */
 
 #define KV_META_SIZE 256u
@@ -105,6 +137,15 @@
 #define KV_MT_MAIN 64
 #define KV_MT_FREE 112
 #define KV_MT_CATALOG 160
+#define KV_MT_FLAGS 208
+#define KV_MT_LIST 212
+#define KV_MF_SYNCED 0x1u
+/* The commit list: at most KV_LIST_MAX(P) entries, and only for commits of
+ * at most KV_ONE_FLUSH_PAGES pages, runs at their length (COMMIT
+ * VERIFICATION).  512 pages is 2 MiB at P = 4096: a commit above that pays
+ * one more flush, small against writing it. */
+#define KV_LIST_MAX(ps) (((ps) - KV_META_SIZE) / 8 < 256u ? ((ps) - KV_META_SIZE) / 8 : 256u)
+#define KV_ONE_FLUSH_PAGES 512u
 #define KV_TREE_DESC_SIZE 48
 
 #define KV_PAGE_HDR 40u

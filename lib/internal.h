@@ -90,6 +90,7 @@ typedef struct kv_meta {
     uint32_t version, page_size;
     uint64_t txnid, hwm, commit_pages, commit_sum, free_pages;
     kv_tree main, free, catalog;
+    uint32_t flags, list; /* KV_MF_*; entries in the commit list (format.h) */
 } kv_meta;
 
 enum kv_meta_state { KV_META_OK, KV_META_NOT_KVMAP, KV_META_BAD, KV_META_NEWER };

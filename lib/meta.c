@@ -39,6 +39,8 @@ void kv_meta_encode(const kv_meta *m, uint8_t *b)
     tree_encode(b + KV_MT_MAIN, &m->main);
     tree_encode(b + KV_MT_FREE, &m->free);
     tree_encode(b + KV_MT_CATALOG, &m->catalog);
+    kv_put32(b + KV_MT_FLAGS, m->flags);
+    kv_put32(b + KV_MT_LIST, m->list);
     kv_put64(b + KV_MT_CHECKSUM, XXH3_64bits(b + 8, KV_META_SIZE - 8));
 }
 
@@ -66,6 +68,8 @@ void kv_meta_fields(const uint8_t *b, kv_meta *m)
     tree_decode(b + KV_MT_MAIN, &m->main);
     tree_decode(b + KV_MT_FREE, &m->free);
     tree_decode(b + KV_MT_CATALOG, &m->catalog);
+    m->flags = kv_get32(b + KV_MT_FLAGS);
+    m->list = kv_get32(b + KV_MT_LIST);
 }
 
 /* Decode and check one meta page.  A checksum that does not match, or fields
@@ -75,10 +79,14 @@ static enum kv_meta_state decode(const uint8_t *b, kv_meta *m)
     kv_meta_fields(b, m);
     if (m->version > KVMAP_FORMAT_VERSION)
         return KV_META_NEWER;
-    if (m->version == 0)
+    if (m->version < KV_FORMAT_OLDEST)
         return KV_META_BAD;
     uint32_t ps = m->page_size;
     if (ps < KV_MIN_PAGE || ps > KV_MAX_PAGE || (ps & (ps - 1)) != 0)
+        return KV_META_BAD;
+    if (m->version == 1 ? m->flags || m->list
+                        : (m->flags & ~KV_MF_SYNCED) || m->list > KV_LIST_MAX(ps) ||
+                              (m->list && (m->flags || m->list != m->commit_pages)))
         return KV_META_BAD;
     if (m->hwm < KV_FIRST_PGNO || m->hwm > (UINT64_MAX / ps) ||
         m->free_pages > m->hwm || m->commit_pages > m->hwm)

@@ -3,9 +3,11 @@
  *
  * At open (kv_meta_read, kv_meta_choose): both meta pages are read and
  * validated (meta.c), and the newest one that validates is taken only if
- * the commit it records is whole on disk: the open-time walk counts and
- * checksums the pages its transaction wrote (format.h, mt_commit_pages and
- * mt_commit_sum).  A torn or damaged newest commit is rolled back to the
+ * the commit it records is whole on disk (format.h, COMMIT VERIFICATION):
+ * the pages its commit list names are read and checksummed, or, for a
+ * commit flushed pages first (KV_MF_SYNCED), nothing; a format 1 meta's
+ * commit is found by walking its trees.  Either way the pages must count
+ * mt_commit_pages and their checksums sum to mt_commit_sum.  A torn or damaged newest commit is rolled back to the
  * other meta, and the choice says which txn was rejected and why.  The same
  * choice, over pages read with pread, serves kvmap_file_* (check, stat,
  * rescue), so that the tools and kvmap_open never disagree.
@@ -164,11 +166,69 @@ static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
     return 0;
 }
 
-/* 0 when every page the meta's transaction wrote is present and intact;
- * w->count is how many of them the walk found. */
-static int verify_commit(commit_walk *w)
+/* One page (or run) the commit list names: 1 when it is the commit's and
+ * intact, 0 when it is not the commit's (it did not reach the disk). */
+static int listed_page(commit_walk *w, uint64_t pgno)
 {
     const kv_meta *m = w->m;
+    const uint8_t *p = w->src->page(w->src->ctx, pgno, 1);
+    if (!p)
+        return KV_CORRUPT();
+    if (kv_pg_txnid(p) != m->txnid)
+        return 0;
+    if (kv_pg_pgno(p) != pgno)
+        return damaged_page(w, pgno, "its header records another page number");
+    uint64_t n = 1, csum = kv_get64(p + KV_PG_CHECKSUM), sum;
+    if (kv_pg_type(p) == KV_OVERFLOW) {
+        n = kv_pg_count(p);
+        if (n == 0 || n > m->hwm - pgno)
+            return damaged_page(w, pgno, "an overflow run past the high-water mark");
+    }
+    int r = w->src->run_sum(w->src->ctx, p, pgno, n, &sum);
+    if (r < 0)
+        return r;
+    if (csum != sum)
+        return damaged_page(w, pgno, "checksum mismatch");
+    w->sum += csum;
+    return 1;
+}
+
+/* The pages of the commit list after meta slot's first KV_META_SIZE bytes
+ * (meta.c checked m->list <= KV_LIST_MAX and == m->commit_pages).  A list
+ * that is not ascending inside the file is not this commit's (torn, or an
+ * older one's): the commit is incomplete. */
+static int verify_list(commit_walk *w, unsigned slot)
+{
+    const kv_meta *m = w->m;
+    uint64_t list[256];
+    const uint8_t *mp = w->src->page(w->src->ctx, slot, 0);
+    if (!mp || m->list > sizeof list / sizeof *list)
+        return KV_CORRUPT();
+    for (uint32_t i = 0; i < m->list; i++) {
+        list[i] = kv_get64(mp + KV_META_SIZE + 8 * (size_t)i);
+        if (list[i] < KV_FIRST_PGNO || list[i] >= m->hwm || (i && list[i] <= list[i - 1]))
+            return KV_CORRUPT();
+    }
+    bool missing = false;
+    for (uint32_t i = 0; i < m->list; i++) {
+        int r = listed_page(w, list[i]);
+        if (r < 0)
+            return r;
+        w->count += (uint64_t)r;
+        missing |= r == 0;
+    }
+    return missing || w->sum != m->commit_sum ? KV_CORRUPT() : 0;
+}
+
+/* 0 when every page the meta's transaction wrote is present and intact;
+ * w->count is how many of them were found. */
+static int verify_commit(commit_walk *w, unsigned slot)
+{
+    const kv_meta *m = w->m;
+    if (m->flags & KV_MF_SYNCED)
+        return 0;
+    if (m->list)
+        return verify_list(w, slot);
     const kv_tree *trees[] = {&m->main, &m->free, &m->catalog};
     int r = 0;
     for (int i = 0; i < 3 && r == 0; i++)
@@ -216,7 +276,7 @@ int kv_meta_choose(const kv_meta_scan *s, uint64_t file_pages, const kv_pagesrc 
             continue;
         }
         commit_walk w = {.src = src, .m = m, .psize = s->page_size};
-        if (verify_commit(&w) < 0) {
+        if (verify_commit(&w, slot) < 0) {
             if (c->rejected_slot < 0) {
                 reject(c, slot, m->txnid, w.damaged ? KVMAP_ROLLBACK_DAMAGED
                                                     : KVMAP_ROLLBACK_INCOMPLETE,

@@ -29,6 +29,14 @@
  * then do readers take it (recover.c). */
 int kv_txn_write_meta(kvmap *db, const kv_meta *m)
 {
+    if ((m->flags & KV_MF_SYNCED) && !(db->flags & KVMAP_NOSYNC)) {
+        /* a large commit: its pages first, so that its meta on disk proves
+         * them there (format.h, COMMIT VERIFICATION); nothing is published
+         * yet, so a failure leaves no commit behind */
+        int r = kv_os_flush(db->fd, db->map, (size_t)kv_mapped_size(db));
+        if (r < 0)
+            return r;
+    }
     kv_meta_publish(db, m);
     if (!(db->flags & KVMAP_NOSYNC)) {
         /* The whole file, not just up to the high-water mark: pages this
@@ -245,11 +253,45 @@ void kvmap_abort(kvmap_txn *t)
     free(t);
 }
 
+static int cmp_pgno(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* How the next open will know that this commit is whole (format.h, COMMIT
+ * VERIFICATION): a small commit lists its pages after the meta, in the
+ * slot it is about to write (never the current one: no reader looks past a
+ * slot's first KV_META_SIZE bytes); a larger one is flushed twice. */
+static void plan_verification(kvmap_txn *t, uint64_t pages)
+{
+    kvmap *db = t->db;
+    t->m.version = KVMAP_FORMAT_VERSION;
+    t->m.flags = 0;
+    t->m.list = 0;
+    if (t->m.commit_pages > KV_LIST_MAX(db->psize) || pages > KV_ONE_FLUSH_PAGES) {
+        if (!(db->flags & KVMAP_NOSYNC)) /* else: no flush to order them by */
+            t->m.flags = KV_MF_SYNCED;
+        return;
+    }
+    uint64_t list[256];
+    uint32_t n = 0;
+    for (size_t i = 0; i < t->dirty.cap; i++)
+        if (t->dirty.slot[i] >= KV_FIRST_PGNO)
+            list[n++] = t->dirty.slot[i];
+    kv_assert(n == t->m.commit_pages);
+    qsort(list, n, sizeof *list, cmp_pgno);
+    uint8_t *dst = db->map + (size_t)(t->txnid & 1) * db->psize + KV_META_SIZE;
+    for (uint32_t i = 0; i < n; i++)
+        kv_put64(dst + 8 * (size_t)i, list[i]);
+    t->m.list = n;
+}
+
 /* Step 2 of the protocol: checksum every page written, into the meta. */
 static void seal_pages(kvmap_txn *t)
 {
     kvmap *db = t->db;
-    uint64_t count = 0, sum = 0;
+    uint64_t count = 0, sum = 0, pages = 0;
     for (size_t i = 0; i < t->dirty.cap; i++) {
         uint64_t pgno = t->dirty.slot[i];
         if (pgno < KV_FIRST_PGNO)
@@ -262,9 +304,11 @@ static void seal_pages(kvmap_txn *t)
         kv_put64(p + KV_PG_CHECKSUM, c);
         sum += c;
         count++;
+        pages += len / db->psize;
     }
     t->m.commit_pages = count;
     t->m.commit_sum = sum;
+    plan_verification(t, pages);
 }
 
 /* Give back file space past the high-water mark, with hysteresis: only when

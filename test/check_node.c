@@ -1087,6 +1087,42 @@ START_TEST(test_meta_fields)
         trees[t]->overflow_pages = 1;
         ck_assert_msg(enc_dec(&m) == KV_META_BAD, "tree %d empty with overflow pages", t);
     }
+    /* format 2: how the commit is verified (format.h, COMMIT VERIFICATION) */
+    m = sample_meta();
+    m.flags = KV_MF_SYNCED;
+    ck_assert_int_eq(enc_dec(&m), KV_META_OK);
+    m.flags = 0x2; /* unknown */
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
+    m.flags = 0;
+    m.list = (uint32_t)m.commit_pages;
+    ck_assert_int_eq(enc_dec(&m), KV_META_OK);
+    m.list = (uint32_t)m.commit_pages + 1; /* the list is exactly the commit's pages */
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
+    m.list = (uint32_t)m.commit_pages;
+    m.flags = KV_MF_SYNCED; /* listed or flushed first, not both */
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
+    m.flags = 0;
+    m.commit_pages = m.list = KV_LIST_MAX(4096u);
+    ck_assert_int_eq(enc_dec(&m), KV_META_OK);
+    m.commit_pages = m.list = KV_LIST_MAX(4096u) + 1;
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
+    m = sample_meta();
+    m.page_size = 512;
+    m.commit_pages = m.list = KV_LIST_MAX(512u) + 1; /* (512 - 256) / 8: 32 */
+    ck_assert_uint_eq(KV_LIST_MAX(512u), 32);
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
+    /* format 1 had neither: those bytes were reserved, zero */
+    m = sample_meta();
+    m.version = 1;
+    ck_assert_int_eq(enc_dec(&m), KV_META_OK);
+    m.flags = KV_MF_SYNCED;
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
+    m.flags = 0;
+    m.list = (uint32_t)m.commit_pages;
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
+    m.list = 0;
+    m.version = 0;
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
 }
 END_TEST
 
