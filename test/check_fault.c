@@ -59,7 +59,7 @@
 
 #define NKEYS 180u
 #define NTXN 18u
-#define BIG 5000u
+#define BIG 15000u /* 4 pages: GROW_TXN writes over 512 pages, flushed pages first */
 #define GROW_TXN 3u    /* puts 140 big values: the file grows past 1 MiB */
 #define SHRINK_TXN 7u  /* deletes most of them: their pages are freed */
 #define REOPEN_AFTER 9u
