@@ -43,6 +43,7 @@ int kv_bt_search(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize,
 {
     uint32_t psize = t->db->psize;
     path->depth = 0;
+    memset(&path->ra, 0, sizeof path->ra);
     *exact = false;
     if (tree->root == 0)
         return 0;
@@ -100,6 +101,8 @@ static int descend(kvmap_txn *t, const kv_tree *tree, kv_path *path, int level, 
 int kv_bt_first(kvmap_txn *t, kv_tree *tree, kv_path *path, bool last)
 {
     path->depth = 0;
+    memset(&path->ra, 0, sizeof path->ra);
+    path->ra.whole = true;
     if (tree->root == 0)
         return KVMAP_NOTFOUND;
     if (tree->depth > KV_PATH_MAX)
@@ -139,6 +142,128 @@ static void prefetch_scan(kvmap_txn *t, const kv_path *path, bool back)
         KV_PREFETCH(t->db->map + pgno * t->db->psize);
 }
 
+/* Read-ahead for scans.  The map is advised MADV_RANDOM (os.c: read-around's
+ * large folios would multiply what commits write), so a cold scan would
+ * wait for one page at a time.  A scan that enters leaf after leaf and
+ * meets major faults (sampled from the thread's fault count: a warm scan
+ * makes no system call but the sample) asks for the next leaves under the
+ * same parent ahead of it (MADV_WILLNEED: order-0 pages, exactly those),
+ * adjacent pages in one call, in a window that doubles per leaf entered up
+ * to RA_MAX leaves; nearing the parent's end, also the parent's next
+ * sibling.  Point reads and short range reads never get this far. */
+#define RA_FIRST 4u
+#define RA_MAX 64u
+
+static void advise_range(kvmap_txn *t, uint64_t first, uint64_t n)
+{
+    if (n)
+        kv_os_willneed(t->db->map, first * t->db->psize, n * t->db->psize);
+}
+
+/* Children [from, to) of parent, in scan order (mirrored when back). */
+static void advise_children(kvmap_txn *t, const uint8_t *parent, uint32_t n, bool back,
+                            uint32_t from, uint32_t to)
+{
+    uint64_t run = 0, len = 0;
+    for (uint32_t k = from; k < to; k++) {
+        uint64_t c;
+        if (child_of(t, parent, back ? n - 1 - k : k, &c) < 0 || c < KV_FIRST_PGNO ||
+            c >= t->m.hwm)
+            break; /* hints only: never follow what does not check */
+        if (len && c == run + len) {
+            len++;
+            continue;
+        }
+        if (len && c + 1 == run) { /* descending pages: a backward scan of a fill */
+            run = c;
+            len++;
+            continue;
+        }
+        advise_range(t, run, len);
+        run = c;
+        len = 1;
+    }
+    advise_range(t, run, len);
+}
+
+static bool scan_is_cold(kv_readahead *ra)
+{
+    ra->leaves++;
+    if (ra->cold)
+        return true;
+    if (ra->leaves > 4 && ra->leaves % 16)
+        return false;
+    uint64_t f = kv_os_major_faults();
+    if (ra->leaves > 1 && f > ra->majflt)
+        ra->cold = true;
+    ra->majflt = f;
+    return ra->cold;
+}
+
+/* A long cold scan from the first (or last) key, of a tree whose leaves
+ * fill most of the file, is most likely a dump that reads it all.  In key
+ * order its leaves lie in file order only if the tree was loaded in order;
+ * after random inserts each is a small read somewhere, at the device's
+ * random-read rate.  So such a scan also sweeps the file in file order
+ * (from the end, going back) in requests of SWEEP_LEAD or so, SWEEP_RATE
+ * times as fast as it moves through the leaves: the leaves it reaches next
+ * are then mostly read already, at the device's sequential rate (measured
+ * on 1,000,000 random-order entries: 4.9 against 3.3 million entries a
+ * second with a rate of 2, 2.0 with the whole file asked for at once,
+ * whose submission stalls the scan).  A scan that began with a seek does
+ * not sweep: it may want a small part of a large file. */
+#define SWEEP_AFTER 64u          /* leaves entered cold before a sweep */
+#define SWEEP_LEAD (2u << 20)     /* bytes */
+#define SWEEP_RATE 16u
+
+static void sweep(kvmap_txn *t, const kv_tree *tree, kv_readahead *ra, bool back)
+{
+    uint64_t hwm = t->m.hwm, leaves = tree->leaf_pages;
+    if (!ra->whole || ra->leaves < SWEEP_AFTER || leaves * 2 < hwm || ra->swept >= hwm)
+        return;
+    uint64_t lead = SWEEP_LEAD / t->db->psize;
+    uint64_t want = SWEEP_RATE * hwm * ra->leaves / leaves + lead;
+    want = want < hwm ? want : hwm;
+    if (want < ra->swept + lead / 2)
+        return;
+    if (back)
+        advise_range(t, hwm - want, want - ra->swept);
+    else
+        advise_range(t, ra->swept, want - ra->swept);
+    ra->swept = want;
+}
+
+static void read_ahead(kvmap_txn *t, const kv_tree *tree, kv_path *path, bool back)
+{
+    kv_readahead *ra = &path->ra;
+    int P = path->depth - 2;
+    if (P < 0 || !scan_is_cold(ra))
+        return;
+    const uint8_t *parent = path->page[P];
+    uint32_t n = kv_pg_count(parent), i = path->idx[P];
+    if (i >= n)
+        return;
+    uint32_t at = back ? n - 1 - i : i; /* the leaf's place in scan order */
+    if (ra->parent != path->pgno[P] || ra->back != back || ra->edge < at + 1) {
+        ra->parent = path->pgno[P];
+        ra->back = back;
+        ra->edge = at + 1;
+    }
+    sweep(t, tree, ra, back);
+    ra->win = ra->win ? (ra->win * 2 < RA_MAX ? ra->win * 2 : RA_MAX) : RA_FIRST;
+    if (ra->edge - (at + 1) > ra->win / 2)
+        return; /* enough asked for already */
+    uint32_t end = at + 1 + ra->win < n ? at + 1 + ra->win : n;
+    advise_children(t, parent, n, back, ra->edge, end);
+    if (end == n && ra->edge < n && P > 0) { /* the next parent, before the scan needs it */
+        const uint8_t *gp = path->page[P - 1];
+        uint32_t gn = kv_pg_count(gp), gi = path->idx[P - 1];
+        if (back ? gi > 0 : gi + 1 < gn)
+            advise_children(t, gp, gn, false, back ? gi - 1 : gi + 1, back ? gi : gi + 2);
+    }
+    ra->edge = end;
+}
+
 /* Move to the next (or previous) entry.  At either end the path is left as
  * it was and KVMAP_NOTFOUND returned.  A leaf index equal to the leaf's count
  * (past its end, as a search may leave it) steps to the next leaf's first. */
@@ -166,8 +291,10 @@ int kv_bt_step(kvmap_txn *t, kv_tree *tree, kv_path *path, bool back)
     int r = child_of(t, path->page[l], path->idx[l], &path->pgno[l + 1]);
     if (r == 0)
         r = descend(t, tree, path, l + 1, back);
-    if (r == 0)
+    if (r == 0) {
         prefetch_scan(t, path, back);
+        read_ahead(t, tree, path, back);
+    }
     return r;
 }
 

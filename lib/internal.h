@@ -68,6 +68,8 @@ int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 int kv_os_map(int fd, size_t len, bool writable, uint8_t **map);
 void kv_os_unmap(uint8_t *map, size_t len);
 void kv_os_prefault(uint8_t *map, uint64_t off, uint64_t len);
+void kv_os_willneed(uint8_t *map, uint64_t off, uint64_t len);
+uint64_t kv_os_major_faults(void);
 int kv_os_grow(int fd, uint64_t from, uint64_t to);
 int kv_os_truncate(int fd, uint64_t size);
 int kv_os_flush(int fd, uint8_t *map, size_t len);
@@ -274,12 +276,25 @@ int kv_free_save(kvmap_txn *t);
 uint32_t kv_free_chunk_max(uint32_t psize);
 
 /* ---- btree.c ------------------------------------------------------------ */
+/* A scan's read-ahead window (btree.c, read_ahead). */
+typedef struct kv_readahead {
+    uint64_t parent;      /* the leaves' parent page the window is in, 0 none */
+    uint64_t majflt;      /* the thread's major faults at the last sample */
+    uint32_t edge;        /* children of parent before it (in scan order) asked for */
+    uint32_t win;         /* the window, in leaves */
+    uint32_t leaves;      /* leaves entered by this scan */
+    uint64_t swept;       /* pages of the file swept (from its start, or end) */
+    bool back, cold;      /* the direction; major faults seen: reading ahead */
+    bool whole;           /* the scan began at the first or last key */
+} kv_readahead;
+
 #define KV_PATH_MAX KV_MAX_DEPTH
 typedef struct kv_path {
     int depth;            /* levels in use; 0: empty tree */
     uint64_t pgno[KV_PATH_MAX];
     uint8_t *page[KV_PATH_MAX];
     uint32_t idx[KV_PATH_MAX];
+    kv_readahead ra;      /* a scan's read-ahead (btree.c), reset by a search */
 } kv_path;
 
 int kv_bt_search(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -264,6 +265,35 @@ int kv_os_map(int fd, size_t len, bool writable, uint8_t **map)
     (void)madvise(m, len, MADV_RANDOM);
     *map = m;
     return 0;
+}
+
+/* Ask for [map+off, map+off+len) to be read in the background (the map is
+ * MADV_RANDOM: no read-around of its own).  MADV_WILLNEED reads exactly the
+ * range, in pages of the base size, so nothing written later through the
+ * map dirties more than its own page.  A hint: failures are ignored. */
+static uint64_t readahead_count;
+
+uint64_t kvmap__readahead_count(void)
+{
+    return __atomic_load_n(&readahead_count, __ATOMIC_RELAXED);
+}
+
+void kv_os_willneed(uint8_t *map, uint64_t off, uint64_t len)
+{
+    __atomic_fetch_add(&readahead_count, 1, __ATOMIC_RELAXED);
+    uintptr_t a = (uintptr_t)(map + off), ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = a & ~(ps - 1);
+    (void)madvise((void *)start, (size_t)(a + len - start), MADV_WILLNEED);
+}
+
+/* The calling thread's major faults so far (faults that waited for a read),
+ * or 0 when that cannot be told. */
+uint64_t kv_os_major_faults(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) < 0)
+        return 0;
+    return (uint64_t)ru.ru_majflt;
 }
 
 /* Fault in [map+off, map+off+len) writable in one call, rather than one

@@ -233,6 +233,8 @@ uint64_t kv_overflow_pages(uint32_t psize, uint64_t vsize)
  * checked to lie below the high-water mark, which is all that reading it
  * safely takes; its header (number, type, length) and checksum only under
  * KVMAP_VERIFY, so that a scan does not touch every value it passes. */
+#define KV_RUN_WILLNEED 8 /* pages */
+
 int kv_overflow_get(kvmap_txn *t, uint64_t pgno, uint32_t vsize, const uint8_t **data)
 {
     kvmap *db = t->db;
@@ -240,6 +242,11 @@ int kv_overflow_get(kvmap_txn *t, uint64_t pgno, uint32_t vsize, const uint8_t *
     if (pgno < KV_FIRST_PGNO || pgno >= t->m.hwm || n > t->m.hwm - pgno)
         return KV_CORRUPT();
     uint8_t *p = db->map + pgno * db->psize;
+    /* a long value is read whole by whoever asked: one request for all of
+     * it, not a fault per page (the map has no read-around); shorter ones
+     * are not worth the system call when warm */
+    if (n >= KV_RUN_WILLNEED)
+        kv_os_willneed(db->map, pgno * db->psize, n * db->psize);
     if (db->flags & KVMAP_VERIFY) {
         if (kv_pg_pgno(p) != pgno || kv_pg_type(p) != KV_OVERFLOW || kv_pg_count(p) != n)
             return KV_CORRUPT();

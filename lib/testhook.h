@@ -69,4 +69,8 @@ KVMAP_API void kvmap__fault_set(unsigned kinds, uint64_t nth, int err);
 KVMAP_API uint64_t kvmap__fault_calls(void);
 KVMAP_API uint64_t kvmap__fault_hits(void);
 
+/* Read-ahead requests (MADV_WILLNEED) made so far, process-wide: cold scans
+ * and long values (btree.c, pager.c). */
+KVMAP_API uint64_t kvmap__readahead_count(void);
+
 #endif

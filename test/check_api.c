@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,6 +26,7 @@
 
 #include "internal.h"
 #include "kvmap.h"
+#include "testhook.h"
 #include "testutil.h"
 
 /* ---- Fixture and small helpers ------------------------------------------------ */
@@ -2899,6 +2901,129 @@ START_TEST(test_bad_flips)
 }
 END_TEST
 
+/* ---- Cold scans ---------------------------------------------------------------------------- */
+
+#define COLD_N 60000u
+
+static void cold_key(uint32_t i, char *k)
+{
+    snprintf(k, 16, "cold%08u", i);
+}
+
+/* Write out and drop the closed database from the page cache; 1 when most
+ * of it is gone (mincore), 0 where the cache does not let go (tmpfs). */
+static int evict(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fsync(fd), 0);
+    ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE), pages = ((size_t)st.st_size + ps - 1) / ps;
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    ck_assert(m != MAP_FAILED);
+    unsigned char *vec = malloc(pages);
+    ck_assert_ptr_nonnull(vec);
+    ck_assert_int_eq(mincore(m, (size_t)st.st_size, vec), 0);
+    size_t resident = 0;
+    for (size_t i = 0; i < pages; i++)
+        resident += vec[i] & 1;
+    free(vec);
+    munmap(m, (size_t)st.st_size);
+    close(fd);
+    return resident * 10 < pages;
+}
+
+static uint64_t major_faults(void)
+{
+    struct rusage ru;
+    ck_assert_int_eq(getrusage(RUSAGE_THREAD, &ru), 0);
+    return (uint64_t)ru.ru_majflt;
+}
+
+/* Scan entries [from, to) forward, or back from to - 1; every key and value. */
+static void cold_scan(kvmap *db, uint32_t from, uint32_t to, bool back, bool seek)
+{
+    kvmap_txn *t = tu_rbegin(db);
+    kvmap_cursor *c;
+    ck_assert_kv_ok(kvmap_cursor_open(t, &c));
+    kvmap_val k, v;
+    char want[16], val[32];
+    uint32_t i = back ? to - 1 : from;
+    int rc;
+    if (seek) {
+        cold_key(from, want);
+        rc = kvmap_cursor_seek(c, tu_str(want), &k, &v);
+    } else {
+        rc = back ? kvmap_cursor_last(c, &k, &v) : kvmap_cursor_first(c, &k, &v);
+    }
+    uint32_t n = 0;
+    while (rc == 0 && n < to - from) {
+        cold_key(i, want);
+        snprintf(val, sizeof val, "value %u of the cold scan", i);
+        tu_require(tu_val_eq_str(k, want) && tu_val_eq_str(v, val), "entry %u", i);
+        n++;
+        i = back ? i - 1 : i + 1;
+        rc = back ? kvmap_cursor_prev(c, &k, &v) : kvmap_cursor_next(c, &k, &v);
+    }
+    ck_assert_msg(rc == 0 || rc == KVMAP_NOTFOUND, "scan: %s", tu_err_name(rc));
+    ck_assert_uint_eq(n, to - from);
+    kvmap_cursor_close(c);
+    kvmap_abort(t);
+}
+
+/* Scans of a file not in the page cache read ahead (btree.c, read_ahead,
+ * sweep) and still return every entry, forward, backward and after a
+ * seek; random inserts, so the leaves lie all over the file. */
+START_TEST(test_cold_scans)
+{
+    char *path = tu_path(g_dir, "cold.db");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(path, KVMAP_CREATE, 0, &db));
+    uint32_t *perm = malloc(COLD_N * sizeof *perm);
+    ck_assert_ptr_nonnull(perm);
+    for (uint32_t i = 0; i < COLD_N; i++)
+        perm[i] = i;
+    tu_rng rng;
+    tu_rng_seed(&rng, 77);
+    for (uint32_t i = COLD_N - 1; i > 0; i--) {
+        uint32_t j = (uint32_t)tu_rng_below(&rng, i + 1), x = perm[i];
+        perm[i] = perm[j];
+        perm[j] = x;
+    }
+    for (uint32_t b = 0; b < COLD_N; b += 5000) {
+        kvmap_txn *t = tu_wbegin(db);
+        for (uint32_t i = b; i < b + 5000; i++) {
+            char k[16], v[32];
+            cold_key(perm[i], k);
+            snprintf(v, sizeof v, "value %u of the cold scan", perm[i]);
+            ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_str(v), 0));
+        }
+        ck_assert_kv_ok(kvmap_commit(t));
+    }
+    free(perm);
+    kvmap_close(db);
+    const struct { uint32_t from, to; bool back, seek; } scans[] = {
+        {0, COLD_N, false, false},           /* the whole tree: read ahead and swept */
+        {0, COLD_N, true, false},            /* backward */
+        {COLD_N / 3, 2 * COLD_N / 3, false, true}, /* after a seek: no sweep */
+    };
+    for (size_t s = 0; s < sizeof scans / sizeof scans[0]; s++) {
+        int cold = evict(path);
+        ck_assert_kv_ok(tu_open(path, KVMAP_RDONLY, 0, &db));
+        uint64_t ra = kvmap__readahead_count(), faults = major_faults();
+        cold_scan(db, scans[s].from, scans[s].to, scans[s].back, scans[s].seek);
+        /* only where the scan met the disk (not tmpfs, not valgrind) */
+        if (cold && major_faults() - faults > 16)
+            ck_assert_msg(kvmap__readahead_count() > ra, "scan %zu: a cold scan did not read"
+                          " ahead", s);
+        kvmap_close(db);
+    }
+    free(path);
+}
+END_TEST
+
 /* ---- Suite --------------------------------------------------------------------------------- */
 
 static Suite *api_suite(void)
@@ -2935,6 +3060,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_full_poison);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_version);
+    tcase_add_test(tc, test_cold_scans);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("threads");

@@ -116,6 +116,12 @@ double bench_now(void); /* seconds, monotonic */
 
 /* Total bytes of the database files (data_suffixes) at path. */
 uint64_t bench_file_bytes(const bench_engine *e, const char *path);
+/* Pages (of the system's size) of the database files at path that are in
+ * the page cache now (mincore), or -1. */
+int64_t bench_resident_pages(const bench_engine *e, const char *path);
+/* Drop the (closed) database's files from the page cache: fsync, then
+ * POSIX_FADV_DONTNEED.  Returns the pages still resident after, or -1. */
+int64_t bench_evict(const bench_engine *e, const char *path);
 /* Remove the database at path and every side file an engine may leave. */
 void bench_remove_db(const char *path);
 

@@ -1,11 +1,14 @@
 /*
  * data.c - keys, values, key orders, the clock and file helpers of kvmap-bench.
  */
+#define _GNU_SOURCE /* mincore */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -211,6 +214,72 @@ uint64_t bench_file_bytes(const bench_engine *e, const char *path)
             total += (uint64_t)st.st_size;
     }
     return total;
+}
+
+/* Resident pages of one file: mincore over a read-only map of it. */
+static int64_t file_resident(const char *name)
+{
+    int fd = open(name, O_RDONLY);
+    struct stat st;
+    int64_t n = -1;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (fstat(fd, &st) == 0 && st.st_size == 0)
+        n = 0;
+    else if (fstat(fd, &st) == 0) {
+        size_t ps = (size_t)sysconf(_SC_PAGESIZE), pages = ((size_t)st.st_size + ps - 1) / ps;
+        void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        unsigned char *vec = malloc(pages);
+
+        if (m != MAP_FAILED && vec && mincore(m, (size_t)st.st_size, vec) == 0) {
+            n = 0;
+            for (size_t i = 0; i < pages; i++)
+                n += vec[i] & 1;
+        }
+        free(vec);
+        if (m != MAP_FAILED)
+            munmap(m, (size_t)st.st_size);
+    }
+    close(fd);
+    return n;
+}
+
+int64_t bench_resident_pages(const bench_engine *e, const char *path)
+{
+    char name[4200];
+    int64_t total = 0;
+
+    for (const char *const *sfx = e->data_suffixes; *sfx; sfx++) {
+        snprintf(name, sizeof name, "%s%s", path, *sfx);
+        int64_t n = file_resident(name);
+        if (n < 0)
+            return -1;
+        total += n;
+    }
+    return total;
+}
+
+int64_t bench_evict(const bench_engine *e, const char *path)
+{
+    char name[4200];
+
+    for (const char *const *sfx = e->data_suffixes; *sfx; sfx++) {
+        snprintf(name, sizeof name, "%s%s", path, *sfx);
+        int fd = open(name, O_RDONLY);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue;
+            return -1;
+        }
+        /* dirty pages are not dropped: write them first */
+        if (fsync(fd) != 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) {
+            close(fd);
+            return -1;
+        }
+        close(fd);
+    }
+    return bench_resident_pages(e, path);
 }
 
 void bench_remove_db(const char *path)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -547,10 +548,116 @@ static int wl_commit_large_freelist(bench_run *r, double *out)
     return rc;
 }
 
+/* ---- Cold reads ---------------------------------------------------------- */
+
+/* Cold workloads: the store closed, its files written out and dropped from
+ * the page cache (bench_evict), reopened, then the timed part; out[1] is the
+ * pages of its files that the timed part brought in (mincore, after less
+ * before).  A cache that kept more than 1% of the files is reported. */
+#define COLD_GETS 2000 /* readrandom_cold: random gets, at most n */
+
+static int go_cold(bench_run *r, int64_t *before)
+{
+    r->eng->close(r->h);
+    r->h = NULL;
+    int64_t left = bench_evict(r->eng, r->path);
+    uint64_t pages = bench_file_bytes(r->eng, r->path) / (uint64_t)sysconf(_SC_PAGESIZE);
+    if (left < 0) {
+        fprintf(stderr, "kvmap-bench: %s: cannot evict %s from the page cache\n",
+                r->eng->name, r->path);
+        return -1;
+    }
+    if ((uint64_t)left * 100 > pages)
+        fprintf(stderr, "kvmap-bench: %s: eviction did not take: %lld of %llu pages still"
+                " cached\n", r->eng->name, (long long)left, (unsigned long long)pages);
+    *before = left;
+    return 0;
+}
+
+static int pages_read(bench_run *r, int64_t before, double *out)
+{
+    int64_t after = bench_resident_pages(r->eng, r->path);
+    if (after < 0)
+        return -1;
+    *out = (double)(after - before);
+    return 0;
+}
+
+static int reopen(bench_run *r)
+{
+    r->h = r->eng->open(r->path, r->cfg);
+    return r->h ? 0 : -1;
+}
+
+static int wl_readrandom_cold(bench_run *r, double *out)
+{
+    uint64_t count = r->cfg->n < COLD_GETS ? r->cfg->n : COLD_GETS;
+    int64_t before;
+    if (go_cold(r, &before) != 0 || reopen(r) != 0)
+        return -1;
+    double t0 = bench_now();
+    CHECK(r->eng->begin(r->h, 0));
+    for (uint64_t j = 0; j < count; j++)
+        if (op_readrandom(r, j) != 0)
+            return -1;
+    CHECK(r->eng->commit(r->h));
+    out[0] = rate(count, t0);
+    return pages_read(r, before, &out[1]);
+}
+
+static int wl_readseq_cold(bench_run *r, double *out)
+{
+    int64_t before;
+    if (go_cold(r, &before) != 0 || reopen(r) != 0)
+        return -1;
+    double t0 = bench_now();
+    if (scan(r, 0) != 0)
+        return -1;
+    out[0] = rate(r->cfg->n, t0);
+    return pages_read(r, before, &out[1]);
+}
+
+/* Open (the timed part includes it) and read one entry. */
+static int open_and_get(bench_run *r, double *out)
+{
+    int64_t before;
+    if (go_cold(r, &before) != 0)
+        return -1;
+    double t0 = bench_now();
+    if (reopen(r) != 0)
+        return -1;
+    CHECK(r->eng->begin(r->h, 0));
+    if (read_entry(r, r->data->uniform[0]) != 0)
+        return -1;
+    CHECK(r->eng->commit(r->h));
+    out[0] = rate(1, t0);
+    return pages_read(r, before, &out[1]);
+}
+
+/* On the filled database: its last commit a batch of BATCH puts. */
+static int wl_open_cold(bench_run *r, double *out)
+{
+    return open_and_get(r, out);
+}
+
+/* On a fresh file loaded with all n entries in one transaction (in key
+ * order, as kvmap-cli load does): its last commit wrote the whole file. */
+static int wl_open_cold_bulk(bench_run *r, double *out)
+{
+    if (bench_open_fresh(r, "bulk") != 0)
+        return -1;
+    int rc = put_batched(r, NULL, r->cfg->n, r->cfg->n, 0);
+    if (rc == 0)
+        rc = open_and_get(r, out);
+    bench_close_remove(r);
+    return rc;
+}
+
 /* ---- The table ----------------------------------------------------------- */
 
 #define OPS { "ops_per_sec", NULL, "ops/s" }
 #define SPACE { "space_amp", "space amplification", "x" }
+#define PAGES_READ { "pages_read", "pages read", "pages" }
 
 /*
  * In execution order.  The WL_FILLED workloads run on the database that
@@ -564,6 +671,9 @@ const bench_workload bench_workloads[] = {
     { "readmissing", WL_FILLED, wl_readmissing, 1, { OPS } },
     { "readseq", WL_FILLED, wl_readseq, 1, { OPS } },
     { "readreverse", WL_FILLED, wl_readreverse, 1, { OPS } },
+    { "open_cold", WL_FILLED, wl_open_cold, 2, { OPS, PAGES_READ } },
+    { "readrandom_cold", WL_FILLED, wl_readrandom_cold, 2, { OPS, PAGES_READ } },
+    { "readseq_cold", WL_FILLED, wl_readseq_cold, 2, { OPS, PAGES_READ } },
     { "seekrandom", WL_FILLED, wl_seekrandom, 1, { OPS } },
     { "ycsb_c", WL_FILLED, wl_ycsb_c, 1, { OPS } },
     { "ycsb_b", WL_FILLED, wl_ycsb_b, 1, { OPS } },
@@ -572,6 +682,7 @@ const bench_workload bench_workloads[] = {
     { "txn_begin_end", WL_FILLED, wl_txn_begin_end, 1, { OPS } },
     { "deleterandom_batch", WL_FILLED, wl_deleterandom_batch, 1, { OPS } },
     { "fillrandom_sync", WL_FRESH, wl_fillrandom_sync, 1, { OPS } },
+    { "open_cold_bulk", WL_FRESH, wl_open_cold_bulk, 2, { OPS, PAGES_READ } },
     { "commit_large_freelist", WL_FRESH, wl_commit_large_freelist, 4,
       { OPS, { "none_ops_per_sec", "same, no free pages", "ops/s" },
         { "large_over_none", "ratio large/none", "x" },
