@@ -412,6 +412,9 @@ typedef struct kvmap_file_meta {
     unsigned version, page_size;
     uint64_t txnid, hwm, commit_pages, commit_sum, free_pages;
     kvmap_file_tree main, free, catalog;
+    /* how opening verifies its commit (format 2): */
+    int commit_synced;     /* 1: its pages were flushed before it (none read) */
+    unsigned commit_list;  /* pages listed after it (exactly those read), 0 */
 } kvmap_file_meta;
 
 /*

@@ -311,6 +311,8 @@ int kvmap_file_meta_get(kvmap_file *f, unsigned slot, kvmap_file_meta *m)
     tree_fields(&raw.main, &m->main);
     tree_fields(&raw.free, &m->free);
     tree_fields(&raw.catalog, &m->catalog);
+    m->commit_synced = (raw.flags & KV_MF_SYNCED) != 0;
+    m->commit_list = raw.list;
     meta_verdict(f, slot, m);
     return 0;
 }

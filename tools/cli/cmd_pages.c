@@ -182,6 +182,9 @@ static void show_meta(kvmap_file *f, unsigned slot)
     printf("  %-14s %" PRIu64 "\n  %-14s %" PRIu64 "\n", "txn", m.txnid, "hwm", m.hwm);
     printf("  %-14s %" PRIu64 " pages, checksum sum %016" PRIx64 "\n", "commit",
            m.commit_pages, m.commit_sum);
+    printf("  %-14s %s\n", "verified by", m.commit_synced ? "none: pages flushed first"
+                                           : m.commit_list ? "reading the pages listed"
+                                                           : "walking the trees");
     printf("  %-14s %" PRIu64 "\n", "free pages", m.free_pages);
     show_tree("main tree", &m.main);
     show_tree("free tree", &m.free);
