@@ -199,7 +199,7 @@ static int alloc_buffers(kvmap *db)
     if (db->flags & KVMAP_RDONLY)
         return 0;
     size_t cells = (db->psize - KV_PAGE_HDR) / KV_SLOT_SIZE + 2;
-    db->wbuf = malloc(4 * (size_t)db->psize + cells * sizeof(split_cell));
+    db->wbuf = malloc(6 * (size_t)db->psize + cells * sizeof(split_cell));
     return db->wbuf ? 0 : -ENOMEM;
 }
 

@@ -36,7 +36,7 @@ static int take_record(kvmap_txn *t, const kv_path *path)
     uint8_t key[KV_FREE_KEY_SIZE];
     memcpy(key, c.key, sizeof key);
     uint32_t n = c.vsize / 8;
-    uint64_t pg[n];
+    uint64_t *pg = t->freepull;
     for (uint32_t i = 0; i < n; i++) {
         pg[i] = kv_get64(c.val + 8 * i);
         if (pg[i] < KV_FIRST_PGNO || pg[i] >= t->m.hwm || (i > 0 && pg[i] <= pg[i - 1]))
@@ -161,13 +161,14 @@ static int cmp_asc(const void *a, const void *b)
 /* Record n pages (n <= kv_free_chunk_max, ascending) as freed by txnid. */
 static int save_pages(kvmap_txn *t, const uint64_t *pg, uint32_t n, uint64_t txnid)
 {
-    uint8_t key[KV_FREE_KEY_SIZE], val[8 * n];
+    uint8_t key[KV_FREE_KEY_SIZE], *val = t->freeval;
+    kv_assert(n > 0 && n <= kv_free_chunk_max(t->db->psize));
     kv_put64be(key, txnid);
     kv_put64be(key + 8, pg[n - 1]);
     for (uint32_t i = 0; i < n; i++)
         kv_put64(val + 8 * i, pg[i]);
     t->m.free_pages += n;
-    int r = kv_bt_put(t, &t->m.free, KV_TREE_FREE, key, sizeof key, val, sizeof val,
+    int r = kv_bt_put(t, &t->m.free, KV_TREE_FREE, key, sizeof key, val, 8 * (size_t)n,
                       KVMAP_NOOVERWRITE);
     return r == KVMAP_EXISTS ? KV_CORRUPT() : r;
 }
@@ -178,7 +179,7 @@ static int save_freed(kvmap_txn *t)
     kv_pgvec *v = &t->freed;
     uint32_t max = kv_free_chunk_max(t->db->psize);
     uint32_t n = v->n < max ? (uint32_t)v->n : max;
-    uint64_t pg[n];
+    uint64_t *pg = t->freesave;
     memcpy(pg, v->v + v->n - n, n * sizeof *pg);
     v->n -= n;
     qsort(pg, n, sizeof *pg, cmp_asc);
@@ -197,7 +198,7 @@ static int save_reclaimed(kvmap_txn *t)
     size_t n = v->n > reserve ? v->n - reserve : v->n;
     if (n > max)
         n = max;
-    uint64_t pg[n];
+    uint64_t *pg = t->freesave;
     for (size_t i = 0; i < n; i++)
         pg[i] = v->v[n - 1 - i];
     memmove(v->v, v->v + n, (v->n - n) * sizeof *v->v);

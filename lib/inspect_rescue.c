@@ -518,7 +518,7 @@ static bool root_sound(rsc *r, const kv_meta *m)
 static void choose_meta(rsc *r)
 {
     kvmap_file *f = r->f;
-    kv_meta cand[2];
+    kv_meta meta[2];
     bool ok[2];
     uint64_t newest = 0;
     int torn = f->current >= 0 && f->choice.reason == KVMAP_ROLLBACK_INCOMPLETE
@@ -531,20 +531,20 @@ static void choose_meta(rsc *r)
             continue;
         }
         if (ok[s])
-            cand[s] = f->meta[s];
+            meta[s] = f->meta[s];
         else
-            ok[s] = raw_meta(f, s, &cand[s]) && root_sound(r, &cand[s]);
-        if (ok[s] && cand[s].txnid > newest)
-            newest = cand[s].txnid;
+            ok[s] = raw_meta(f, s, &meta[s]) && root_sound(r, &meta[s]);
+        if (ok[s] && meta[s].txnid > newest)
+            newest = meta[s].txnid;
     }
     int best = -1;
     for (int s = 0; s < 2; s++)
-        if (ok[s] && (best < 0 || cand[s].txnid > cand[best].txnid))
+        if (ok[s] && (best < 0 || meta[s].txnid > meta[best].txnid))
             best = s;
     r->limit = UINT64_MAX;
     if (best < 0)
         return;
-    r->meta = cand[best];
+    r->meta = meta[best];
     r->m = &r->meta;
     r->slot = best;
     r->end = r->meta.hwm < f->npages ? r->meta.hwm : f->npages;

@@ -235,6 +235,9 @@ struct kvmap_txn {
     split_cell *splitv; /* the cells of a split */
     uint8_t *cellbuf[2];  /* the cell being inserted, and its parent's separator */
     uint8_t *mergebuf;    /* a branch cell rebuilt during a merge */
+    uint64_t *freepull;   /* the pages of a free-tree record being taken, */
+    uint64_t *freesave;   /* being saved (both kv_free_chunk_max long), */
+    uint8_t *freeval;     /* and the saved one encoded */
 };
 
 enum {

@@ -1,8 +1,10 @@
 /*
  * testhook.h - semi-private seams for kvmap's own tests (not installed).
  *
- * The functions here are exported with the kvmap__ prefix so that the test
- * programs can reach them; applications must not use them.
+ * The functions here have the kvmap__ prefix and hidden visibility, like
+ * every internal function: the tests link the library's objects statically
+ * (lib/libkvmap_impl.la) and reach them; the installed library does not
+ * export them (test/symbols.sh checks).
  */
 #ifndef KVMAP_TESTHOOK_H
 #define KVMAP_TESTHOOK_H
@@ -20,7 +22,7 @@
  * Process-wide; not thread-safe to change while transactions run.
  */
 typedef void kvmap__sync_hook_fn(void *ctx, int fd);
-KVMAP_API void kvmap__set_sync_hook(kvmap__sync_hook_fn *fn, void *ctx);
+void kvmap__set_sync_hook(kvmap__sync_hook_fn *fn, void *ctx);
 
 /*
  * Fault injection in lib/os.c, the one place that makes system calls on the
@@ -65,12 +67,12 @@ enum {
     KVMAP__FAULT_ALL = 1023,
     KVMAP__FAULT_PERSISTENT = 1u << 16
 };
-KVMAP_API void kvmap__fault_set(unsigned kinds, uint64_t nth, int err);
-KVMAP_API uint64_t kvmap__fault_calls(void);
-KVMAP_API uint64_t kvmap__fault_hits(void);
+void kvmap__fault_set(unsigned kinds, uint64_t nth, int err);
+uint64_t kvmap__fault_calls(void);
+uint64_t kvmap__fault_hits(void);
 
 /* Read-ahead requests (MADV_WILLNEED) made so far, process-wide: cold scans
  * and long values (btree.c, pager.c). */
-KVMAP_API uint64_t kvmap__readahead_count(void);
+uint64_t kvmap__readahead_count(void);
 
 #endif

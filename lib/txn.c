@@ -63,7 +63,11 @@ static void writer_buffers(kvmap_txn *t)
     t->cellbuf[0] = b + db->psize;
     t->cellbuf[1] = b + 2 * db->psize;
     t->mergebuf = b + 3 * db->psize;
-    t->splitv = (split_cell *)(void *)(b + 4 * db->psize);
+    /* a free-tree record's pages: kv_free_chunk_max(psize) * 8 <= psize / 2 */
+    t->freepull = (uint64_t *)(void *)(b + 4 * db->psize);
+    t->freesave = (uint64_t *)(void *)(b + 4 * db->psize + db->psize / 2);
+    t->freeval = b + 5 * db->psize;
+    t->splitv = (split_cell *)(void *)(b + 6 * db->psize);
 }
 
 static void writer_enter(kvmap *db)

@@ -1838,16 +1838,16 @@ START_TEST(test_two_handles)
         int rc = open_rc(p, KVMAP_NOSYNC, 0, 0, &c);
         if (rc)
             tu_die(2, "open: %s", tu_err_name(rc));
-        kvmap_reader_info info[64];
-        unsigned n = 0, cleared = 99;
-        rc = kvmap_reader_list(c, info, 64, &n);
-        const kvmap_reader_info *e = rc ? NULL : find_pid(info, n, getppid());
-        if (!e || e->txnid != snap_a || !e->alive)
+        kvmap_reader_info cinfo[64];
+        unsigned cn = 0, ccleared = 99;
+        rc = kvmap_reader_list(c, cinfo, 64, &cn);
+        const kvmap_reader_info *ce = rc ? NULL : find_pid(cinfo, cn, getppid());
+        if (!ce || ce->txnid != snap_a || !ce->alive)
             tu_die(3, "handle A's reader slot after closing handle B: %s",
-                !e ? "gone" : e->alive ? "wrong snapshot" : "shown dead");
-        rc = kvmap_reader_check(c, &cleared);
-        if (rc || cleared)
-            tu_die(4, "kvmap_reader_check cleared %u slot(s) (%s)", cleared, tu_err_name(rc));
+                !ce ? "gone" : ce->alive ? "wrong snapshot" : "shown dead");
+        rc = kvmap_reader_check(c, &ccleared);
+        if (rc || ccleared)
+            tu_die(4, "kvmap_reader_check cleared %u slot(s) (%s)", ccleared, tu_err_name(rc));
         for (unsigned gen = 41; gen <= 80 && rc == 0; gen++)
             rc = write_gen(c, gen);
         if (rc)

@@ -116,6 +116,7 @@ struct ctx {
     unsigned page_size;
     unsigned base_flags; /* KVMAP_NOSYNC unless the run tests durable commits */
     size_t mk;
+    unsigned char *keybuf; /* mk + 1 bytes: a lookup key (pick_target) */
     tu_rng rng;
     struct pkey *pool;
     size_t pool_n;
@@ -436,7 +437,7 @@ static void op_put(struct ctx *c, unsigned flags)
 
 static void op_del(struct ctx *c)
 {
-    unsigned char buf[c->mk + 1];
+    unsigned char *buf = c->keybuf;
     kvmap_val k = pick_target(c, buf);
     long r = pool_find(c, k.data, k.size);
     int want = (r >= 0 && c->cur.present[r]) ? 0 : KVMAP_NOTFOUND;
@@ -454,7 +455,7 @@ static void op_del(struct ctx *c)
 
 static void op_get(struct ctx *c, kvmap_txn *txn, const struct model *m)
 {
-    unsigned char buf[c->mk + 1];
+    unsigned char *buf = c->keybuf;
     kvmap_val k = pick_target(c, buf);
     long r = pool_find(c, k.data, k.size);
     kvmap_val v = {0};
@@ -475,7 +476,7 @@ static int edge_on_entry(void)
 
 static void op_walk(struct ctx *c, kvmap_txn *txn, const struct model *m, int backward, int steps)
 {
-    unsigned char buf[c->mk + 1];
+    unsigned char *buf = c->keybuf;
     kvmap_cursor *cur = NULL;
     MKV(kvmap_cursor_open(txn, &cur));
     kvmap_val k, v;
@@ -536,7 +537,7 @@ static void op_walk(struct ctx *c, kvmap_txn *txn, const struct model *m, int ba
 /* Seek to an entry, cursor_del it, then step next or prev. */
 static void op_cursor_del(struct ctx *c)
 {
-    unsigned char buf[c->mk + 1];
+    unsigned char *buf = c->keybuf;
     kvmap_cursor *cur = NULL;
     MKV(kvmap_cursor_open(c->txn, &cur));
     kvmap_val t = pick_target(c, buf), k, v;
@@ -567,7 +568,7 @@ static void op_cursor_del(struct ctx *c)
  */
 static void op_iterate(struct ctx *c, int update, size_t len)
 {
-    unsigned char buf[c->mk + 1];
+    unsigned char *buf = c->keybuf;
     kvmap_cursor *cur = NULL;
     MKV(kvmap_cursor_open(c->txn, &cur));
     int backward = rnd(c, 4) == 0;
@@ -844,6 +845,8 @@ static void run_model(uint64_t seed, unsigned page_size, unsigned long ops, int 
     db_open(&c, KVMAP_CREATE | c.base_flags);
     c.mk = kvmap_max_key_size(c.db);
     MREQ(c.mk > 0 && c.mk < page_size, "max key size %zu", c.mk);
+    c.keybuf = malloc(c.mk + 1);
+    ck_assert_ptr_nonnull(c.keybuf);
     c.big = malloc(BIGBUF_SIZE);
     ck_assert_ptr_nonnull(c.big);
     tu_rng_fill(&c.rng, c.big, BIGBUF_SIZE);
@@ -954,6 +957,7 @@ static void run_model(uint64_t seed, unsigned page_size, unsigned long ops, int 
         free(c.pool[i].p);
     free(c.pool);
     free(c.big);
+    free(c.keybuf);
     tu_rmtree(c.dir);
     free(c.dir);
     free(c.path);

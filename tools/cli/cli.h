@@ -35,6 +35,20 @@ struct cli_cmd {
     const char *help;    /* the options, one per line */
 };
 
+/* The commands (cmd_*.c), run by main.c with the arguments after the name. */
+int cmd_get(const cli_cmd *, int, char **);
+int cmd_put(const cli_cmd *, int, char **);
+int cmd_del(const cli_cmd *, int, char **);
+int cmd_scan(const cli_cmd *, int, char **);
+int cmd_stat(const cli_cmd *, int, char **);
+int cmd_readers(const cli_cmd *, int, char **);
+int cmd_check(const cli_cmd *, int, char **);
+int cmd_dump(const cli_cmd *, int, char **);
+int cmd_load(const cli_cmd *, int, char **);
+int cmd_compact(const cli_cmd *, int, char **);
+int cmd_pages(const cli_cmd *, int, char **);
+int cmd_page(const cli_cmd *, int, char **);
+
 /* How keys and values are written and read. */
 typedef enum { FMT_TEXT, FMT_HEX, FMT_RAW } cli_fmt;
 

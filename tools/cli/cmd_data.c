@@ -87,9 +87,9 @@ static int write_one(const char *path, const cli_buf *key, const cli_buf *val, u
             kvmap_abort(txn);
     }
     if (r == KVMAP_KEY_SIZE) {
-        int st = cli_fail_key(path, db, key->size);
+        int status = cli_fail_key(path, db, key->size);
         kvmap_close(db);
-        return st;
+        return status;
     }
     kvmap_close(db);
     if (r == KVMAP_NOTFOUND || r == KVMAP_EXISTS) {

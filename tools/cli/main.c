@@ -11,18 +11,6 @@
 
 #include "cli.h"
 
-int cmd_get(const cli_cmd *, int, char **);
-int cmd_put(const cli_cmd *, int, char **);
-int cmd_del(const cli_cmd *, int, char **);
-int cmd_scan(const cli_cmd *, int, char **);
-int cmd_stat(const cli_cmd *, int, char **);
-int cmd_readers(const cli_cmd *, int, char **);
-int cmd_check(const cli_cmd *, int, char **);
-int cmd_dump(const cli_cmd *, int, char **);
-int cmd_load(const cli_cmd *, int, char **);
-int cmd_compact(const cli_cmd *, int, char **);
-int cmd_pages(const cli_cmd *, int, char **);
-int cmd_page(const cli_cmd *, int, char **);
 
 #define KEYFMT                                                                       \
     "  -x, --hex           keys and values are given and printed in hex\n"
