@@ -46,9 +46,9 @@ int kvmap_check(kvmap_txn *t, kvmap_check_fn *report, void *ctx)
     if (!t)
         return KVMAP_BAD_ARG;
     KV_CHECK_FORK(t->db);
-    /* problems of the meta itself are not page-bound: page 0 (kvmap.h) */
+    /* the snapshot's meta is no page of the file here: KVMAP_NOPAGE (kvmap.h) */
     kv_walk w = {.ops = &map_ops, .src = t, .m = &t->m, .psize = t->db->psize,
-                 .txnid = t->txnid, .meta_pg = 0, .report = report, .ctx = ctx};
+                 .txnid = t->txnid, .meta_pg = KVMAP_NOPAGE, .report = report, .ctx = ctx};
     int r = kv_walk_init(&w);
     if (r < 0)
         return r;

@@ -173,6 +173,16 @@ enum { KV_TREE_MAIN = 0, KV_TREE_FREE = 1 };
 #define KV_FREE_KEY_SIZE 16u
 
 /* Half the usable page: the most one cell and its slot may take. */
+/* The layout above, tied together: a field moved here fails to compile
+ * (test/check_format.c reads them at literal offsets). */
+_Static_assert(KV_MT_MAIN + KV_TREE_DESC_SIZE == KV_MT_FREE, "meta: trees follow each other");
+_Static_assert(KV_MT_FREE + KV_TREE_DESC_SIZE == KV_MT_CATALOG, "meta: trees follow each other");
+_Static_assert(KV_MT_CATALOG + KV_TREE_DESC_SIZE == KV_MT_FLAGS, "meta: flags after the trees");
+_Static_assert(KV_MT_LIST + 4 + 40 == KV_META_SIZE, "meta: 40 reserved bytes, then the list");
+_Static_assert(KV_PG_UPPER + 4 + 4 == KV_PAGE_HDR, "page header: 4 reserved bytes at the end");
+_Static_assert(KV_META_SIZE + 8 * 32 <= KV_MIN_PAGE, "a list of 32 fits the smallest meta page");
+_Static_assert(KV_FREE_KEY_SIZE == 16, "free-tree key: txnid and page, big-endian");
+
 static inline uint32_t kv_cell_max(uint32_t psize) { return (psize - KV_PAGE_HDR) / 2; }
 static inline uint32_t kv_max_key(uint32_t psize) { return kv_cell_max(psize) - 18; }
 

@@ -9,6 +9,14 @@
 #define KVMAP_INSPECT_H
 
 #include "internal.h"
+#include "kvmap_file.h"
+
+/* The public names of the format's numbers (kvmap_file.h) are format.h's. */
+_Static_assert(KVMAP_PAGE_BRANCH == KV_BRANCH && KVMAP_PAGE_LEAF == KV_LEAF &&
+                   KVMAP_PAGE_OVERFLOW == KV_OVERFLOW, "page types");
+_Static_assert(KVMAP_PAGE_META > KV_OVERFLOW, "KVMAP_PAGE_META is none of the stored types");
+_Static_assert(KVMAP_TREE_MAIN == KV_TREE_MAIN && KVMAP_TREE_FREE == KV_TREE_FREE, "trees");
+_Static_assert(KVMAP_FILE_NOPAGE == KVMAP_NOPAGE, "one no-page value");
 
 struct kvmap_file {
     int fd;

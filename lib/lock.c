@@ -556,6 +556,7 @@ int kvmap_reader_list(kvmap *db, kvmap_reader_info *out, unsigned max, unsigned 
         if (pid == 0)
             continue;
         if (n < max) {
+            memset(&out[n], 0, sizeof out[n]);
             out[n].slot = i;
             out[n].pid = pid;
             out[n].txnid = __atomic_load_n(&s->txnid, __ATOMIC_ACQUIRE);

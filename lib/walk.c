@@ -65,6 +65,15 @@ bool kv_walk_seen(const kv_walk *w, uint64_t pgno)
     return w->seen[pgno / 8] & (1u << (pgno % 8));
 }
 
+/* "page N", or "the meta" for a root (from KVMAP_NOPAGE: kvmap_check's). */
+static const char *page_name(uint64_t from, char *buf, size_t n)
+{
+    if (from == KVMAP_NOPAGE)
+        return "the meta";
+    snprintf(buf, n, "page %" PRIu64, from);
+    return buf;
+}
+
 /* Claim n pages from pgno (named by page from) for one use; each page may
  * have only one.  Every page number taken from a page passes here first. */
 bool kv_walk_claim(kv_walk *w, uint64_t pgno, uint64_t n, uint64_t from, const char *what)
@@ -77,8 +86,9 @@ bool kv_walk_claim(kv_walk *w, uint64_t pgno, uint64_t n, uint64_t from, const c
     }
     for (uint64_t i = pgno; i < pgno + n; i++) {
         if (kv_walk_seen(w, i)) {
-            kv_walk_problem(w, i, "reached twice: as %s page from page %" PRIu64
-                            ", but already in use elsewhere", what, from);
+            char name[32];
+            kv_walk_problem(w, i, "reached twice: as %s page from %s, but already in use"
+                            " elsewhere", what, page_name(from, name, sizeof name));
             return false;
         }
     }
@@ -185,16 +195,18 @@ static bool outside(const kv_cell *cell, const bound *lo, const bound *hi)
 static bool check_header(kv_walk *w, uint64_t pgno, const uint8_t *p, int want, uint64_t from,
                          bool *in_commit)
 {
+    char name[32];
     if (kv_pg_pgno(p) != pgno) {
         kv_walk_problem(w, pgno, "header records page %" PRIu64 " (misplaced, or not a tree"
-                        " page; pointed to by page %" PRIu64 ")", kv_pg_pgno(p), from);
+                        " page; pointed to by %s)", kv_pg_pgno(p),
+                        page_name(from, name, sizeof name));
         return false;
     }
     if (kv_pg_type(p) != want || kv_get16(p + KV_PG_TREE) != w->treeid) {
-        kv_walk_problem(w, pgno, "a %s page of the %s tree, where page %" PRIu64
-                        " expects a %s page of the %s tree", type_name(kv_pg_type(p)),
-                        tree_name(kv_get16(p + KV_PG_TREE)), from, type_name((unsigned)want),
-                        tree_name((unsigned)w->treeid));
+        kv_walk_problem(w, pgno, "a %s page of the %s tree, where %s expects a %s page of"
+                        " the %s tree", type_name(kv_pg_type(p)),
+                        tree_name(kv_get16(p + KV_PG_TREE)), page_name(from, name, sizeof name),
+                        type_name((unsigned)want), tree_name((unsigned)w->treeid));
         return false;
     }
     if (!unsealed(w, pgno)) {

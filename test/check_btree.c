@@ -1369,6 +1369,38 @@ START_TEST(test_check_damage)
 }
 END_TEST
 
+/* A meta whose counts disagree with its trees: kvmap_check reports it at
+ * KVMAP_NOPAGE (the snapshot's meta is no one page), nothing at page 0. */
+START_TEST(test_check_meta_counts)
+{
+    char *good = tu_path(g_dir, "good.db");
+    victims v = make_victim_db(good);
+    (void)v;
+    size_t len;
+    uint8_t *f = tu_read_file(good, &len);
+    ck_assert_ptr_nonnull(f);
+    const unsigned ps = 512;
+    unsigned slot = kv_get64(f + KV_MT_TXNID) > kv_get64(f + ps + KV_MT_TXNID) ? 0 : 1;
+    kv_meta m;
+    ck_assert_int_eq(kv_meta_decode(f + slot * ps, KV_META_SIZE, &m), KV_META_OK);
+    m.main.entries += 5;
+    kv_meta_encode(&m, f + slot * ps);
+    ck_assert_int_eq(tu_write_file(good, f, len), 0);
+    free(f);
+    kvmap *db = db_open_path(good, 0, 0);
+    kvmap_txn *t = tu_rbegin(db);
+    reports rep;
+    memset(&rep, 0, sizeof rep);
+    ck_assert_kv_rc(kvmap_check(t, collect, &rep), KVMAP_CORRUPTED);
+    ck_assert_msg(reported(&rep, KVMAP_NOPAGE), "not at KVMAP_NOPAGE: %s", rep.text);
+    ck_assert_msg(!reported(&rep, 0), "at page 0: %s", rep.text);
+    ck_assert_msg(strstr(rep.text, "entries") != NULL, "%s", rep.text);
+    kvmap_abort(t);
+    kvmap_close(db);
+    free(good);
+}
+END_TEST
+
 static Suite *btree_suite(void)
 {
     Suite *s = suite_create("btree");
@@ -1413,6 +1445,7 @@ static Suite *btree_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_check_damage, 0, DMG_COUNT);
+    tcase_add_test(tc, test_check_meta_counts);
     suite_add_tcase(s, tc);
     return s;
 }

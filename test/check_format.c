@@ -17,6 +17,7 @@
 #include "format.h"
 #include "internal.h"
 #include "kvmap.h"
+#include "kvmap_file.h"
 #include "testutil.h"
 
 static char *g_dir;

@@ -20,6 +20,7 @@
 #include "format.h"
 #include "internal.h"
 #include "kvmap.h"
+#include "kvmap_file.h"
 #include "testhook.h"
 #include "testutil.h"
 

@@ -1,12 +1,12 @@
 #!/bin/sh
 # symbols.sh - the installed library exports the public API and nothing
 # else: every dynamic symbol it defines is kvmap_* (and not kvmap__*, the
-# test hooks), and every KVMAP_API function of include/kvmap.h is there.
+# test hooks), and every KVMAP_API function of the public headers is there.
 # Skipped (77) without a shared library or nm.
 set -eu
 
 so=${KVMAP_BUILDDIR:-.}/lib/.libs/libkvmap.so
-hdr=${KVMAP_SRCDIR:-.}/include/kvmap.h
+hdrs="${KVMAP_SRCDIR:-.}/include/kvmap.h ${KVMAP_SRCDIR:-.}/include/kvmap_file.h"
 if [ ! -f "$so" ] || ! command -v nm >/dev/null 2>&1; then
     echo "symbols.sh: no $so or no nm: skipped"
     exit 77
@@ -26,7 +26,7 @@ if [ -n "$hooks" ]; then
     status=1
 fi
 # every function the public header declares with KVMAP_API is exported
-for f in $(sed -n 's/^KVMAP_API [^(]*[ *]\(kvmap_[a-z0-9_]*\)(.*/\1/p' "$hdr"); do
+for f in $(sed -n 's/^KVMAP_API [^(]*[ *]\(kvmap_[a-z0-9_]*\)(.*/\1/p' $hdrs); do
     printf '%s\n' "$syms" | grep -qx "$f" || { echo "symbols.sh: $f is declared but not exported"; status=1; }
 done
 n=$(printf '%s\n' "$syms" | grep -c . || true)

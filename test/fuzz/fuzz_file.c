@@ -36,6 +36,7 @@
 
 #include "fuzz.h"
 #include "kvmap.h"
+#include "kvmap_file.h"
 
 /* ---- the temporary file ------------------------------------------------- */
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "kvmap.h"
+#include "kvmap_file.h"
 
 /* Exit statuses. */
 enum {
