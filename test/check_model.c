@@ -469,10 +469,6 @@ static void op_get(struct ctx *c, kvmap_txn *txn, const struct model *m)
  * edge entry ("leave the cursor where it was", as LMDB does): a step the
  * other way returns the entry next to it.
  */
-static int edge_on_entry(void)
-{
-    return 1;
-}
 
 static void op_walk(struct ctx *c, kvmap_txn *txn, const struct model *m, int backward, int steps)
 {
@@ -523,9 +519,9 @@ static void op_walk(struct ctx *c, kvmap_txn *txn, const struct model *m, int ba
                 expect_entry(c, m, rc, &k, v, -1, "walk past the end again");
             }
             rc = backward ? kvmap_cursor_next(cur, &k, &v) : kvmap_cursor_prev(cur, &k, &v);
-            long back = r;
-            if (edge_on_entry())
-                back = backward ? m_next(c, m, r + 1) : m_prev(c, m, r - 1);
+            /* the cursor is still on the edge entry r: one step back is its
+             * neighbour */
+            long back = backward ? m_next(c, m, r + 1) : m_prev(c, m, r - 1);
             expect_entry(c, m, rc, &k, v, back, "turn back at the end");
             break;
         }
