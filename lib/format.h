@@ -185,6 +185,11 @@ _Static_assert(KV_FREE_KEY_SIZE == 16, "free-tree key: txnid and page, big-endia
 
 static inline uint32_t kv_cell_max(uint32_t psize) { return (psize - KV_PAGE_HDR) / 2; }
 static inline uint32_t kv_max_key(uint32_t psize) { return kv_cell_max(psize) - 18; }
+/* The most page numbers one free-tree record holds (a leaf cell's worth). */
+static inline uint32_t kv_free_chunk_max(uint32_t psize)
+{
+    return (kv_cell_max(psize) - KV_SLOT_SIZE - KV_LEAF_CELL_HDR - KV_FREE_KEY_SIZE) / 8;
+}
 
 /* Little-endian loads and stores that need no alignment. */
 static inline uint16_t kv_get16(const void *p)

@@ -18,11 +18,6 @@
 
 #include "internal.h"
 
-uint32_t kv_free_chunk_max(uint32_t psize)
-{
-    return (kv_cell_max(psize) - KV_SLOT_SIZE - KV_LEAF_CELL_HDR - KV_FREE_KEY_SIZE) / 8;
-}
-
 /* Move the pages of the record under path into t->reclaim and delete it. */
 static int take_record(kvmap_txn *t, const kv_path *path)
 {

@@ -2,19 +2,35 @@
  * internal.h - kvmap's internal structures and the interfaces between its
  * layers.  Layers, lowest first; each calls only those below it:
  *
- *   os.c        system calls: open, lock, mmap, grow, flush (the test seam)
- *   meta.c      encode and validate one meta page
- *   node.c      slotted branch/leaf page code on a byte buffer, no I/O
- *   lock.c      the lock file: writer lock, reader table, current meta
+ *   os.c        system calls: open, lock, mmap, grow, flush, read-ahead (the
+ *               test seam: kvmap__fault_set)
+ *   meta.c      encode and validate one meta page (format.h)
+ *   node.c      one slotted branch/leaf page on a byte buffer, page
+ *               checksums; no I/O
+ *   lock.c      the lock file: writer lock, reader table, current meta,
+ *               rollback record
  *   recover.c   which meta is current: the open-time choice (verifying the
  *               newest commit), the lock-free read, publish and acknowledge
- *   pager.c     page number -> pointer with checks, allocation, copy-on-write
- *   freelist.c  the free-page tree: pulling reusable pages, saving freed ones
- *   btree.c     search, insert with splits, delete with merges
+ *   pager.c     page number -> pointer with checks, allocation, copy-on-write,
+ *               growing the file
+ *   btree.c     search, insert with splits, delete with merges, scans and
+ *               their read-ahead; for any tree (the key-value tree, the free
+ *               tree)
+ *   freelist.c  the free-page tree, a B+tree of btree.c: pulling a reusable
+ *               record's pages, saving freed ones at commit
  *   walk.c      the consistency walk of a snapshot's trees (walk.h), over
  *               pages its caller supplies (check.c, inspect_check.c)
- *   cursor.c txn.c   cursors, transactions, commit
- *   db.c copy.c check.c error.c   the public entry points
+ *   cursor.c txn.c data.c   cursors; begin, commit and abort; get, put,
+ *               del and stat
+ *   db.c copy.c check.c error.c inspect*.c   the public entry points
+ *
+ * The one call that would go up: the pager's allocator, out of reclaimed
+ * pages, asks the free tree for more (as LMDB's allocator consults its
+ * free-list tree).  It does so through one narrow entry, the transaction's
+ * refill function (kvmap_txn.refill, kv_free_pull, set by txn.c), not by
+ * calling freelist.c; the free tree's own updates run with in_free_op set,
+ * and take pages only from reclaim or the end of the file, so that the
+ * free tree is never modified from inside its own update.
  *
  * Error convention: every int function returns 0 or a negative code
  * (KVMAP_* or -errno), as the public API does.
@@ -102,6 +118,7 @@ enum kv_meta_state kv_meta_decode(const uint8_t *buf, size_t len, kv_meta *m);
 enum kv_meta_state kv_meta_decode_trusted(const uint8_t *buf, kv_meta *m);
 
 /* ---- node.c: one slotted page in memory --------------------------------- */
+uint64_t kv_page_checksum(const uint8_t *p, size_t len);
 typedef struct kv_cell {
     const uint8_t *key;
     uint32_t ksize;
@@ -227,6 +244,10 @@ struct kvmap_txn {
     uint64_t base_hwm;    /* the high-water mark of the meta it started from */
     uint64_t prefaulted;  /* pages below this past base_hwm are faulted in writable */
     bool in_free_op;      /* inside a free-tree update: do not pull more pages */
+    /* The allocator's one way up to the free tree (pager.c < btree.c <
+     * freelist.c): move a reusable record's pages into reclaim (set to
+     * kv_free_pull by txn.c for write transactions). */
+    int (*refill)(kvmap_txn *t);
     bool free_exhausted;  /* no free-tree record is reusable now */
     pthread_t owner;      /* the thread that began it (txn.c: no second writer) */
     kvmap_txn *next_writer; /* the process's open write transactions */
@@ -263,7 +284,6 @@ int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p);
 int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p);
 int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages);
 int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p);
-uint64_t kv_page_checksum(const uint8_t *p, size_t len);
 uint64_t kv_overflow_pages(uint32_t psize, uint64_t vsize);
 int kv_pgvec_insert_desc(kv_pgvec *v, uint64_t pgno);
 int kv_pgvec_merge_desc(kv_pgvec *v, const uint64_t *asc, size_t k);
@@ -276,7 +296,6 @@ int kv_file_ensure(kvmap *db, uint64_t pages);
 /* ---- freelist.c --------------------------------------------------------- */
 int kv_free_pull(kvmap_txn *t);
 int kv_free_save(kvmap_txn *t);
-uint32_t kv_free_chunk_max(uint32_t psize);
 
 /* ---- btree.c ------------------------------------------------------------ */
 /* A scan's read-ahead window (btree.c, read_ahead). */

@@ -4,7 +4,15 @@
  * length read from a page is checked against the page before it is used, so
  * that a damaged page yields KVMAP_CORRUPTED, never a read outside it.
  */
+#include <xxhash.h>
+
 #include "internal.h"
+
+/* A page's (or a run's) checksum: XXH3 of its bytes past the checksum. */
+uint64_t kv_page_checksum(const uint8_t *p, size_t len)
+{
+    return XXH3_64bits(p + 8, len - 8);
+}
 
 static inline uint16_t slot_get(const uint8_t *p, uint32_t i)
 {

@@ -15,7 +15,6 @@
  */
 #include <errno.h>
 #include <stdlib.h>
-#include <xxhash.h>
 
 #include "internal.h"
 
@@ -182,11 +181,6 @@ void kv_pgset_free(kv_pgset *s)
 
 /* ---- reading pages ------------------------------------------------------ */
 
-uint64_t kv_page_checksum(const uint8_t *p, size_t len)
-{
-    return XXH3_64bits(p + 8, len - 8);
-}
-
 bool kv_page_dirty(kvmap_txn *t, uint64_t pgno)
 {
     return !t->rdonly && kv_pgset_has(&t->dirty, pgno);
@@ -328,9 +322,11 @@ static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
             return 1;
         if (t->in_free_op || t->free_exhausted || pulls >= max_pulls)
             return 0;
-        int r = kv_free_pull(t);
+        int r = t->refill ? t->refill(t) : 0;
         if (r < 0)
             return r;
+        if (!t->refill)
+            return 0;
     }
 }
 

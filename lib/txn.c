@@ -1,21 +1,22 @@
 /*
- * txn.c - transactions: begin, the commit protocol, abort; and the data
- * calls get, put, del.
+ * txn.c - transactions: begin, the commit protocol, abort.  (The data calls
+ * on a transaction are data.c's.)
  *
- * Commit protocol (one flush per durable commit):
+ * Commit protocol:
  *  1. record freed and unused pages in the free tree (freelist.c);
  *  2. set the checksum of every page this transaction wrote (its dirty set)
- *     and sum them; the count and the sum go into the new meta;
- *  3. write the meta into slot txnid % 2 of the map;
- *  4. one msync makes pages and meta durable together.
- * A power cut during 4 may leave the new meta on disk without some of its
- * pages.  Every page the transaction wrote carries its txnid and is reachable
- * from its roots through pages it also wrote (copy-on-write copies the whole
- * path), so kvmap_open walks those pages, and when their count or checksum
- * sum differs from the meta's, uses the previous meta instead; that one is
- * intact, because the transaction wrote only pages free in it (recover.c).
- * Readers take the new meta only once step 4 returned (kv_meta_ack): a
- * commit whose flush failed is never seen.
+ *     and sum them; the count and the sum go into the new meta, and either
+ *     the list of those pages (a commit of at most 512 pages) or the mark
+ *     that they are flushed first (format.h, COMMIT VERIFICATION);
+ *  3. a large commit: one msync of its pages;
+ *  4. write the meta into slot txnid % 2 of the map;
+ *  5. one msync makes the meta (and a small commit's pages) durable.
+ * A power cut during 5 may leave a small commit's meta on disk without some
+ * of its pages: kvmap_open reads the listed pages and, when one is missing
+ * or their count or checksum sum differs from the meta's, uses the previous
+ * meta instead; that one is intact, because the transaction wrote only
+ * pages free in it (recover.c).  Readers take the new meta only once step 5
+ * returned (kv_meta_ack): a commit whose flush failed is never seen.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -170,6 +171,7 @@ static int begin_write(kvmap *db, kvmap_txn *t)
     t->base_hwm = t->m.hwm;
     db->writer = t;
     writer_buffers(t);
+    t->refill = kv_free_pull;
     writer_list(t);
     return 0;
 }
@@ -402,115 +404,4 @@ void kv_txn_fail(kvmap_txn *t, int err)
 {
     if (!t->poison)
         t->poison = err;
-}
-
-/* ---- get, put, del ------------------------------------------------------ */
-
-static int check_write(kvmap_txn *t)
-{
-    KV_CHECK_FORK(t->db);
-    if (t->rdonly)
-        return KVMAP_BAD_TXN;
-    if (t->poison)
-        return KVMAP_BAD_TXN;
-    return 0;
-}
-
-static int check_key(kvmap_txn *t, kvmap_val key)
-{
-    if (key.size && !key.data)
-        return KVMAP_BAD_ARG;
-    if (key.size > kv_max_key(t->db->psize))
-        return KVMAP_KEY_SIZE;
-    return 0;
-}
-
-int kvmap_get(kvmap_txn *t, kvmap_val key, kvmap_val *val)
-{
-    if (!t || !val)
-        return KVMAP_BAD_ARG;
-    KV_CHECK_FORK(t->db);
-    int r = check_key(t, key);
-    if (r < 0)
-        return r;
-    kv_path path;
-    bool exact;
-    r = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
-    if (r < 0)
-        return r;
-    if (!exact)
-        return KVMAP_NOTFOUND;
-    kv_cell c;
-    r = kv_bt_cell(t, &path, &c);
-    if (r < 0)
-        return r;
-    return kv_bt_value(t, &c, val);
-}
-
-/* Errors that change nothing leave the transaction usable; any other error
- * from a write poisons it (commit then returns it and changes nothing). */
-static int after_write(kvmap_txn *t, int r)
-{
-    if (r == 0)
-        t->changes++;
-    else if (r != KVMAP_EXISTS && r != KVMAP_NOTFOUND)
-        kv_txn_fail(t, r);
-    return r;
-}
-
-int kvmap_put(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags)
-{
-    if (!t)
-        return KVMAP_BAD_ARG;
-    int r = check_write(t);
-    if (r < 0)
-        return r;
-    if ((val.size && !val.data) || (flags & ~(KVMAP_NOOVERWRITE | KVMAP_APPEND)))
-        return KVMAP_BAD_ARG;
-    r = check_key(t, key);
-    if (r < 0)
-        return r;
-    if (val.size > UINT32_MAX)
-        return KVMAP_VAL_SIZE;
-    r = kv_bt_put(t, &t->m.main, KV_TREE_MAIN, key.data, key.size, val.data, val.size,
-                  flags);
-    return after_write(t, r);
-}
-
-int kvmap_del(kvmap_txn *t, kvmap_val key)
-{
-    if (!t)
-        return KVMAP_BAD_ARG;
-    int r = check_write(t);
-    if (r < 0)
-        return r;
-    r = check_key(t, key);
-    if (r < 0)
-        return r;
-    return after_write(t, kv_bt_del(t, &t->m.main, key.data, key.size));
-}
-
-int kvmap_stat_get(kvmap_txn *t, kvmap_stat *st)
-{
-    if (!t || !st)
-        return KVMAP_BAD_ARG;
-    kvmap *db = t->db;
-    KV_CHECK_FORK(db);
-    memset(st, 0, sizeof *st);
-    st->page_size = db->psize;
-    st->depth = (unsigned)t->m.main.depth;
-    st->entries = t->m.main.entries;
-    st->branch_pages = t->m.main.branch_pages;
-    st->leaf_pages = t->m.main.leaf_pages;
-    st->overflow_pages = t->m.main.overflow_pages;
-    st->free_pages = t->m.free_pages;
-    if (!t->rdonly)
-        st->free_pages += t->freed.n + t->reclaim.n;
-    st->txn_id = t->txnid;
-    uint64_t newest = t->rdonly ? kv_meta_newest(db) : t->m.txnid;
-    st->oldest_reader = kv_reader_oldest(db, newest, &st->readers);
-    st->reader_lag = newest - st->oldest_reader;
-    uint64_t sz;
-    st->file_size = kv_os_size(db->fd, &sz) == 0 ? sz : db->file_size;
-    return 0;
 }
