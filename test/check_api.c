@@ -31,23 +31,11 @@
 
 /* ---- Fixture and small helpers ------------------------------------------------ */
 
-static char *g_dir;
 
-static void setup(void)
-{
-    g_dir = tu_mkdtemp();
-}
-
-static void teardown(void)
-{
-    tu_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
-}
 
 static char *dbpath(const char *name)
 {
-    return tu_path(g_dir, name);
+    return tu_path(tu_dir, name);
 }
 
 static int is_kv_code(int rc)
@@ -84,19 +72,6 @@ static kvmap *create_db(const char *name, unsigned page_size)
     return open_flags(name, KVMAP_CREATE | KVMAP_NOSYNC, page_size);
 }
 
-static kvmap_txn *wbegin(kvmap *db)
-{
-    kvmap_txn *t = tu_wbegin(db);
-    ck_assert_ptr_nonnull(t);
-    return t;
-}
-
-static kvmap_txn *rbegin(kvmap *db)
-{
-    kvmap_txn *t = tu_rbegin(db);
-    ck_assert_ptr_nonnull(t);
-    return t;
-}
 
 static void put_s(kvmap_txn *t, const char *k, const char *v)
 {
@@ -184,7 +159,7 @@ START_TEST(test_open_page_sizes)
     ck_assert_msg(mk >= want / 8 && mk < want, "max key size %zu at page size %u", mk, want);
     if (want == 4096)
         ck_assert_msg(mk > 1000, "max key size %zu at 4096 must exceed 1000", mk);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "hello", "world");
     char k[32], v[64];
     for (unsigned i = 0; i < 300; i++) {
@@ -196,7 +171,7 @@ START_TEST(test_open_page_sizes)
     memset(bigkey, 'z', mk);
     ck_assert_kv_ok(kvmap_put(t, tu_val(bigkey, mk), tu_str("maxkey"), 0));
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     kvmap_stat st = get_stat(t);
     ck_assert_uint_eq(st.page_size, want);
     ck_assert_uint_eq(st.entries, 302);
@@ -212,7 +187,7 @@ START_TEST(test_open_page_sizes)
         db = NULL;
         ck_assert_kv_ok(kvmap_open(p, pass ? &o : NULL, &db));
         ck_assert_uint_eq(kvmap_max_key_size(db), mk);
-        t = rbegin(db);
+        t = tu_rbegin(db);
         st = get_stat(t);
         ck_assert_uint_eq(st.page_size, want);
         expect_s(t, "hello", "world");
@@ -280,7 +255,7 @@ END_TEST
 START_TEST(test_put_get_del)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     expect_missing(t, "a");
     put_s(t, "a", "1");
     put_s(t, "b", "2");
@@ -296,7 +271,7 @@ START_TEST(test_put_get_del)
     /* The NOTFOUND of del does not poison the transaction. */
     ck_assert_kv_ok(kvmap_commit(t));
 
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "a", "one");
     expect_s(t, "ab", "3");
     expect_missing(t, "b");
@@ -307,7 +282,7 @@ START_TEST(test_put_get_del)
     kvmap_abort(t);
 
     /* Keys differing only past a shared prefix, and in their last byte. */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     unsigned char key[40];
     memset(key, 0x41, sizeof key);
     for (unsigned i = 0; i < 256; i++) {
@@ -316,7 +291,7 @@ START_TEST(test_put_get_del)
         ck_assert_kv_ok(kvmap_put(t, tu_val(key, 40), tu_val(&v, 1), 0));
     }
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     for (unsigned i = 0; i < 256; i++) {
         key[39] = (unsigned char)i;
         kvmap_val out;
@@ -344,19 +319,19 @@ END_TEST
 START_TEST(test_nooverwrite)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(t, tu_str("k"), tu_str("first"), KVMAP_NOOVERWRITE));
     ck_assert_kv_rc(kvmap_put(t, tu_str("k"), tu_str("second"), KVMAP_NOOVERWRITE), KVMAP_EXISTS);
     expect_s(t, "k", "first");
     ck_assert_kv_ok(kvmap_commit(t)); /* EXISTS does not poison */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     ck_assert_kv_rc(kvmap_put(t, tu_str("k"), tu_str("third"), KVMAP_NOOVERWRITE), KVMAP_EXISTS);
     expect_s(t, "k", "first");
     kvmap_stat st = get_stat(t);
     ck_assert_uint_eq(st.entries, 1);
     ck_assert_kv_ok(kvmap_put(t, tu_str("k2"), tu_str("x"), KVMAP_NOOVERWRITE));
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "k", "first");
     expect_s(t, "k2", "x");
     kvmap_abort(t);
@@ -367,7 +342,7 @@ END_TEST
 START_TEST(test_append)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     char k[32], v[32];
     for (unsigned i = 0; i < 5000; i++) {
         keyname(k, sizeof k, i);
@@ -376,7 +351,7 @@ START_TEST(test_append)
         tu_require(rc == 0, "append %s: %d %s", k, rc, tu_err_name(rc));
     }
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     kvmap_stat st = get_stat(t);
     ck_assert_uint_eq(st.entries, 5000);
     ck_assert_uint_eq(count_scan(t), 5000);
@@ -385,7 +360,7 @@ START_TEST(test_append)
     tu_check_txn(t);
     kvmap_abort(t);
 
-    t = wbegin(db);
+    t = tu_wbegin(db);
     /* Equal to the last key, smaller than it, a prefix of it, the empty key. */
     const char *bad[] = {"k04999", "k04998", "k0", "a", "", "k04999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -400,7 +375,7 @@ START_TEST(test_append)
     ck_assert_kv_ok(kvmap_put(t, tu_val("k04999\0", 7), tu_str("ext"), KVMAP_APPEND));
     ck_assert_kv_rc(kvmap_put(t, tu_str("k04999"), tu_str("X"), KVMAP_APPEND), KVMAP_EXISTS);
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_uint_eq(count_scan(t), 5001);
     expect_s(t, "k04999", "v4999");
     kvmap_abort(t);
@@ -408,7 +383,7 @@ START_TEST(test_append)
 
     /* The same keys inserted in random order use at least as many leaves. */
     db = create_db("db2", 0);
-    t = wbegin(db);
+    t = tu_wbegin(db);
     unsigned *perm = malloc(5000 * sizeof *perm);
     for (unsigned i = 0; i < 5000; i++)
         perm[i] = i;
@@ -435,7 +410,7 @@ START_TEST(test_append)
 
     /* APPEND into an empty database, and APPEND with NOOVERWRITE. */
     db = create_db("db3", 512);
-    t = wbegin(db);
+    t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(t, tu_str(""), tu_str("empty"), KVMAP_APPEND));
     ck_assert_kv_rc(kvmap_put(t, tu_str(""), tu_str("again"), KVMAP_APPEND), KVMAP_EXISTS);
     for (unsigned i = 0; i < 2000; i++) {
@@ -443,7 +418,7 @@ START_TEST(test_append)
         ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_str(k), KVMAP_APPEND | KVMAP_NOOVERWRITE));
     }
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_uint_eq(count_scan(t), 2001);
     expect_s(t, "", "empty");
     tu_check_txn(t);
@@ -455,7 +430,7 @@ END_TEST
 START_TEST(test_empty_key_value)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(t, tu_val("", 0), tu_val("", 0), 0));
     ck_assert_kv_ok(kvmap_put(t, tu_str("a"), tu_val(NULL, 0), 0));
     ck_assert_kv_ok(kvmap_put(t, tu_str("b"), tu_str("bee"), 0));
@@ -464,7 +439,7 @@ START_TEST(test_empty_key_value)
     ck_assert_uint_eq(out.size, 0);
     ck_assert_kv_ok(kvmap_commit(t));
 
-    t = rbegin(db);
+    t = tu_rbegin(db);
     out = tu_str("junk");
     ck_assert_kv_ok(kvmap_get(t, tu_str(""), &out));
     ck_assert_uint_eq(out.size, 0);
@@ -488,12 +463,12 @@ START_TEST(test_empty_key_value)
     kvmap_cursor_close(c);
     kvmap_abort(t);
 
-    t = wbegin(db);
+    t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_del(t, tu_str("")));
     expect_missing(t, "");
     ck_assert_kv_rc(kvmap_del(t, tu_str("")), KVMAP_NOTFOUND);
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_missing(t, "");
     ck_assert_uint_eq(count_scan(t), 2);
     kvmap_abort(t);
@@ -511,7 +486,7 @@ START_TEST(test_max_key_size)
     unsigned n = ps == 65536 ? 60 : 300;
     unsigned char *key = malloc(mk + 2);
     unsigned char *val = malloc(mk + 2);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     /* Many keys of the maximum size (forces splits with fat keys), differing at the end. */
     for (unsigned i = 0; i < n; i++) {
         memset(key, 'm', mk);
@@ -535,7 +510,7 @@ START_TEST(test_max_key_size)
     /* KEY_SIZE does not poison the transaction. */
     ck_assert_kv_ok(kvmap_commit(t));
 
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_uint_eq(count_scan(t), n);
     for (unsigned i = 0; i < n; i++) {
         memset(key, 'm', mk);
@@ -555,7 +530,7 @@ START_TEST(test_max_key_size)
     kvmap_abort(t);
 
     /* Delete them all again. */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (unsigned i = 0; i < n; i++) {
         memset(key, 'm', mk);
         key[mk - 1] = (unsigned char)i;
@@ -563,7 +538,7 @@ START_TEST(test_max_key_size)
         ck_assert_kv_ok(kvmap_del(t, tu_val(key, mk)));
     }
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_uint_eq(count_scan(t), 0);
     tu_check_txn(t);
     kvmap_abort(t);
@@ -576,7 +551,7 @@ END_TEST
 START_TEST(test_null_data)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "keep", "me");
     int rc = kvmap_put(t, tu_val(NULL, 5), tu_str("v"), 0);
     ck_assert_msg(rc < 0, "put with NULL key data of size 5: %d", rc);
@@ -608,7 +583,7 @@ START_TEST(test_null_data)
     ck_assert_msg(rc == KVMAP_BAD_ARG, "begin(read, NULL out): %d %s", rc, tu_err_name(rc));
     rc = kvmap_begin(NULL, KVMAP_TXN_RDONLY, &t);
     ck_assert_msg(rc == KVMAP_BAD_ARG, "begin(NULL db): %d %s", rc, tu_err_name(rc));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "keep", "me");
     expect_missing(t, "k");
     ck_assert_uint_eq(count_scan(t), 1);
@@ -620,7 +595,7 @@ END_TEST
 START_TEST(test_val_size)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "keep", "me");
     /* 4 GiB: must be refused before the data is read (only 8 bytes are there). */
     static const char small[8] = "12345678";
@@ -629,7 +604,7 @@ START_TEST(test_val_size)
     rc = kvmap_put(t, tu_str("huge"), tu_val(small, SIZE_MAX), 0);
     ck_assert_msg(rc == KVMAP_VAL_SIZE, "put of a SIZE_MAX value: %d %s", rc, tu_err_name(rc));
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "keep", "me");
     expect_missing(t, "huge");
     kvmap_abort(t);
@@ -640,11 +615,11 @@ END_TEST
 START_TEST(test_read_txn_writes)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "1");
     put_s(t, "b", "2");
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_kv_rc(kvmap_put(t, tu_str("c"), tu_str("3"), 0), KVMAP_BAD_TXN);
     ck_assert_kv_rc(kvmap_put(t, tu_str("a"), tu_str("3"), KVMAP_NOOVERWRITE), KVMAP_BAD_TXN);
     ck_assert_kv_rc(kvmap_del(t, tu_str("a")), KVMAP_BAD_TXN);
@@ -659,7 +634,7 @@ START_TEST(test_read_txn_writes)
     /* The read txn still reads after refused writes. */
     expect_s(t, "a", "1");
     ck_assert_kv_ok(kvmap_commit(t)); /* commit of a read txn = abort */
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "a", "1");
     expect_missing(t, "c");
     kvmap_abort(t);
@@ -670,7 +645,7 @@ END_TEST
 START_TEST(test_rdonly_handle)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "1");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
@@ -678,7 +653,7 @@ START_TEST(test_rdonly_handle)
     db = open_flags("db", KVMAP_RDONLY, 0);
     t = NULL;
     ck_assert_kv_rc(kvmap_begin(db, 0, &t), KVMAP_BAD_TXN);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "a", "1");
     ck_assert_kv_rc(kvmap_put(t, tu_str("b"), tu_str("2"), 0), KVMAP_BAD_TXN);
     kvmap_abort(t);
@@ -688,7 +663,7 @@ START_TEST(test_rdonly_handle)
     kvmap_close(db);
     kvmap *db2 = NULL;
     ck_assert_kv_ok(kvmap_open(cp, NULL, &db2));
-    t = rbegin(db2);
+    t = tu_rbegin(db2);
     expect_s(t, "a", "1");
     kvmap_abort(t);
     kvmap_close(db2);
@@ -699,7 +674,7 @@ START_TEST(test_rdonly_handle)
     if (geteuid() != 0) {
         ck_assert_int_eq(chmod(p, 0444), 0);
         db = open_flags("db", KVMAP_RDONLY, 0);
-        t = rbegin(db);
+        t = tu_rbegin(db);
         expect_s(t, "a", "1");
         kvmap_abort(t);
         kvmap_close(db);
@@ -720,7 +695,7 @@ START_TEST(test_large_values)
                             100000, 1 << 20, 5 << 20};
     const size_t n = sizeof sizes / sizeof sizes[0];
     unsigned char *buf[sizeof sizes / sizeof sizes[0]];
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     char k[32];
     for (size_t i = 0; i < n; i++) {
         buf[i] = malloc(sizes[i]);
@@ -743,7 +718,7 @@ START_TEST(test_large_values)
     ck_assert_kv_ok(kvmap_commit(t));
 
     for (int pass = 0; pass < 2; pass++) {
-        t = rbegin(db);
+        t = tu_rbegin(db);
         for (size_t i = 0; i < n; i++) {
             keyname(k, sizeof k, (unsigned)i);
             kvmap_val out, again;
@@ -783,7 +758,7 @@ START_TEST(test_overwrite_sizes)
     unsigned char *big = malloc((2 << 20) + 64);
     fill_pattern(big, (2 << 20) + 64, 7);
     for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
-        kvmap_txn *t = wbegin(db);
+        kvmap_txn *t = tu_wbegin(db);
         put_s(t, "before", "b");
         ck_assert_kv_ok(kvmap_put(t, tu_str("k"), tu_val(big + i, seq[i]), 0));
         put_s(t, "z-after", "a");
@@ -791,7 +766,7 @@ START_TEST(test_overwrite_sizes)
         ck_assert_kv_ok(kvmap_get(t, tu_str("k"), &out));
         ck_assert(tu_val_eq(out, big + i, seq[i]));
         ck_assert_kv_ok(kvmap_commit(t));
-        t = rbegin(db);
+        t = tu_rbegin(db);
         ck_assert_kv_ok(kvmap_get(t, tu_str("k"), &out));
         ck_assert_msg(tu_val_eq(out, big + i, seq[i]), "step %zu (%zu bytes)", i, seq[i]);
         kvmap_stat st = get_stat(t);
@@ -804,11 +779,11 @@ START_TEST(test_overwrite_sizes)
         kvmap_abort(t);
     }
     /* Several overwrites within one transaction. */
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++)
         ck_assert_kv_ok(kvmap_put(t, tu_str("k"), tu_val(big + 2 * i, seq[i]), 0));
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     kvmap_val out;
     size_t last = sizeof seq / sizeof seq[0] - 1;
     ck_assert_kv_ok(kvmap_get(t, tu_str("k"), &out));
@@ -832,14 +807,14 @@ START_TEST(test_overflow_reuse)
     uint64_t fs = 0;
     for (unsigned i = 0; i < 30; i++) {
         size_t n = (size_t)(1 + i % 3) << 20;
-        kvmap_txn *t = wbegin(db);
+        kvmap_txn *t = tu_wbegin(db);
         put_s(t, "small", "x");
         ck_assert_kv_ok(kvmap_put(t, tu_str("big"), tu_val(big, n), 0));
         ck_assert_kv_ok(kvmap_commit(t));
-        t = wbegin(db);
+        t = tu_wbegin(db);
         ck_assert_kv_ok(kvmap_del(t, tu_str("big")));
         ck_assert_kv_ok(kvmap_commit(t));
-        t = rbegin(db);
+        t = tu_rbegin(db);
         kvmap_stat st = get_stat(t);
         fs = st.file_size;
         kvmap_abort(t);
@@ -858,7 +833,7 @@ END_TEST
 /* 100 keys k00000, k00002, ..., k00198 with values v0, v2, ... */
 static void fill_even(kvmap *db)
 {
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     char k[32], v[32];
     for (unsigned i = 0; i < 200; i += 2) {
         keyname(k, sizeof k, i);
@@ -884,7 +859,7 @@ START_TEST(test_cursor_empty)
 {
     kvmap *db = create_db("db", 0);
     for (int w = 0; w < 2; w++) {
-        kvmap_txn *t = w ? wbegin(db) : rbegin(db);
+        kvmap_txn *t = w ? tu_wbegin(db) : tu_rbegin(db);
         kvmap_cursor *c;
         ck_assert_kv_ok(kvmap_cursor_open(t, &c));
         kvmap_val k, v;
@@ -908,7 +883,7 @@ START_TEST(test_cursor_walk)
     kvmap *db = create_db("db", 512); /* several levels */
     fill_even(db);
     for (int w = 0; w < 2; w++) {
-        kvmap_txn *t = w ? wbegin(db) : rbegin(db);
+        kvmap_txn *t = w ? tu_wbegin(db) : tu_rbegin(db);
         kvmap_cursor *c;
         kvmap_val k, v;
         int rc;
@@ -989,7 +964,7 @@ START_TEST(test_cursor_seek)
     kvmap *db = create_db("db", 512);
     fill_even(db);
     for (int w = 0; w < 2; w++) {
-        kvmap_txn *t = w ? wbegin(db) : rbegin(db);
+        kvmap_txn *t = w ? tu_wbegin(db) : tu_rbegin(db);
         kvmap_cursor *c;
         kvmap_val k, v;
         int rc;
@@ -1041,7 +1016,7 @@ START_TEST(test_cursor_del)
 {
     kvmap *db = create_db("db", 512);
     fill_even(db);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     kvmap_cursor *c;
     kvmap_val k, v;
     int rc;
@@ -1100,7 +1075,7 @@ START_TEST(test_cursor_del)
     ck_assert_uint_eq(left, 100 - 4 - 30 - 25);
     tu_check_txn(t);
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_uint_eq(count_scan(t), left);
     expect_missing(t, "k00100");
     expect_s(t, "k00160", "v160");
@@ -1115,7 +1090,7 @@ END_TEST
 START_TEST(test_iterate_update)
 {
     kvmap *db = create_db("db", 512);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     char k[32];
     const unsigned n = 2000;
     for (unsigned i = 0; i < n; i++) {
@@ -1125,7 +1100,7 @@ START_TEST(test_iterate_update)
     ck_assert_kv_ok(kvmap_commit(t));
 
     /* Grow every value while iterating (forces splits under the cursor). */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     kvmap_cursor *c;
     ck_assert_kv_ok(kvmap_cursor_open(t, &c));
     kvmap_val kk, vv;
@@ -1149,7 +1124,7 @@ START_TEST(test_iterate_update)
     kvmap_cursor_close(c);
     ck_assert_kv_ok(kvmap_commit(t));
 
-    t = rbegin(db);
+    t = tu_rbegin(db);
     for (i = 0; i < n; i++) {
         keyname(k, sizeof k, i);
         kvmap_val out;
@@ -1162,7 +1137,7 @@ START_TEST(test_iterate_update)
     kvmap_abort(t);
 
     /* Shrink them backward, and insert a new key before each visited one (not visited again). */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_cursor_open(t, &c));
     i = n;
     for (rc = kvmap_cursor_last(c, &kk, &vv); rc == 0; rc = kvmap_cursor_prev(c, &kk, &vv)) {
@@ -1181,7 +1156,7 @@ START_TEST(test_iterate_update)
     kvmap_cursor_close(c);
     ck_assert_uint_eq(get_stat(t).entries, 2 * n);
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_uint_eq(count_scan(t), 2 * n);
     expect_s(t, "k00000", "s");
     expect_s(t, "k01999+", "new");
@@ -1196,7 +1171,7 @@ START_TEST(test_iterate_delete)
     kvmap *db = create_db("db", 512);
     const unsigned n = 3000;
     char k[32];
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (unsigned i = 0; i < n; i++) {
         keyname(k, sizeof k, i);
         put_s(t, k, "some value of moderate length");
@@ -1204,7 +1179,7 @@ START_TEST(test_iterate_delete)
     ck_assert_kv_ok(kvmap_commit(t));
 
     /* Forward: delete every odd key with kvmap_del while iterating. */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     kvmap_cursor *c;
     ck_assert_kv_ok(kvmap_cursor_open(t, &c));
     kvmap_val kk;
@@ -1227,7 +1202,7 @@ START_TEST(test_iterate_delete)
     ck_assert_kv_ok(kvmap_commit(t));
 
     /* Delete the entry after the cursor while iterating (a key not yet visited). */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_cursor_open(t, &c));
     i = 0;
     for (rc = kvmap_cursor_first(c, &kk, NULL); rc == 0; rc = kvmap_cursor_next(c, &kk, NULL)) {
@@ -1247,7 +1222,7 @@ START_TEST(test_iterate_delete)
     ck_assert_kv_ok(kvmap_commit(t));
 
     /* Backward with cursor_del: delete everything. */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     uint64_t before = count_scan(t);
     ck_assert_kv_ok(kvmap_cursor_open(t, &c));
     uint64_t seen = 0;
@@ -1260,7 +1235,7 @@ START_TEST(test_iterate_delete)
     kvmap_cursor_close(c);
     ck_assert_uint_eq(count_scan(t), 0);
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     ck_assert_uint_eq(count_scan(t), 0);
     tu_check_txn(t);
     kvmap_abort(t);
@@ -1275,7 +1250,7 @@ START_TEST(test_delete_all)
     char k[32], v[101];
     memset(v, 'v', 100);
     v[100] = 0;
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (unsigned i = 0; i < n; i++) {
         snprintf(k, sizeof k, "key-%010u", i * 7919u % 100003u);
         put_s(t, k, v);
@@ -1283,7 +1258,7 @@ START_TEST(test_delete_all)
     unsigned char *big = calloc(1, 50000);
     ck_assert_kv_ok(kvmap_put(t, tu_str("big"), tu_val(big, 50000), 0));
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     kvmap_stat st = get_stat(t);
     ck_assert_uint_eq(st.entries, n + 1);
     ck_assert_uint_ge(st.depth, 2);
@@ -1291,7 +1266,7 @@ START_TEST(test_delete_all)
     ck_assert_uint_gt(st.overflow_pages, 0);
     kvmap_abort(t);
 
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (unsigned i = 0; i < n; i += 2) {
         snprintf(k, sizeof k, "key-%010u", i * 7919u % 100003u);
         ck_assert_kv_ok(kvmap_del(t, tu_str(k)));
@@ -1310,7 +1285,7 @@ START_TEST(test_delete_all)
     ck_assert_uint_eq(st.overflow_pages, 0);
     ck_assert_kv_ok(kvmap_commit(t));
 
-    t = rbegin(db);
+    t = tu_rbegin(db);
     st = get_stat(t);
     ck_assert_uint_eq(st.entries, 0);
     ck_assert_uint_le(st.depth, 1);
@@ -1323,12 +1298,12 @@ START_TEST(test_delete_all)
     kvmap_abort(t);
 
     /* Usable again. */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     put_s(t, "again", "1");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
     db = open_flags("db", KVMAP_VERIFY, 0);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "again", "1");
     ck_assert_uint_eq(count_scan(t), 1);
     tu_check_txn(t);
@@ -1341,14 +1316,14 @@ END_TEST
 START_TEST(test_stat_write_txn)
 {
     kvmap *db = create_db("db", 4096);
-    kvmap_txn *r = rbegin(db);
+    kvmap_txn *r = tu_rbegin(db);
     kvmap_stat r0 = get_stat(r);
     ck_assert_uint_eq(r0.entries, 0);
     ck_assert_uint_eq(r0.page_size, 4096);
     ck_assert_uint_gt(r0.file_size, 0);
     kvmap_abort(r);
 
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     kvmap_stat w = get_stat(t);
     ck_assert_uint_eq(w.entries, 0);
     ck_assert_uint_gt(w.txn_id, r0.txn_id);
@@ -1373,7 +1348,7 @@ START_TEST(test_stat_write_txn)
     w = get_stat(t);
     ck_assert_uint_eq(w.entries, 499);
     /* A reader meanwhile sees the old snapshot. */
-    r = rbegin(db);
+    r = tu_rbegin(db);
     kvmap_stat r1 = get_stat(r);
     ck_assert_uint_eq(r1.entries, 0);
     ck_assert_uint_eq(r1.txn_id, r0.txn_id);
@@ -1381,7 +1356,7 @@ START_TEST(test_stat_write_txn)
     uint64_t wid = w.txn_id;
     ck_assert_kv_ok(kvmap_commit(t));
 
-    r = rbegin(db);
+    r = tu_rbegin(db);
     kvmap_stat r2 = get_stat(r);
     ck_assert_uint_eq(r2.entries, 499);
     ck_assert_uint_eq(r2.txn_id, wid);
@@ -1398,18 +1373,18 @@ END_TEST
 START_TEST(test_abort)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "1");
     put_s(t, "b", "2");
     ck_assert_kv_ok(kvmap_commit(t));
-    kvmap_txn *r = rbegin(db);
+    kvmap_txn *r = tu_rbegin(db);
     kvmap_stat before = get_stat(r);
     kvmap_abort(r);
 
     unsigned char *big = malloc(1 << 20);
     fill_pattern(big, 1 << 20, 3);
     for (int round = 0; round < 3; round++) {
-        t = wbegin(db);
+        t = tu_wbegin(db);
         put_s(t, "a", "changed");
         put_s(t, "c", "3");
         ck_assert_kv_ok(kvmap_del(t, tu_str("b")));
@@ -1420,7 +1395,7 @@ START_TEST(test_abort)
             put_s(t, k, k);
         }
         kvmap_abort(t);
-        t = rbegin(db);
+        t = tu_rbegin(db);
         expect_s(t, "a", "1");
         expect_s(t, "b", "2");
         expect_missing(t, "c");
@@ -1433,12 +1408,12 @@ START_TEST(test_abort)
         kvmap_abort(t);
     }
     /* A write txn after aborts commits normally. */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     put_s(t, "d", "4");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
     db = open_flags("db", 0, 0);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "a", "1");
     expect_s(t, "d", "4");
     expect_missing(t, "c");
@@ -1458,7 +1433,7 @@ START_TEST(test_reopen)
         kvmap *db = open_flags(name, KVMAP_CREATE | (nosync ? KVMAP_NOSYNC : 0), 0);
         char k[32], v[32];
         for (unsigned round = 0; round < 10; round++) {
-            kvmap_txn *t = wbegin(db);
+            kvmap_txn *t = tu_wbegin(db);
             for (unsigned i = 0; i < 100; i++) {
                 keyname(k, sizeof k, round * 100 + i);
                 snprintf(v, sizeof v, "r%u", round);
@@ -1472,7 +1447,7 @@ START_TEST(test_reopen)
         kvmap_close(db);
         for (int verify = 0; verify < 2; verify++) {
             db = open_flags(name, verify ? KVMAP_VERIFY : 0, 0);
-            kvmap_txn *t = rbegin(db);
+            kvmap_txn *t = tu_rbegin(db);
             ck_assert_uint_eq(count_scan(t), 900);
             expect_s(t, "k00899", "r8");
             expect_s(t, "k00000", "r0");
@@ -1496,7 +1471,7 @@ static struct pairs collect(kvmap *db)
 {
     struct pairs p;
     memset(&p, 0, sizeof p);
-    kvmap_txn *t = rbegin(db);
+    kvmap_txn *t = tu_rbegin(db);
     size_t cap = 0;
     kvmap_cursor *c;
     ck_assert_kv_ok(kvmap_cursor_open(t, &c));
@@ -1571,7 +1546,7 @@ START_TEST(test_copy)
     char k[32];
     unsigned char *big = malloc(300000);
     fill_pattern(big, 300000, 11);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (unsigned i = 0; i < 4000; i++) {
         keyname(k, sizeof k, i);
         ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_val(big + i, 10 + i % 300), 0));
@@ -1580,7 +1555,7 @@ START_TEST(test_copy)
     ck_assert_kv_ok(kvmap_commit(t));
     /* Make free pages: delete most keys in several commits. */
     for (unsigned round = 0; round < 3; round++) {
-        t = wbegin(db);
+        t = tu_wbegin(db);
         for (unsigned i = round; i < 4000; i += 4) {
             keyname(k, sizeof k, i);
             ck_assert_kv_ok(kvmap_del(t, tu_str(k)));
@@ -1592,11 +1567,11 @@ START_TEST(test_copy)
 
     char *plain = dbpath("plain"), *compact = dbpath("compact");
     /* Copy while a read txn is open in this thread. */
-    kvmap_txn *r = rbegin(db);
+    kvmap_txn *r = tu_rbegin(db);
     ck_assert_kv_ok(kvmap_copy(db, plain, 0));
     kvmap_abort(r);
     /* Compact copy while a write txn with uncommitted changes is open (in another thread). */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     put_s(t, "uncommitted", "x");
     struct copy_arg ca = {.db = db, .path = compact, .flags = KVMAP_COPY_COMPACT};
     atomic_init(&ca.done, 0);
@@ -1644,14 +1619,14 @@ START_TEST(test_copy)
         pairs_equal(&orig, &p);
         pairs_free(&p);
         tu_check_db(c);
-        t = rbegin(c);
+        t = tu_rbegin(c);
         kvmap_stat st = get_stat(t);
         if (i == 1)
             ck_assert_msg(st.free_pages == 0, "compact copy has %" PRIu64 " free pages", st.free_pages);
         expect_missing(t, "uncommitted");
         kvmap_abort(t);
         /* The copy is writable. */
-        t = wbegin(c);
+        t = tu_wbegin(c);
         put_s(t, "new", "1");
         ck_assert_kv_ok(kvmap_commit(t));
         kvmap_close(c);
@@ -1672,12 +1647,12 @@ START_TEST(test_full_poison)
     kvmap_options o = {.flags = KVMAP_CREATE | KVMAP_NOSYNC, .page_size = 4096, .max_size = 512 * 1024};
     kvmap *db = NULL;
     ck_assert_kv_ok(kvmap_open(p, &o, &db));
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "1");
     ck_assert_kv_ok(kvmap_commit(t));
 
     unsigned char *big = calloc(1, 2 << 20);
-    t = wbegin(db);
+    t = tu_wbegin(db);
     put_s(t, "b", "2");
     int rc = kvmap_put(t, tu_str("big"), tu_val(big, 2 << 20), 0);
     ck_assert_msg(rc == KVMAP_FULL || rc == 0, "put past max_size: %d %s", rc, tu_err_name(rc));
@@ -1690,7 +1665,7 @@ START_TEST(test_full_poison)
         rc = kvmap_commit(t);
         ck_assert_msg(rc == KVMAP_FULL, "commit past max_size: %d %s", rc, tu_err_name(rc));
     }
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "a", "1");
     expect_missing(t, "b");
     expect_missing(t, "big");
@@ -1700,10 +1675,10 @@ START_TEST(test_full_poison)
     ck_assert_int_le(tu_file_size(p), (long long)o.max_size);
 
     /* The next write txn works. */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     put_s(t, "d", "4");
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "d", "4");
     tu_check_txn(t);
     kvmap_abort(t);
@@ -1821,11 +1796,11 @@ static void *reader_thread(void *p)
 START_TEST(test_thread_snapshot)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "old");
     ck_assert_kv_ok(kvmap_commit(t));
 
-    t = wbegin(db);
+    t = tu_wbegin(db);
     put_s(t, "a", "new");
     put_s(t, "b", "x");
     char k[32];
@@ -1884,11 +1859,11 @@ static int wait_flag(atomic_int *f, int ms)
 START_TEST(test_thread_two_readers)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "1");
     ck_assert_kv_ok(kvmap_commit(t));
 
-    kvmap_txn *r1 = rbegin(db);
+    kvmap_txn *r1 = tu_rbegin(db);
     /* Another thread commits while this thread holds r1. */
     struct writer_arg wa = {.db = db, .key = "a", .val = "2"};
     atomic_init(&wa.started, 0);
@@ -1900,10 +1875,10 @@ START_TEST(test_thread_two_readers)
     pthread_join(th, NULL);
     ck_assert_kv_ok(wa.rc);
 
-    kvmap_txn *r2 = rbegin(db);
+    kvmap_txn *r2 = tu_rbegin(db);
     expect_s(r1, "a", "1");
     expect_s(r2, "a", "2");
-    kvmap_txn *r3 = rbegin(db);
+    kvmap_txn *r3 = tu_rbegin(db);
     expect_s(r3, "a", "2");
     /* End the first, the others still read. */
     kvmap_abort(r1);
@@ -1911,7 +1886,7 @@ START_TEST(test_thread_two_readers)
     kvmap_abort(r3);
     expect_s(r2, "a", "2");
     /* The same thread begins a write while holding a read txn. */
-    t = wbegin(db);
+    t = tu_wbegin(db);
     put_s(t, "a", "3");
     ck_assert_kv_ok(kvmap_commit(t));
     expect_s(r2, "a", "2");
@@ -1919,7 +1894,7 @@ START_TEST(test_thread_two_readers)
     /* Many read txns at once in one thread. */
     kvmap_txn *rs[50];
     for (int i = 0; i < 50; i++)
-        rs[i] = rbegin(db);
+        rs[i] = tu_rbegin(db);
     for (int i = 0; i < 50; i++)
         expect_s(rs[i], "a", "3");
     for (int i = 0; i < 50; i += 2)
@@ -1959,7 +1934,7 @@ static void *end_thread(void *p)
 START_TEST(test_thread_handoff)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "1");
     ck_assert_kv_ok(kvmap_commit(t));
     /* Read txns begun in one thread, used in this one, ended in a third: more times
@@ -1998,7 +1973,7 @@ START_TEST(test_thread_handoff)
     ck_assert_msg(finished, "writer lock not released after a handed-over write txn");
     pthread_join(th, NULL);
     ck_assert_kv_ok(wa.rc);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "a", "w19");
     expect_s(t, "b", "2");
     kvmap_abort(t);
@@ -2009,7 +1984,7 @@ END_TEST
 START_TEST(test_writer_waits)
 {
     kvmap *db = create_db("db", 0);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "main");
     struct writer_arg wa = {.db = db, .key = "a", .val = "thread"};
     atomic_init(&wa.started, 0);
@@ -2028,7 +2003,7 @@ START_TEST(test_writer_waits)
     pthread_join(th, NULL);
     ck_assert_msg(!early, "a second writer began while the first was open");
     ck_assert_kv_ok(wa.rc);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "a", "thread");
     kvmap_abort(t);
     kvmap_close(db);
@@ -2085,7 +2060,7 @@ START_TEST(test_thread_consistency)
 {
     kvmap *db = create_db("db", 512);
     char k[32], v[64];
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (unsigned i = 0; i < 100; i++) {
         keyname(k, sizeof k, i);
         put_s(t, k, "gen0");
@@ -2102,7 +2077,7 @@ START_TEST(test_thread_consistency)
         ck_assert_int_eq(pthread_create(&th[i], NULL, consist_reader, &ra[i]), 0);
     }
     for (unsigned g = 1; g <= 300; g++) {
-        t = wbegin(db);
+        t = tu_wbegin(db);
         snprintf(v, sizeof v, "gen%u%.*s", g, (int)(g % 40), "........................................");
         for (unsigned i = 0; i < 100; i++) {
             keyname(k, sizeof k, i);
@@ -2125,20 +2100,20 @@ START_TEST(test_open_twice)
 {
     kvmap *a = create_db("db", 0);
     kvmap *b = open_flags("db", 0, 0);
-    kvmap_txn *t = wbegin(a);
+    kvmap_txn *t = tu_wbegin(a);
     put_s(t, "x", "1");
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(b);
+    t = tu_rbegin(b);
     expect_s(t, "x", "1");
     kvmap_abort(t);
-    t = wbegin(b);
+    t = tu_wbegin(b);
     put_s(t, "y", "2");
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(a);
+    t = tu_rbegin(a);
     expect_s(t, "y", "2");
     kvmap_abort(t);
     /* A writer on one handle excludes a writer on the other. */
-    t = wbegin(a);
+    t = tu_wbegin(a);
     struct writer_arg wa = {.db = b, .key = "z", .val = "3"};
     atomic_init(&wa.started, 0);
     atomic_init(&wa.done, 0);
@@ -2156,10 +2131,10 @@ START_TEST(test_open_twice)
     ck_assert_kv_ok(wa.rc);
     /* Closing one handle leaves the other working (locks not dropped). */
     kvmap_close(a);
-    t = wbegin(b);
+    t = tu_wbegin(b);
     put_s(t, "after", "close");
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(b);
+    t = tu_rbegin(b);
     expect_s(t, "x", "1");
     expect_s(t, "z", "3");
     expect_s(t, "after", "close");
@@ -2217,7 +2192,7 @@ static void expect_gen0(kvmap_txn *t, const char *who)
 static void fill_gen0(kvmap *db)
 {
     char k[32], v[32];
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (unsigned i = 0; i < 200; i++) {
         keyname(k, sizeof k, i);
         snprintf(v, sizeof v, "v0-%u", i);
@@ -2240,7 +2215,7 @@ START_TEST(test_small_map_file_grown)
     ck_assert_kv_ok(kvmap_open(p, &ob, &big));
     /* grow the file past 2 MiB, then free the pages again */
     unsigned char *v = calloc(1, 3000);
-    kvmap_txn *t = wbegin(big);
+    kvmap_txn *t = tu_wbegin(big);
     char k[32];
     for (int i = 0; i < 800; i++) {
         snprintf(k, sizeof k, "big%05d", i);
@@ -2248,28 +2223,28 @@ START_TEST(test_small_map_file_grown)
     }
     ck_assert_kv_ok(kvmap_commit(t));
     ck_assert_int_gt(tu_file_size(p), 2 << 20);
-    t = wbegin(big);
+    t = tu_wbegin(big);
     for (int i = 0; i < 800; i++) {
         snprintf(k, sizeof k, "big%05d", i);
         ck_assert_kv_ok(kvmap_del(t, tu_str(k)));
     }
     ck_assert_kv_ok(kvmap_commit(t));
     for (int i = 0; i < 20; i++) { /* let the free tail be given back */
-        t = wbegin(big);
+        t = tu_wbegin(big);
         snprintf(k, sizeof k, "tick%d", i);
         put_s(t, k, "x");
         ck_assert_kv_ok(kvmap_commit(t));
     }
-    t = rbegin(big);
+    t = tu_rbegin(big);
     kvmap_stat st = get_stat(t);
     kvmap_abort(t);
     ck_assert_msg(st.file_size > os.max_size, "the file did not stay grown: %" PRIu64,
                   st.file_size);
     /* the small handle: its data fits its map, the file does not */
-    t = wbegin(small);
+    t = tu_wbegin(small);
     put_s(t, "s", "1");
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(big);
+    t = tu_rbegin(big);
     expect_s(t, "s", "1");
     kvmap_abort(t);
     kvmap_close(small);
@@ -2284,13 +2259,13 @@ START_TEST(test_open_twice_snapshot)
     kvmap *a = create_db("db", 512);
     fill_gen0(a);
     kvmap *b = open_flags("db", KVMAP_VERIFY, 0);
-    kvmap_txn *rb = rbegin(b);
+    kvmap_txn *rb = tu_rbegin(b);
     expect_gen0(rb, "reader on handle b");
     ck_assert_kv_ok(churn(a, 30));
     expect_gen0(rb, "reader on handle b after 30 commits through handle a");
     kvmap_abort(rb);
     /* A new reader on b sees a's last commit. */
-    rb = rbegin(b);
+    rb = tu_rbegin(b);
     expect_s(rb, "k00007", "g30-.......");
     kvmap_abort(rb);
     tu_check_db(b);
@@ -2304,7 +2279,7 @@ START_TEST(test_process_snapshot)
 {
     kvmap *a = create_db("db", 512);
     fill_gen0(a);
-    kvmap_txn *r = rbegin(a);
+    kvmap_txn *r = tu_rbegin(a);
     char *p = dbpath("db");
     fflush(NULL);
     pid_t pid = fork();
@@ -2330,17 +2305,17 @@ START_TEST(test_process_snapshot)
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child writer failed (status %#x)", status);
     expect_gen0(r, "reader in the parent after 30 commits by a child process");
     kvmap_abort(r);
-    r = rbegin(a);
+    r = tu_rbegin(a);
     expect_s(r, "k00007", "g30-.......");
     tu_check_txn(r);
     kvmap_abort(r);
     /* And the other way: this process writes after the child wrote. */
-    kvmap_txn *t = wbegin(a);
+    kvmap_txn *t = tu_wbegin(a);
     put_s(t, "parent", "after child");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(a);
     a = open_flags("db", KVMAP_VERIFY, 0);
-    r = rbegin(a);
+    r = tu_rbegin(a);
     expect_s(r, "k00007", "g30-.......");
     expect_s(r, "parent", "after child");
     tu_check_txn(r);
@@ -2406,12 +2381,12 @@ START_TEST(test_bad_empty_file)
     /* With CREATE an empty file becomes a database. */
     kvmap_options o = opts_flags(KVMAP_CREATE);
     ck_assert_kv_ok(kvmap_open(p, &o, &db));
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "1");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
     db = open_flags("empty", 0, 0);
-    t = rbegin(db);
+    t = tu_rbegin(db);
     expect_s(t, "a", "1");
     kvmap_abort(t);
     kvmap_close(db);
@@ -2461,11 +2436,11 @@ static void bad_build(const char *path)
     kvmap_options o = {.flags = KVMAP_CREATE | KVMAP_NOSYNC, .page_size = 4096};
     kvmap *db = NULL;
     ck_assert_kv_ok(kvmap_open(path, &o, &db));
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     for (unsigned i = 0; i <= BAD_N; i++)
         ck_assert_kv_ok(kvmap_put(t, tu_val(g_exp[i].key, g_exp[i].klen), tu_val(g_exp[i].v1, g_exp[i].n1), 0));
     ck_assert_kv_ok(kvmap_commit(t));
-    t = wbegin(db);
+    t = tu_wbegin(db);
     for (unsigned i = 0; i <= BAD_N; i++)
         if (g_exp[i].v2 != g_exp[i].v1)
             ck_assert_kv_ok(kvmap_put(t, tu_val(g_exp[i].key, g_exp[i].klen), tu_val(g_exp[i].v2, g_exp[i].n2), 0));
@@ -2722,7 +2697,7 @@ static int patch_byte(const char *path, size_t off, unsigned char b)
 START_TEST(test_put_value_from_map)
 {
     kvmap *db = create_db("frommap", 4096);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(t, tu_str("a"), tu_str("0123456789"), 0));
     ck_assert_kv_ok(kvmap_put(t, tu_str("c"), tu_str("xyz"), 0));
     kvmap_val v;
@@ -2733,7 +2708,7 @@ START_TEST(test_put_value_from_map)
     ck_assert_kv_ok(kvmap_get(t, tu_str("c"), &v));
     ck_assert_kv_ok(kvmap_put(t, tu_str("a"), v, 0)); /* other size */
     ck_assert_kv_ok(kvmap_commit(t));
-    t = rbegin(db);
+    t = tu_rbegin(db);
     const char *want[][2] = {{"a", "xyz"}, {"b", "0123456789"}, {"c", "xyz"}};
     for (int i = 0; i < 3; i++) {
         ck_assert_kv_ok(kvmap_get(t, tu_str(want[i][0]), &v));
@@ -2749,7 +2724,7 @@ END_TEST
 START_TEST(test_bad_newer_version)
 {
     kvmap *db = create_db("newer", 4096);
-    kvmap_txn *t = wbegin(db);
+    kvmap_txn *t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(t, tu_str("k"), tu_str("v"), 0));
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
@@ -2970,7 +2945,7 @@ static void cold_scan(kvmap *db, uint32_t from, uint32_t to, bool back, bool see
  * seek; random inserts, so the leaves lie all over the file. */
 START_TEST(test_cold_scans)
 {
-    char *path = tu_path(g_dir, "cold.db");
+    char *path = tu_path(tu_dir, "cold.db");
     kvmap *db;
     ck_assert_kv_ok(tu_open(path, KVMAP_CREATE, 0, &db));
     uint32_t *perm = malloc(COLD_N * sizeof *perm);
@@ -3022,7 +2997,7 @@ static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
     TCase *tc = tcase_create("api");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_open_page_sizes, 0, (int)(sizeof open_sizes / sizeof open_sizes[0]));
     tcase_add_test(tc, test_open_bad_args);
@@ -3056,7 +3031,7 @@ static Suite *api_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("threads");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_thread_snapshot);
     tcase_add_test(tc, test_thread_two_readers);
@@ -3070,7 +3045,7 @@ static Suite *api_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("badfiles");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_bad_text_file);
     tcase_add_test(tc, test_bad_empty_file);

@@ -37,29 +37,17 @@
 
 /* ---- Fixture ------------------------------------------------------------------ */
 
-static char *g_dir;
 static uint64_t g_seed = 20240611;
 
-static void setup(void)
-{
-    g_dir = tu_mkdtemp();
-}
-
-static void teardown(void)
-{
-    tu_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
-}
 
 static char *dbpath(void)
 {
-    return tu_path(g_dir, "db");
+    return tu_path(tu_dir, "db");
 }
 
 static char *lockpath(void)
 {
-    return tu_path(g_dir, "db-lock");
+    return tu_path(tu_dir, "db-lock");
 }
 
 /* Every handle reserves max_size of address space; ThreadSanitizer's
@@ -911,7 +899,7 @@ static void proc_reader(const char *path, const char *done, unsigned r, uint64_t
 
 START_TEST(test_processes_bank)
 {
-    char *p = dbpath(), *done = tu_path(g_dir, "done");
+    char *p = dbpath(), *done = tu_path(tu_dir, "done");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(init_accounts(db));
     kvmap_txn *t = tu_rbegin(db);
@@ -1928,7 +1916,7 @@ static Suite *concurrency_suite(void)
 {
     Suite *s = suite_create("concurrency");
     TCase *tc = tcase_create("threads");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_threads_bank, 0, 3);
     tcase_add_loop_test(tc, test_thread_reader_inspect, 0, 2);
@@ -1936,7 +1924,7 @@ static Suite *concurrency_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("processes");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_processes_bank);
     tcase_add_test(tc, test_dead_reader_check);
@@ -1947,7 +1935,7 @@ static Suite *concurrency_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lockfile");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_lockfile_garbage_unused, 0, 6);
     tcase_add_test(tc, test_lockfile_garbage_in_use);

@@ -20,19 +20,6 @@
 #include "kvmap_file.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static void setup(void)
-{
-    g_dir = tu_mkdtemp();
-    ck_assert_ptr_nonnull(g_dir);
-}
-
-static void teardown(void)
-{
-    tu_rmtree(g_dir);
-    free(g_dir);
-}
 
 /* A fixture: "size N", then "OFFSET: XX XX ..." lines (hex); the rest zero. */
 static uint8_t *load_hex(const char *name, size_t *size)
@@ -80,7 +67,7 @@ static uint8_t *load_hex(const char *name, size_t *size)
 
 static char *write_fixture(const char *name, const uint8_t *img, size_t size)
 {
-    char *path = tu_path(g_dir, name);
+    char *path = tu_path(tu_dir, name);
     ck_assert_int_eq(tu_write_file(path, img, size), 0);
     return path;
 }
@@ -262,7 +249,7 @@ END_TEST
  * commit's page count), a large one is marked flushed pages first. */
 START_TEST(test_v2_commit_list_and_synced)
 {
-    char *path = tu_path(g_dir, "v2.kvmap");
+    char *path = tu_path(tu_dir, "v2.kvmap");
     kvmap *db;
     ck_assert_kv_ok(tu_open(path, KVMAP_CREATE, 0, &db));
     kvmap_txn *t = tu_wbegin(db);
@@ -326,7 +313,7 @@ static Suite *format_suite(void)
 {
     Suite *s = suite_create("format");
     TCase *tc = tcase_create("fixtures");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_add_test(tc, test_v1_literal_offsets);
     tcase_add_test(tc, test_v1_opens_and_upgrades);
     tcase_add_test(tc, test_v1_torn_commit_rolls_back);

@@ -56,6 +56,20 @@ int tu_val_eq_str(kvmap_val v, const char *s)
 
 /* ---- Temporary directories ------------------------------------------------- */
 
+char *tu_dir;
+
+void tu_dir_setup(void)
+{
+    tu_dir = tu_mkdtemp();
+}
+
+void tu_dir_teardown(void)
+{
+    tu_rmtree(tu_dir);
+    free(tu_dir);
+    tu_dir = NULL;
+}
+
 char *tu_mkdtemp(void)
 {
     const char *base = getenv("TMPDIR");

@@ -69,6 +69,11 @@ int tu_val_eq_str(kvmap_val v, const char *s);
 
 /* A new empty directory under $TMPDIR (or /tmp); malloc'd path. Fails the test on error. */
 char *tu_mkdtemp(void);
+/* The per-test directory fixture: tcase_add_checked_fixture(tc, tu_dir_setup,
+ * tu_dir_teardown) gives each test a fresh tu_dir, removed after it. */
+extern char *tu_dir;
+void tu_dir_setup(void);
+void tu_dir_teardown(void);
 /* Remove a directory tree (kept, and its path printed, when KVMAP_KEEP_TMP is set). */
 void tu_rmtree(const char *dir);
 /* dir "/" name, malloc'd. */
