@@ -1099,6 +1099,14 @@ START_TEST(test_max_keys)
     fprintf(stderr, "prefix keys %u: depth %u, %" PRIu64 " leaves\n", ps, st.depth,
             st.leaf_pages);
     ck_assert_uint_eq(st.entries, np);
+    /* the leaves hold every cell and slot: no fewer pages than that takes,
+     * and more than one page of them, so a branch above */
+    uint64_t cells = 0;
+    for (size_t j = 0; j < np; j++)
+        cells += KV_LEAF_CELL_HDR + j + 8 + KV_SLOT_SIZE;
+    ck_assert_uint_ge(st.leaf_pages * (ps - KV_PAGE_HDR), cells);
+    ck_assert_uint_ge(st.depth, 2);
+    ck_assert_uint_eq(st.overflow_pages, 0);
     tu_check_db(db);
     db_check_seps(db, true);
     t = tu_rbegin(db);

@@ -171,7 +171,7 @@ static void crash_rounds(unsigned flags, const char *what)
     uint64_t rounds = 50;
     tu_env_u64("KVMAP_CRASH_ROUNDS", &rounds);
 
-    char *dir = tu_mkdtemp();
+    const char *dir = tu_dir; /* the fixture's */
     char *path = tu_path(dir, "crash.db");
     int rc = create_db(path, flags, 0);
     ck_assert_msg(rc == 0, "creating %s: %s", path, tu_err_name(rc));
@@ -265,9 +265,7 @@ static void crash_rounds(unsigned flags, const char *what)
                   "only %" PRIu32 " transactions committed in %" PRIu64 " rounds", prev_last,
                   rounds);
     model_free(&m);
-    tu_rmtree(dir);
     free(path);
-    free(dir);
 }
 
 START_TEST(test_crash_durable)
@@ -488,7 +486,7 @@ static void run_rlimit(const char *path, unsigned flags, struct model *m, uint64
 START_TEST(test_rlimit_fsize)
 {
     char msg[1536];
-    char *dir = tu_mkdtemp();
+    const char *dir = tu_dir; /* the fixture's */
     char *path = tu_path(dir, "fsize.db");
     struct model m;
     model_init(&m, FILL_KEYS);
@@ -519,9 +517,7 @@ START_TEST(test_rlimit_fsize)
     kvmap_close(db);
 
     model_free(&m);
-    tu_rmtree(dir);
     free(path);
-    free(dir);
 }
 END_TEST
 
@@ -530,7 +526,7 @@ END_TEST
 START_TEST(test_rlimit_sweep)
 {
     char msg[1536];
-    char *dir = tu_mkdtemp();
+    const char *dir = tu_dir; /* the fixture's */
     char *base = tu_path(dir, "base.db"), *work = tu_path(dir, "work.db");
     char *work_lock = tu_path(dir, "work.db-lock");
     struct model m0, m;
@@ -565,11 +561,9 @@ START_TEST(test_rlimit_sweep)
             at_put, at_commit);
     model_free(&m0);
     model_free(&m);
-    tu_rmtree(dir);
     free(base);
     free(work);
     free(work_lock);
-    free(dir);
 }
 END_TEST
 
@@ -583,7 +577,7 @@ START_TEST(test_max_size_full)
 {
     static struct op ops[MAX_OPS];
     char msg[1536];
-    char *dir = tu_mkdtemp();
+    const char *dir = tu_dir; /* the fixture's */
     char *path = tu_path(dir, "max.db");
     struct model m;
     model_init(&m, FILL_KEYS);
@@ -669,9 +663,7 @@ START_TEST(test_max_size_full)
     ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "after growing: %s", msg);
     kvmap_close(db);
     model_free(&m);
-    tu_rmtree(dir);
     free(path);
-    free(dir);
 }
 END_TEST
 
@@ -679,7 +671,7 @@ END_TEST
 START_TEST(test_poisoned_txn)
 {
     char msg[1536];
-    char *dir = tu_mkdtemp();
+    const char *dir = tu_dir; /* the fixture's */
     char *path = tu_path(dir, "poison.db");
     struct model m;
     model_init(&m, FILL_KEYS);
@@ -748,9 +740,7 @@ START_TEST(test_poisoned_txn)
     ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "reopened: %s", msg);
     kvmap_close(db);
     model_free(&m);
-    tu_rmtree(dir);
     free(path);
-    free(dir);
 }
 END_TEST
 
@@ -758,11 +748,13 @@ static Suite *crash_suite(void)
 {
     Suite *s = suite_create("crash");
     TCase *tc = tcase_create("process-crash");
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_crash_durable);
     tcase_add_test(tc, test_crash_nosync);
     suite_add_tcase(s, tc);
     tc = tcase_create("no-space");
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_rlimit_fsize);
     tcase_add_test(tc, test_rlimit_sweep);
