@@ -222,9 +222,10 @@ static void sweep(kvmap_txn *t, const kv_tree *tree, kv_readahead *ra, bool back
     if (!ra->whole || ra->leaves < SWEEP_AFTER || leaves * 2 < hwm || ra->swept >= hwm)
         return;
     uint64_t lead = SWEEP_LEAD / t->db->psize;
-    uint64_t want = SWEEP_RATE * hwm * ra->leaves / leaves + lead;
-    want = want < hwm ? want : hwm;
-    if (want < ra->swept + lead / 2)
+    /* SWEEP_RATE * hwm * (leaves entered / leaves), without overflow */
+    unsigned __int128 ahead = (unsigned __int128)SWEEP_RATE * hwm * ra->leaves / leaves;
+    uint64_t want = ahead + lead < hwm ? (uint64_t)ahead + lead : hwm;
+    if (want < ra->swept + lead / 2 && want < hwm)
         return;
     if (back)
         advise_range(t, hwm - want, want - ra->swept);

@@ -136,13 +136,17 @@ typedef struct pread_src {
     uint8_t *run;
 } pread_src;
 
-static const uint8_t *pread_page(void *ctx, uint64_t pgno, unsigned level)
+static int pread_page(void *ctx, uint64_t pgno, unsigned level, const uint8_t **p)
 {
     pread_src *s = ctx;
     if (level > KV_MAX_DEPTH)
-        return NULL;
+        return KV_CORRUPT();
     uint8_t *buf = s->lvl + (size_t)level * s->f->psize;
-    return kv_file_read(s->f, pgno, buf) == 0 ? buf : NULL;
+    int r = kv_file_read(s->f, pgno, buf);
+    if (r == KVMAP_NOTFOUND)
+        return KV_CORRUPT(); /* past the end of the file */
+    *p = buf;
+    return r;
 }
 
 static int pread_run_sum(void *ctx, const uint8_t *p, uint64_t pgno, uint64_t n,
@@ -167,8 +171,11 @@ static int choose_current(kvmap_file *f)
     sc.page_size = f->psize;
     for (int s = 0; s < 2; s++) {
         bool ok = f->state[s] == KV_META_OK && f->meta[s].page_size == f->psize;
+        /* as kv_meta_read has it: in a kvmap file, meta 0 without its magic
+         * is damaged */
         sc.state[s] = ok ? KV_META_OK
-                         : f->state[s] == KV_META_NOT_KVMAP ? KV_META_NOT_KVMAP : KV_META_BAD;
+                         : f->state[s] == KV_META_NOT_KVMAP && s == 1 ? KV_META_NOT_KVMAP
+                                                                      : KV_META_BAD;
         sc.meta[s] = f->meta[s];
         sc.raw_txnid[s] = kv_get64(f->raw[s] + KV_MT_TXNID);
     }
@@ -176,8 +183,18 @@ static int choose_current(kvmap_file *f)
     int r = src.lvl && src.run ? 0 : -ENOMEM;
     if (r == 0) {
         kv_pagesrc ps = {&src, pread_page, pread_run_sum};
-        if (kv_meta_choose(&sc, f->npages, &ps, &f->choice) < 0)
+        int c = kv_meta_choose(&sc, f->npages, &ps, &f->choice);
+        if (c == KVMAP_CORRUPTED) {
             f->choice.slot = -1; /* none qualifies: the tools still look at the file */
+        } else if (c < 0) {
+            /* a page could not be read (-EIO): claim no rollback; the tools
+             * take the newest meta and meet the unreadable page themselves */
+            memset(&f->choice, 0, sizeof f->choice);
+            f->choice.rejected_slot = -1;
+            f->choice.slot = f->newest;
+            if (f->newest >= 0)
+                f->choice.meta = f->meta[f->newest];
+        }
         f->current = f->choice.slot;
     }
     free(src.lvl);

@@ -338,12 +338,15 @@ typedef struct kv_meta_scan {
     bool magic, newer;
 } kv_meta_scan;
 
-/* Where the open-time walk reads pages: page() returns page pgno's bytes
- * for walk level `level` (valid until the next call at that level) or NULL;
- * run_sum() the checksum of the n-page run at pgno whose first page is p. */
+/* Where the open-time walk reads pages: page() sets *p to page pgno's bytes
+ * for walk level `level` (valid until the next call at that level) and
+ * returns 0, or an error: KVMAP_CORRUPTED when the page cannot be (past the
+ * file), another code when it cannot be read (-EIO), which fails the choice
+ * instead of rolling the commit back; run_sum() the checksum of the n-page
+ * run at pgno whose first page is p. */
 typedef struct kv_pagesrc {
     void *ctx;
-    const uint8_t *(*page)(void *ctx, uint64_t pgno, unsigned level);
+    int (*page)(void *ctx, uint64_t pgno, unsigned level, const uint8_t **p);
     int (*run_sum)(void *ctx, const uint8_t *p, uint64_t pgno, uint64_t n, uint64_t *sum);
 } kv_pagesrc;
 
@@ -368,6 +371,7 @@ uint64_t kv_meta_newest(kvmap *db);
 void kv_meta_publish(kvmap *db, const kv_meta *m);
 void kv_meta_ack(kvmap *db, const kv_meta *m);
 void kv_meta_unpublish(kvmap *db, const kv_meta *m);
+int kv_meta_clear_stale(kvmap *db, uint64_t txnid);
 
 /* ---- lock.c ------------------------------------------------------------- */
 char *kv_lock_path(const char *path);

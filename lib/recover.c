@@ -125,9 +125,10 @@ static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
     const kv_meta *m = w->m;
     if (depth > KV_MAX_DEPTH || pgno < KV_FIRST_PGNO || pgno >= m->hwm)
         return KV_CORRUPT();
-    const uint8_t *p = w->src->page(w->src->ctx, pgno, depth);
-    if (!p)
-        return KV_CORRUPT();
+    const uint8_t *p;
+    int r = w->src->page(w->src->ctx, pgno, depth, &p);
+    if (r < 0)
+        return r;
     if (kv_pg_txnid(p) != m->txnid)
         return 0; /* older, or a page of this commit that did not land: the count tells */
     if (kv_pg_pgno(p) != pgno)
@@ -139,7 +140,7 @@ static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
         if (n == 0 || n > m->hwm - pgno)
             return KV_CORRUPT();
     }
-    int r = w->src->run_sum(w->src->ctx, p, pgno, n, &sum);
+    r = w->src->run_sum(w->src->ctx, p, pgno, n, &sum);
     if (r < 0)
         return r;
     if (csum != sum)
@@ -167,13 +168,16 @@ static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
 }
 
 /* One page (or run) the commit list names: 1 when it is the commit's and
- * intact, 0 when it is not the commit's (it did not reach the disk). */
-static int listed_page(commit_walk *w, uint64_t pgno)
+ * intact, 0 when it is not the commit's (it did not reach the disk); *np:
+ * the pages it spans (1 when it is not the commit's). */
+static int listed_page(commit_walk *w, uint64_t pgno, uint64_t *np)
 {
     const kv_meta *m = w->m;
-    const uint8_t *p = w->src->page(w->src->ctx, pgno, 1);
-    if (!p)
-        return KV_CORRUPT();
+    const uint8_t *p;
+    *np = 1;
+    int r = w->src->page(w->src->ctx, pgno, 1, &p);
+    if (r < 0)
+        return r;
     if (kv_pg_txnid(p) != m->txnid)
         return 0;
     if (kv_pg_pgno(p) != pgno)
@@ -184,7 +188,8 @@ static int listed_page(commit_walk *w, uint64_t pgno)
         if (n == 0 || n > m->hwm - pgno)
             return damaged_page(w, pgno, "an overflow run past the high-water mark");
     }
-    int r = w->src->run_sum(w->src->ctx, p, pgno, n, &sum);
+    *np = n;
+    r = w->src->run_sum(w->src->ctx, p, pgno, n, &sum);
     if (r < 0)
         return r;
     if (csum != sum)
@@ -195,14 +200,19 @@ static int listed_page(commit_walk *w, uint64_t pgno)
 
 /* The pages of the commit list after meta slot's first KV_META_SIZE bytes
  * (meta.c checked m->list <= KV_LIST_MAX and == m->commit_pages).  A list
- * that is not ascending inside the file is not this commit's (torn, or an
- * older one's): the commit is incomplete. */
+ * that is not ascending inside the file, whose runs overlap, or that spans
+ * more than a listed commit may write (KV_ONE_FLUSH_PAGES, which bounds
+ * what this reads), is not this commit's (torn, or an older one's): the
+ * commit is incomplete. */
 static int verify_list(commit_walk *w, unsigned slot)
 {
     const kv_meta *m = w->m;
     uint64_t list[256];
-    const uint8_t *mp = w->src->page(w->src->ctx, slot, 0);
-    if (!mp || m->list > sizeof list / sizeof *list)
+    const uint8_t *mp;
+    int r = w->src->page(w->src->ctx, slot, 0, &mp);
+    if (r < 0)
+        return r;
+    if (m->list > sizeof list / sizeof *list)
         return KV_CORRUPT();
     for (uint32_t i = 0; i < m->list; i++) {
         list[i] = kv_get64(mp + KV_META_SIZE + 8 * (size_t)i);
@@ -210,10 +220,18 @@ static int verify_list(commit_walk *w, unsigned slot)
             return KV_CORRUPT();
     }
     bool missing = false;
+    uint64_t end = 0, pages = 0;
     for (uint32_t i = 0; i < m->list; i++) {
-        int r = listed_page(w, list[i]);
+        uint64_t n;
+        if (list[i] < end)
+            return KV_CORRUPT(); /* inside the run before it */
+        r = listed_page(w, list[i], &n);
         if (r < 0)
             return r;
+        end = list[i] + n;
+        pages += n;
+        if (pages > KV_ONE_FLUSH_PAGES)
+            return KV_CORRUPT();
         w->count += (uint64_t)r;
         missing |= r == 0;
     }
@@ -276,7 +294,10 @@ int kv_meta_choose(const kv_meta_scan *s, uint64_t file_pages, const kv_pagesrc 
             continue;
         }
         commit_walk w = {.src = src, .m = m, .psize = s->page_size};
-        if (verify_commit(&w, slot) < 0) {
+        int r = verify_commit(&w, slot);
+        if (r < 0 && r != KVMAP_CORRUPTED)
+            return r; /* a page could not be read: no grounds for a rollback */
+        if (r < 0) {
             if (c->rejected_slot < 0) {
                 reject(c, slot, m->txnid, w.damaged ? KVMAP_ROLLBACK_DAMAGED
                                                     : KVMAP_ROLLBACK_INCOMPLETE,
@@ -379,6 +400,33 @@ void kv_meta_publish(kvmap *db, const kv_meta *m)
     __atomic_store_n(txnid, m->txnid, __ATOMIC_SEQ_CST);
 }
 
+/* Before a writer writes any page of transaction txnid: the slot its meta
+ * will take (txnid % 2) must hold no meta that a later open could take
+ * once this transaction has overwritten that meta's pages.  Normally the
+ * slot holds txnid - 2, older than the current meta: an open takes it only
+ * if the current one is unusable, and the current one is durable.  Anything
+ * else is a meta newer than the current one that may be on the disk: one
+ * rolled back at open (it has this very txnid), or one whose flush failed
+ * (its txnid is zeroed in the map, but its bytes may have reached the
+ * disk), whose pages are free now and may be reused by this transaction.
+ * One marked KV_MF_SYNCED would then be taken by a later open without a
+ * look at its pages (format.h, COMMIT VERIFICATION).  So such a slot's
+ * first bytes are zeroed, and that made durable, before anything else is
+ * written.  Rare: after a rollback, a failed commit, a copy (both slots
+ * hold the same meta). */
+int kv_meta_clear_stale(kvmap *db, uint64_t txnid)
+{
+    unsigned slot = (unsigned)(txnid & 1);
+    uint64_t *w = (uint64_t *)(void *)(db->map + (size_t)slot * db->psize);
+    if (txnid >= 2 && __atomic_load_n(slot_txnid(db, slot), __ATOMIC_SEQ_CST) == txnid - 2)
+        return 0;
+    for (unsigned i = 0; i < KV_META_SIZE / 8; i++) /* no reader reads this slot */
+        __atomic_store_n(&w[i], 0, __ATOMIC_RELAXED);
+    if (db->flags & KVMAP_NOSYNC)
+        return 0;
+    return kv_os_flush(db->fd, db->map, (size_t)(slot + 1) * db->psize);
+}
+
 /* The commit whose meta was published is durable (or, KVMAP_NOSYNC, made):
  * readers take it from now on, and a rollback it overwrote is over. */
 void kv_meta_ack(kvmap *db, const kv_meta *m)
@@ -400,11 +448,12 @@ void kv_meta_unpublish(kvmap *db, const kv_meta *m)
 
 /* ---- choosing at open, over the map ------------------------------------- */
 
-static const uint8_t *map_page(void *ctx, uint64_t pgno, unsigned level)
+static int map_page(void *ctx, uint64_t pgno, unsigned level, const uint8_t **p)
 {
     kvmap *db = ctx;
     (void)level;
-    return db->map + pgno * db->psize; /* pgno < hwm <= the file, checked */
+    *p = db->map + pgno * db->psize; /* pgno < hwm <= the file, checked */
+    return 0;
 }
 
 static int map_run_sum(void *ctx, const uint8_t *p, uint64_t pgno, uint64_t n, uint64_t *sum)

@@ -161,6 +161,8 @@ static int begin_write(kvmap *db, kvmap_txn *t)
         r = KV_CORRUPT();
     if (r == 0 && t->m.txnid == UINT64_MAX)
         r = KV_CORRUPT(); /* the next id would wrap to 0, "no transaction" */
+    if (r == 0)
+        r = kv_meta_clear_stale(db, t->m.txnid + 1);
     if (r < 0) {
         kv_unlock_writer(db);
         writer_leave(db);

@@ -10,6 +10,7 @@
  * by every handle, in this process and in others.
  */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -341,6 +342,149 @@ START_TEST(test_damaged_meta_reported)
 }
 END_TEST
 
+/* Every flush's view of the file (the sync hook runs just before each). */
+#define MAX_CAPTURES 8
+static uint8_t *caps[MAX_CAPTURES];
+static size_t cap_size[MAX_CAPTURES];
+static int ncaps;
+
+static void capture_all(void *ctx, int fd)
+{
+    (void)ctx;
+    ck_assert_int_lt(ncaps, MAX_CAPTURES);
+    off_t end = lseek(fd, 0, SEEK_END);
+    caps[ncaps] = malloc((size_t)end);
+    ck_assert_ptr_nonnull(caps[ncaps]);
+    ck_assert_int_eq(pread(fd, caps[ncaps], (size_t)end, 0), end);
+    cap_size[ncaps++] = (size_t)end;
+}
+
+static void free_captures(void)
+{
+    for (int i = 0; i < ncaps; i++)
+        free(caps[i]);
+    ncaps = 0;
+}
+
+/* A commit of four 1 MiB values of byte c: over 512 pages, flushed pages
+ * first (format.h, COMMIT VERIFICATION). */
+static int big_commit(kvmap *db, int c)
+{
+    static uint8_t big[1 << 20];
+    memset(big, c, sizeof big);
+    kvmap_txn *t = tu_wbegin(db);
+    for (int i = 0; i < 4; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "big-%d", i);
+        ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_val(big, sizeof big), 0));
+    }
+    return kvmap_commit(t);
+}
+
+/* A large commit whose pages were flushed but whose meta flush failed may
+ * still have its meta on the disk, marked "pages flushed first": a later
+ * open would take it without reading its pages.  The application retries;
+ * the retry reuses the failed commit's pages (they are free), and the power
+ * goes during the retry's first flush.  The disk then holds the failed
+ * commit's meta (its last flush was never followed by a good one) over the
+ * retry's pages: the writer must have made that meta durably invalid before
+ * writing any page (kv_meta_clear_stale).  Opening must give the state
+ * before both. */
+START_TEST(test_failed_synced_flush_then_retry)
+{
+    char *dir = tu_mkdtemp(), *path = tu_path(dir, "db.kvmap"), *img = tu_path(dir, "img.kvmap");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(path, KVMAP_CREATE, 0, &db));
+    kvmap_txn *t = tu_wbegin(db);
+    put_str(t, "base", "the state before");
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = tu_rbegin(db);
+    size_t ps = db->psize, slot = ps * ((tu_txn_stat(t).txn_id + 1) & 1); /* N's meta */
+    kvmap_abort(t);
+
+    kvmap__set_sync_hook(capture_all, NULL);
+    kvmap__fault_set(KVMAP__FAULT_MSYNC, 2, EIO); /* the meta's flush, after the pages' */
+    ck_assert_kv_rc(big_commit(db, 'N'), -EIO);
+    kvmap__fault_set(0, 0, 0);
+    ck_assert_int_eq(ncaps, 2);
+    int failed = 1; /* the flush that failed: its meta may have landed */
+    ck_assert_uint_eq(kv_get32(caps[failed] + slot + KV_MT_FLAGS) & KV_MF_SYNCED, KV_MF_SYNCED);
+    ck_assert_kv_ok(big_commit(db, 'M')); /* the retry */
+    kvmap__set_sync_hook(NULL, NULL);
+    kvmap_close(db);
+
+    /* The retry's flush of its pages: the last capture but one (the last
+     * flushes its meta). */
+    int cut = ncaps - 2;
+    ck_assert_int_gt(cut, failed);
+    ck_assert_uint_eq(kv_get32(caps[ncaps - 1] + slot + KV_MT_FLAGS) & KV_MF_SYNCED, KV_MF_SYNCED);
+    /* The disk at the cut: the retry's pages, and N's meta slot as the last flush
+     * that completed before the cut left it, else as the failed one did. */
+    uint8_t *disk = malloc(cap_size[cut]);
+    ck_assert_ptr_nonnull(disk);
+    memcpy(disk, caps[cut], cap_size[cut]);
+    const uint8_t *meta = cut - 1 > failed ? caps[cut - 1] + slot : caps[failed] + slot;
+    memcpy(disk + slot, meta, ps);
+    ck_assert_int_eq(tu_write_file(img, disk, cap_size[cut]), 0);
+    free(disk);
+    free_captures();
+
+    ck_assert_kv_ok(tu_open(img, KVMAP_VERIFY, 0, &db));
+    t = tu_rbegin(db);
+    kvmap_val v;
+    ck_assert_kv_ok(kvmap_get(t, tu_str("base"), &v));
+    int rc = kvmap_get(t, tu_str("big-0"), &v);
+    ck_assert_msg(rc == KVMAP_NOTFOUND, "the failed commit's meta was taken over the retry's"
+                  " pages: big-0 %s", tu_err_name(rc));
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    kvmap_abort(t);
+    kvmap_close(db);
+    tu_rmtree(dir);
+    free(dir);
+    free(path);
+    free(img);
+}
+END_TEST
+
+/* A page of the newest commit that cannot be read (EIO) is no proof that
+ * the commit is torn: kvmap_file_open claims no rollback, and takes the
+ * newest meta (as kvmap_open fails rather than roll back on a read error). */
+START_TEST(test_file_read_error_is_no_rollback)
+{
+    char *dir = tu_mkdtemp(), *path = tu_path(dir, "db.kvmap");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(path, KVMAP_CREATE, 0, &db));
+    for (int c = 0; c < 2; c++) {
+        kvmap_txn *t = tu_wbegin(db);
+        put_str(t, c ? "second" : "first", "value");
+        ck_assert_kv_ok(kvmap_commit(t));
+    }
+    kvmap_txn *t = tu_rbegin(db);
+    uint64_t newest = tu_txn_stat(t).txn_id;
+    kvmap_abort(t);
+    kvmap_close(db);
+    /* kvmap_file_open reads meta 0 (for the page size), both metas, then
+     * the newest meta's page for its commit list, then the listed pages:
+     * every read from the fourth on fails */
+    kvmap__fault_set(KVMAP__FAULT_PREAD | KVMAP__FAULT_PERSISTENT, 4, EIO);
+    kvmap_file *f;
+    int rc = kvmap_file_open(path, &f);
+    uint64_t hits = kvmap__fault_hits();
+    kvmap__fault_set(0, 0, 0);
+    ck_assert_kv_ok(rc);
+    ck_assert_uint_ge(hits, 1);
+    kvmap_file_info fi;
+    ck_assert_kv_ok(kvmap_file_info_get(f, &fi));
+    ck_assert_int_eq(fi.rollback_slot, -1);
+    ck_assert_int_eq(fi.rollback_reason, 0);
+    ck_assert_uint_eq(fi.txnid, newest);
+    kvmap_file_close(f);
+    tu_rmtree(dir);
+    free(dir);
+    free(path);
+}
+END_TEST
+
 static void count_report(void *ctx, uint64_t pgno, const char *problem)
 {
     (void)pgno;
@@ -430,6 +574,8 @@ static Suite *recovery_suite(void)
     tcase_add_test(tc, test_rollback_reported);
     tcase_add_test(tc, test_damaged_meta_reported);
     tcase_add_test(tc, test_file_tools_agree_on_rollback);
+    tcase_add_test(tc, test_failed_synced_flush_then_retry);
+    tcase_add_test(tc, test_file_read_error_is_no_rollback);
     suite_add_tcase(s, tc);
     return s;
 }
