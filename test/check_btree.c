@@ -1460,10 +1460,7 @@ static Suite *btree_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(btree_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int status = tu_run_suite(btree_suite());
     free(g_vbuf);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return status;
 }

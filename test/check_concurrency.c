@@ -1954,9 +1954,5 @@ int main(void)
     if (tu_env_u64("KVMAP_SEED", &seed))
         g_seed = seed;
     fprintf(stderr, "check_concurrency: KVMAP_SEED=%" PRIu64 "\n", g_seed);
-    SRunner *sr = srunner_create(concurrency_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(concurrency_suite());
 }

@@ -1003,9 +1003,5 @@ int main(void)
     if (tu_env_u64("KVMAP_TEST_SEED", &seed))
         tcase_add_test(tc, test_model_env);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

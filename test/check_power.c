@@ -1041,9 +1041,5 @@ static Suite *power_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(power_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(power_suite());
 }

@@ -306,9 +306,5 @@ static Suite *process_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(process_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(process_suite());
 }

@@ -56,6 +56,15 @@ int tu_val_eq_str(kvmap_val v, const char *s)
 
 /* ---- Temporary directories ------------------------------------------------- */
 
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 char *tu_dir;
 
 void tu_dir_setup(void)

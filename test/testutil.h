@@ -69,6 +69,10 @@ int tu_val_eq_str(kvmap_val v, const char *s);
 
 /* A new empty directory under $TMPDIR (or /tmp); malloc'd path. Fails the test on error. */
 char *tu_mkdtemp(void);
+/* Run suite s (and free it): EXIT_SUCCESS when every test passed.  The
+ * main() of a Check program: return tu_run_suite(foo_suite()); */
+int tu_run_suite(Suite *s);
+
 /* The per-test directory fixture: tcase_add_checked_fixture(tc, tu_dir_setup,
  * tu_dir_teardown) gives each test a fresh tu_dir, removed after it. */
 extern char *tu_dir;
