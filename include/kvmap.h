@@ -216,6 +216,16 @@ KVMAP_API int kvmap_get(kvmap_txn *txn, kvmap_val key, kvmap_val *val);
  */
 KVMAP_API int kvmap_put(kvmap_txn *txn, kvmap_val key, kvmap_val val, unsigned flags);
 
+/*
+ * kvmap_put that also tells what it found: with KVMAP_NOOVERWRITE, when key
+ * is present, it returns KVMAP_EXISTS and the present value in *existing
+ * (as mdb_put does), so that "insert unless present, else read" takes one
+ * lookup.  *existing is set only then (a pointer into the map, as for
+ * kvmap_get); existing may be NULL.  Errors: as kvmap_put.
+ */
+KVMAP_API int kvmap_put_or_get(kvmap_txn *txn, kvmap_val key, kvmap_val val, unsigned flags,
+                               kvmap_val *existing);
+
 /* Delete key in a write transaction.  Errors: as kvmap_put, and KVMAP_NOTFOUND. */
 KVMAP_API int kvmap_del(kvmap_txn *txn, kvmap_val key);
 
@@ -243,6 +253,22 @@ KVMAP_API int  kvmap_cursor_prev(kvmap_cursor *cur, kvmap_val *key, kvmap_val *v
 /* Position at the first key >= target. */
 KVMAP_API int  kvmap_cursor_seek(kvmap_cursor *cur, kvmap_val target, kvmap_val *key,
                                  kvmap_val *val);
+/*
+ * The entry under the cursor, again (in a write transaction also after
+ * writes since it moved: it finds its key).  Errors: KVMAP_NOTFOUND (not
+ * positioned, or its entry was deleted since), KVMAP_CORRUPTED,
+ * KVMAP_BAD_ARG, KVMAP_FORKED.
+ */
+KVMAP_API int  kvmap_cursor_get(kvmap_cursor *cur, kvmap_val *key, kvmap_val *val);
+/*
+ * Store key -> val through the cursor's write transaction, as kvmap_put
+ * with the same flags (KVMAP_APPEND: after the last key), then put the
+ * cursor on that entry.  KVMAP_EXISTS: with KVMAP_NOOVERWRITE the cursor is
+ * then on the present entry; with KVMAP_APPEND and the key absent (not
+ * after the last one), where it was.  Errors: as kvmap_put.
+ */
+KVMAP_API int  kvmap_cursor_put(kvmap_cursor *cur, kvmap_val key, kvmap_val val,
+                                unsigned flags);
 /*
  * Delete the entry under the cursor (write transaction).  Afterwards next
  * returns the entry that followed it and prev the one before it.

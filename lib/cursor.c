@@ -202,6 +202,42 @@ int kvmap_cursor_seek(kvmap_cursor *c, kvmap_val target, kvmap_val *key, kvmap_v
     return settle(c, &path, key, val);
 }
 
+int kvmap_cursor_get(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
+{
+    if (!c)
+        return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(c->txn->db);
+    if (!c->positioned)
+        return KVMAP_NOTFOUND;
+    kv_path path;
+    bool exact;
+    int r = resync(c, &path, &exact);
+    if (r < 0)
+        return r;
+    if (!exact)
+        return KVMAP_NOTFOUND; /* deleted since the cursor moved */
+    return settle(c, &path, key, val);
+}
+
+int kvmap_cursor_put(kvmap_cursor *c, kvmap_val key, kvmap_val val, unsigned flags)
+{
+    if (!c)
+        return KVMAP_BAD_ARG;
+    kvmap_txn *t = c->txn;
+    KV_CHECK_FORK(t->db);
+    int r = kvmap_put(t, key, val, flags);
+    if (r != 0 && r != KVMAP_EXISTS)
+        return r;
+    kv_path path;
+    bool exact;
+    int s = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
+    if (s == 0 && !exact) /* KVMAP_APPEND refused a key that is not there */
+        return r == KVMAP_EXISTS ? r : KV_CORRUPT();
+    if (s == 0)
+        s = settle(c, &path, NULL, NULL);
+    return s < 0 ? s : r;
+}
+
 int kvmap_cursor_del(kvmap_cursor *c)
 {
     if (!c)

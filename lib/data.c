@@ -64,6 +64,28 @@ static int after_write(kvmap_txn *t, int r)
 
 int kvmap_put(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags)
 {
+    return kvmap_put_or_get(t, key, val, flags, NULL);
+}
+
+/* The value present under key, after kv_bt_put refused to overwrite it. */
+static int present_value(kvmap_txn *t, kvmap_val key, kvmap_val *val)
+{
+    kv_path path;
+    bool exact;
+    int r = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
+    if (r == 0 && !exact)
+        r = KV_CORRUPT(); /* it was there a moment ago */
+    kv_cell c;
+    if (r == 0)
+        r = kv_bt_cell(t, &path, &c);
+    if (r == 0)
+        r = kv_bt_value(t, &c, val);
+    return r;
+}
+
+int kvmap_put_or_get(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags,
+                     kvmap_val *existing)
+{
     if (!t)
         return KVMAP_BAD_ARG;
     int r = check_write(t);
@@ -78,6 +100,11 @@ int kvmap_put(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags)
         return KVMAP_VAL_SIZE;
     r = kv_bt_put(t, &t->m.main, KV_TREE_MAIN, key.data, key.size, val.data, val.size,
                   flags);
+    if (r == KVMAP_EXISTS && existing && (flags & KVMAP_NOOVERWRITE)) {
+        int e = present_value(t, key, existing);
+        if (e < 0)
+            return e;
+    }
     return after_write(t, r);
 }
 

@@ -1012,6 +1012,100 @@ START_TEST(test_cursor_seek)
 }
 END_TEST
 
+/* kvmap_put_or_get: NOOVERWRITE hands back the value present (mdb_put). */
+START_TEST(test_put_or_get)
+{
+    kvmap *db = create_db("db", 0);
+    kvmap_txn *t = tu_wbegin(db);
+    kvmap_val old = {"untouched", 9};
+    ck_assert_kv_ok(kvmap_put_or_get(t, tu_str("k"), tu_str("first"), KVMAP_NOOVERWRITE, &old));
+    ck_assert(tu_val_eq_str(old, "untouched")); /* set only when present */
+    ck_assert_kv_rc(kvmap_put_or_get(t, tu_str("k"), tu_str("second"), KVMAP_NOOVERWRITE, &old),
+                    KVMAP_EXISTS);
+    ck_assert(tu_val_eq_str(old, "first"));
+    expect_s(t, "k", "first"); /* not overwritten, and the txn still usable */
+    /* a big value comes back whole */
+    static char big[20000];
+    memset(big, 'b', sizeof big);
+    ck_assert_kv_ok(kvmap_put(t, tu_str("big"), tu_val(big, sizeof big), 0));
+    ck_assert_kv_rc(kvmap_put_or_get(t, tu_str("big"), tu_str("x"), KVMAP_NOOVERWRITE, &old),
+                    KVMAP_EXISTS);
+    ck_assert(tu_val_eq(old, big, sizeof big));
+    /* NULL out-parameter; without NOOVERWRITE it overwrites */
+    ck_assert_kv_rc(kvmap_put_or_get(t, tu_str("k"), tu_str("x"), KVMAP_NOOVERWRITE, NULL),
+                    KVMAP_EXISTS);
+    ck_assert_kv_ok(kvmap_put_or_get(t, tu_str("k"), tu_str("third"), 0, &old));
+    expect_s(t, "k", "third");
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = tu_rbegin(db);
+    ck_assert_kv_rc(kvmap_put_or_get(t, tu_str("k"), tu_str("y"), KVMAP_NOOVERWRITE, &old),
+                    KVMAP_BAD_TXN);
+    kvmap_abort(t);
+    kvmap_close(db);
+}
+END_TEST
+
+/* kvmap_cursor_get (the entry under the cursor) and kvmap_cursor_put (a put
+ * that leaves the cursor on the new entry). */
+START_TEST(test_cursor_get_put)
+{
+    kvmap *db = create_db("db", 512);
+    kvmap_txn *t = tu_wbegin(db);
+    kvmap_cursor *c;
+    ck_assert_kv_ok(kvmap_cursor_open(t, &c));
+    kvmap_val k, v;
+    ck_assert_kv_rc(kvmap_cursor_get(c, &k, &v), KVMAP_NOTFOUND); /* not positioned */
+    for (int i = 0; i < 300; i += 2) {
+        char kb[16], vb[16];
+        snprintf(kb, sizeof kb, "key%04d", i);
+        snprintf(vb, sizeof vb, "v%d", i);
+        ck_assert_kv_ok(kvmap_cursor_put(c, tu_str(kb), tu_str(vb), 0));
+        ck_assert_kv_ok(kvmap_cursor_get(c, &k, &v));
+        ck_assert(tu_val_eq_str(k, kb) && tu_val_eq_str(v, vb));
+    }
+    /* a put in the middle: the cursor is on it, next is the one after */
+    ck_assert_kv_ok(kvmap_cursor_put(c, tu_str("key0101"), tu_str("odd"), 0));
+    ck_assert_kv_ok(kvmap_cursor_next(c, &k, &v));
+    ck_assert(tu_val_eq_str(k, "key0102"));
+    ck_assert_kv_ok(kvmap_cursor_prev(c, &k, &v));
+    ck_assert(tu_val_eq_str(k, "key0101") && tu_val_eq_str(v, "odd"));
+    /* NOOVERWRITE on a present key: KVMAP_EXISTS, the cursor on it */
+    ck_assert_kv_rc(kvmap_cursor_put(c, tu_str("key0050"), tu_str("no"), KVMAP_NOOVERWRITE),
+                    KVMAP_EXISTS);
+    ck_assert_kv_ok(kvmap_cursor_get(c, &k, &v));
+    ck_assert(tu_val_eq_str(k, "key0050") && tu_val_eq_str(v, "v50"));
+    /* APPEND refused: the cursor stays */
+    ck_assert_kv_rc(kvmap_cursor_put(c, tu_str("key0051"), tu_str("no"), KVMAP_APPEND),
+                    KVMAP_EXISTS);
+    ck_assert_kv_ok(kvmap_cursor_get(c, &k, NULL));
+    ck_assert(tu_val_eq_str(k, "key0050"));
+    ck_assert_kv_ok(kvmap_cursor_put(c, tu_str("zzz"), tu_str("last"), KVMAP_APPEND));
+    ck_assert_kv_rc(kvmap_cursor_next(c, &k, &v), KVMAP_NOTFOUND);
+    /* after a write elsewhere the cursor finds its entry again; deleted: NOTFOUND */
+    ck_assert_kv_ok(kvmap_cursor_seek(c, tu_str("key0200"), &k, &v));
+    put_s(t, "key0201", "elsewhere");
+    ck_assert_kv_ok(kvmap_cursor_get(c, &k, &v));
+    ck_assert(tu_val_eq_str(k, "key0200") && tu_val_eq_str(v, "v200"));
+    ck_assert_kv_ok(kvmap_del(t, tu_str("key0200")));
+    ck_assert_kv_rc(kvmap_cursor_get(c, &k, &v), KVMAP_NOTFOUND);
+    kvmap_cursor_close(c);
+    ck_assert_kv_ok(kvmap_commit(t));
+    /* in a read transaction: get works, put is refused */
+    t = tu_rbegin(db);
+    ck_assert_kv_ok(kvmap_cursor_open(t, &c));
+    ck_assert_kv_ok(kvmap_cursor_last(c, &k, &v));
+    ck_assert_kv_ok(kvmap_cursor_get(c, &k, &v));
+    ck_assert(tu_val_eq_str(k, "zzz") && tu_val_eq_str(v, "last"));
+    ck_assert_kv_rc(kvmap_cursor_put(c, tu_str("a"), tu_str("b"), 0), KVMAP_BAD_TXN);
+    ck_assert_kv_rc(kvmap_cursor_get(NULL, &k, &v), KVMAP_BAD_ARG);
+    ck_assert_kv_rc(kvmap_cursor_put(NULL, k, v, 0), KVMAP_BAD_ARG);
+    kvmap_cursor_close(c);
+    kvmap_abort(t);
+    tu_check_db(db);
+    kvmap_close(db);
+}
+END_TEST
+
 START_TEST(test_cursor_del)
 {
     kvmap *db = create_db("db", 512);
@@ -3017,6 +3111,8 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_cursor_walk);
     tcase_add_test(tc, test_cursor_seek);
     tcase_add_test(tc, test_cursor_del);
+    tcase_add_test(tc, test_put_or_get);
+    tcase_add_test(tc, test_cursor_get_put);
     tcase_add_test(tc, test_iterate_update);
     tcase_add_test(tc, test_iterate_delete);
     tcase_add_test(tc, test_delete_all);
