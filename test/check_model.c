@@ -408,7 +408,11 @@ static void op_put(struct ctx *c, unsigned flags)
     }
     uint32_t off, len;
     pick_value(c, &off, &len);
-    int rc = kvmap_put(c->txn, pool_val(c, r), tu_val(c->big + off, len), flags);
+    kvmap_val existing = {NULL, 0};
+    int rc = flags & KVMAP_NOOVERWRITE
+                 ? kvmap_put_or_get(c->txn, pool_val(c, r), tu_val(c->big + off, len), flags,
+                                    &existing)
+                 : kvmap_put(c->txn, pool_val(c, r), tu_val(c->big + off, len), flags);
     int want = 0;
     if ((flags & KVMAP_NOOVERWRITE) && c->cur.present[r])
         want = KVMAP_EXISTS;
@@ -427,6 +431,8 @@ static void op_put(struct ctx *c, unsigned flags)
         m_set(&c->cur, r, off, len);
         c->n_put++;
     }
+    if (want == KVMAP_EXISTS && (flags & KVMAP_NOOVERWRITE)) /* the value present, returned */
+        expect_entry(c, &c->cur, 0, NULL, existing, (long)r, "the value put_or_get found");
     if (want != 0 || rnd(c, 8) == 0) {
         kvmap_val v;
         rc = kvmap_get(c->txn, pool_val(c, r), &v);
@@ -526,6 +532,41 @@ static void op_walk(struct ctx *c, kvmap_txn *txn, const struct model *m, int ba
             break;
         }
         r = nr;
+    }
+    kvmap_cursor_close(cur);
+}
+
+/* Put through a cursor (flags 0 or KVMAP_NOOVERWRITE): the cursor is then
+ * on that entry (cursor_get returns it), and steps from it to its
+ * neighbours. */
+static void op_cursor_put(struct ctx *c)
+{
+    size_t r = pick_rank(c);
+    uint32_t off, len;
+    pick_value(c, &off, &len);
+    unsigned flags = rnd(c, 3) == 0 ? KVMAP_NOOVERWRITE : 0;
+    kvmap_cursor *cur = NULL;
+    MKV(kvmap_cursor_open(c->txn, &cur));
+    int rc = kvmap_cursor_put(cur, pool_val(c, r), tu_val(c->big + off, len), flags);
+    int want = (flags & KVMAP_NOOVERWRITE) && c->cur.present[r] ? KVMAP_EXISTS : 0;
+    if (rc != want)
+        mfail("cursor_put(flags %u): %d %s, expected %s", flags, rc, tu_err_name(rc),
+              tu_err_name(want));
+    if (want == 0) {
+        m_set(&c->cur, r, off, len);
+        c->n_put++;
+    }
+    kvmap_val k, v;
+    rc = kvmap_cursor_get(cur, &k, &v);
+    expect_entry(c, &c->cur, rc, &k, v, (long)r, "cursor_get after cursor_put");
+    if (rnd(c, 2)) {
+        rc = kvmap_cursor_next(cur, &k, &v);
+        expect_entry(c, &c->cur, rc, &k, v, m_next(c, &c->cur, (long)r + 1),
+                     "next after cursor_put");
+    } else {
+        rc = kvmap_cursor_prev(cur, &k, &v);
+        expect_entry(c, &c->cur, rc, &k, v, m_prev(c, &c->cur, (long)r - 1),
+                     "prev after cursor_put");
     }
     kvmap_cursor_close(cur);
 }
@@ -805,19 +846,20 @@ enum {
     OP_REOPEN,
     OP_RSNAP,
     OP_STAT,
+    OP_CPUT,
     OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
     "put", "put NOOVERWRITE", "put APPEND", "del", "get", "walk forward", "walk backward",
     "seek", "cursor_del", "iterate-and-delete", "iterate-and-update", "bulk put", "commit",
-    "abort", "close+reopen", "read snapshot", "stat"};
+    "abort", "close+reopen", "read snapshot", "stat", "cursor_put"};
 
 /* Weights per phase: grow, mixed, shrink (per 1000). */
 static const unsigned op_weights[3][OP_COUNT] = {
-    {330, 70, 20, 90, 180, 50, 40, 50, 20, 4, 10, 6, 15, 4, 2, 15, 20},
-    {250, 60, 10, 170, 180, 50, 40, 50, 40, 8, 10, 2, 15, 4, 2, 15, 20},
-    {140, 40, 10, 300, 180, 50, 40, 50, 60, 20, 8, 0, 15, 4, 2, 15, 20},
+    {330, 70, 20, 90, 180, 50, 40, 50, 20, 4, 10, 6, 15, 4, 2, 15, 20, 30},
+    {250, 60, 10, 170, 180, 50, 40, 50, 40, 8, 10, 2, 15, 4, 2, 15, 20, 30},
+    {140, 40, 10, 300, 180, 50, 40, 50, 60, 20, 8, 0, 15, 4, 2, 15, 20, 20},
 };
 
 static void run_model(uint64_t seed, unsigned page_size, unsigned long ops, int durable)
@@ -891,6 +933,9 @@ static void run_model(uint64_t seed, unsigned page_size, unsigned long ops, int 
             break;
         case OP_CDEL:
             op_cursor_del(&c);
+            break;
+        case OP_CPUT:
+            op_cursor_put(&c);
             break;
         case OP_RANGEDEL:
             op_iterate(&c, 0, 1 + rnd(&c, 300));
