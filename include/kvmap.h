@@ -276,6 +276,40 @@ KVMAP_API int  kvmap_cursor_put(kvmap_cursor *cur, kvmap_val key, kvmap_val val,
  */
 KVMAP_API int  kvmap_cursor_del(kvmap_cursor *cur);
 
+/* ---- Group commit and explicit flush ------------------------------------ */
+
+/* What kvmap_batch runs: writes through txn only; 0, or an error that
+ * takes this call (alone) out of its group. */
+typedef int kvmap_batch_fn(kvmap_txn *txn, void *ctx);
+
+/*
+ * Run fn in a write transaction shared with the other threads calling
+ * kvmap_batch on this handle at the same time, committed with one flush
+ * for all of them (bbolt's Batch, RocksDB's write groups).  Returns once
+ * that transaction is durable (or failed): fn's changes are then committed
+ * exactly when it returns 0.  A group is every call that arrived while the
+ * previous group committed; there is no fixed delay, so a caller alone
+ * waits for one commit.  If fn fails (returns non-zero, or a write inside
+ * it poisoned the transaction), the group is rolled back and run again
+ * without it, and fn's error goes to its caller alone: fn may run more than
+ * once, possibly in another caller's thread, and must act only through txn
+ * (never begin, commit or abort a transaction).
+ * Errors: fn's error, kvmap_begin's and kvmap_commit's (to every call of
+ * the group), KVMAP_BAD_TXN (a KVMAP_RDONLY handle, or this thread holds a
+ * write transaction of the file), KVMAP_BAD_ARG, KVMAP_FORKED.
+ */
+KVMAP_API int kvmap_batch(kvmap *db, kvmap_batch_fn *fn, void *ctx);
+
+/*
+ * Make every commit made so far durable with one flush (LMDB's
+ * mdb_env_sync): for a KVMAP_NOSYNC handle, which chooses when to pay for
+ * durability.  Waits for a write transaction in progress to end.  A no-op
+ * on a KVMAP_RDONLY handle.
+ * Errors: KVMAP_BAD_TXN (this thread holds a write transaction of the
+ * file), KVMAP_BAD_ARG, KVMAP_FORKED, -EIO and other -errno of the flush.
+ */
+KVMAP_API int kvmap_sync(kvmap *db);
+
 /* ---- Information -------------------------------------------------------- */
 
 typedef struct kvmap_stat {

@@ -227,10 +227,15 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
     db->max_readers = o.max_readers ? o.max_readers : KV_DEFAULT_READERS;
     pthread_mutex_init(&db->wmutex, NULL);
     pthread_cond_init(&db->wcond, NULL);
+    pthread_mutex_init(&db->bmutex, NULL);
+    pthread_cond_init(&db->bcond, NULL);
+    db->btail = &db->bqueue;
     int r = kv_readers_init(db);
     if (r < 0) {
         pthread_mutex_destroy(&db->wmutex);
         pthread_cond_destroy(&db->wcond);
+        pthread_mutex_destroy(&db->bmutex);
+        pthread_cond_destroy(&db->bcond);
         free(db);
         return r;
     }
@@ -277,6 +282,8 @@ void kvmap_close(kvmap *db)
         close(db->fd);
     pthread_mutex_destroy(&db->wmutex);
     pthread_cond_destroy(&db->wcond);
+    pthread_mutex_destroy(&db->bmutex);
+    pthread_cond_destroy(&db->bcond);
     free(db->wbuf);
     free(db);
 }

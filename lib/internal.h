@@ -208,6 +208,11 @@ struct kvmap {
     bool tkey_ok;
     kv_rslot *rslots;
     uint8_t *wbuf;          /* the writer's working buffers (see kvmap_txn) */
+    /* kvmap_batch's queue (batch.c) */
+    pthread_mutex_t bmutex;
+    pthread_cond_t bcond;
+    struct kv_bcall *bqueue, **btail;
+    bool bleader;           /* a caller is running a group */
 };
 
 /* The bytes of the file this handle can reach through its map: another
@@ -401,5 +406,7 @@ int kv_txn_write_meta(kvmap *db, const kv_meta *m);
 void kv_writers_lock(void);
 void kv_writers_unlock(bool child);
 void kv_txn_fail(kvmap_txn *t, int err);
+/* Does this thread hold a write transaction of db's file (on any handle)? */
+bool kv_writer_held_here(const kvmap *db);
 
 #endif

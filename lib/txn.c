@@ -94,7 +94,7 @@ static void writer_leave(kvmap *db)
 static pthread_mutex_t writers_mutex = PTHREAD_MUTEX_INITIALIZER;
 static kvmap_txn *writers;
 
-static bool writer_held_here(const kvmap *db)
+bool kv_writer_held_here(const kvmap *db)
 {
     pthread_t self = pthread_self();
     bool held = false;
@@ -145,7 +145,7 @@ static int begin_write(kvmap *db, kvmap_txn *t)
 {
     if (db->flags & KVMAP_RDONLY)
         return KVMAP_BAD_TXN;
-    if (writer_held_here(db))
+    if (kv_writer_held_here(db))
         return KVMAP_BAD_TXN;
     writer_enter(db);
     int r = kv_lock_writer(db);

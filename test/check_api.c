@@ -2075,6 +2075,204 @@ START_TEST(test_thread_handoff)
 }
 END_TEST
 
+/* ---- kvmap_batch, kvmap_sync ---------------------------------------------- */
+
+#define BATCH_THREADS 8
+#define BATCH_CALLS 150
+
+struct batch_call {
+    unsigned thread, seq;
+    bool fail;       /* fn writes, then fails */
+};
+
+/* Puts this call's own key and adds 1 to a shared counter (read, modify,
+ * write: a redo that doubled the effect would show); a failing call also
+ * writes, then returns its error, so that its group is rolled back. */
+static int batch_fn(kvmap_txn *t, void *ctx)
+{
+    const struct batch_call *bc = ctx;
+    char k[32];
+    snprintf(k, sizeof k, "t%u-%04u", bc->thread, bc->seq);
+    int r = kvmap_put(t, tu_str(k), tu_str("done"), 0);
+    if (r != 0)
+        return r;
+    kvmap_val v;
+    uint64_t n = 0;
+    r = kvmap_get(t, tu_str("counter"), &v);
+    if (r == 0 && v.size == sizeof n)
+        memcpy(&n, v.data, sizeof n);
+    else if (r != KVMAP_NOTFOUND)
+        return r == 0 ? -EINVAL : r;
+    n++;
+    r = kvmap_put(t, tu_str("counter"), tu_val(&n, sizeof n), 0);
+    if (r != 0)
+        return r;
+    return bc->fail ? -EAGAIN : 0;
+}
+
+struct batch_thread {
+    kvmap *db;
+    unsigned id;
+    unsigned ok, wrong;
+    bool failed[BATCH_CALLS];
+};
+
+static void *batch_thread(void *arg)
+{
+    struct batch_thread *bt = arg;
+    uint64_t s = 0x9e3779b97f4a7c15ull * (bt->id + 1);
+    for (unsigned i = 0; i < BATCH_CALLS; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        struct batch_call bc = {bt->id, i, (s >> 40) % 5 == 0};
+        int r = kvmap_batch(bt->db, batch_fn, &bc);
+        bt->failed[i] = bc.fail;
+        if (r == (bc.fail ? -EAGAIN : 0))
+            bt->ok++;
+        else
+            bt->wrong++;
+    }
+    return NULL;
+}
+
+/* Threads share groups: every call that returned 0 is committed exactly
+ * once, and none that failed left a trace. */
+START_TEST(test_batch_threads)
+{
+    kvmap *db = open_flags("db", KVMAP_CREATE, 0); /* durable: each group one flush */
+    struct batch_thread bt[BATCH_THREADS];
+    pthread_t th[BATCH_THREADS];
+    for (unsigned i = 0; i < BATCH_THREADS; i++) {
+        memset(&bt[i], 0, sizeof bt[i]);
+        bt[i].db = db;
+        bt[i].id = i;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, batch_thread, &bt[i]), 0);
+    }
+    unsigned succeeded = 0;
+    for (unsigned i = 0; i < BATCH_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(bt[i].wrong == 0, "thread %u: %u calls returned the wrong result", i,
+                      bt[i].wrong);
+        for (unsigned j = 0; j < BATCH_CALLS; j++)
+            succeeded += !bt[i].failed[j];
+    }
+    kvmap_close(db);
+    db = open_flags("db", KVMAP_VERIFY, 0);
+    kvmap_txn *t = tu_rbegin(db);
+    for (unsigned i = 0; i < BATCH_THREADS; i++)
+        for (unsigned j = 0; j < BATCH_CALLS; j++) {
+            char k[32];
+            snprintf(k, sizeof k, "t%u-%04u", i, j);
+            kvmap_val v;
+            int rc = kvmap_get(t, tu_str(k), &v);
+            ck_assert_msg(rc == (bt[i].failed[j] ? KVMAP_NOTFOUND : 0), "%s: %s", k,
+                          tu_err_name(rc));
+        }
+    kvmap_val v;
+    ck_assert_kv_ok(kvmap_get(t, tu_str("counter"), &v));
+    uint64_t n;
+    ck_assert_uint_eq(v.size, sizeof n);
+    memcpy(&n, v.data, sizeof n);
+    ck_assert_uint_eq(n, succeeded); /* no effect lost, none doubled */
+    kvmap_abort(t);
+    tu_check_db(db);
+    kvmap_close(db);
+}
+END_TEST
+
+static int batch_put_one(kvmap_txn *t, void *ctx)
+{
+    return kvmap_put(t, tu_str(ctx), tu_str("v"), 0);
+}
+
+static int batch_bad_write(kvmap_txn *t, void *ctx)
+{
+    (void)ctx;
+    /* KVMAP_BAD_ARG changes nothing: the transaction stays usable */
+    int r = kvmap_put(t, tu_str("k"), tu_val(NULL, 5), 0);
+    return r == KVMAP_BAD_ARG ? 0 : -EINVAL;
+}
+
+/* A put that fails past max_size poisons the transaction; the fn ignores it. */
+static int batch_ignores_full(kvmap_txn *t, void *ctx)
+{
+    (void)ctx;
+    static uint8_t big[1 << 20];
+    (void)kvmap_put(t, tu_str("too big"), tu_val(big, sizeof big), 0);
+    return 0;
+}
+
+static uint8_t *sync_image;
+static size_t sync_size;
+
+static void sync_capture(void *ctx, int fd)
+{
+    (void)ctx;
+    off_t end = lseek(fd, 0, SEEK_END);
+    free(sync_image);
+    sync_image = malloc((size_t)end);
+    ck_assert_ptr_nonnull(sync_image);
+    ck_assert_int_eq(pread(fd, sync_image, (size_t)end, 0), end);
+    sync_size = (size_t)end;
+}
+
+/* kvmap_batch's misuse and a lone caller; kvmap_sync makes NOSYNC commits
+ * durable: the file its flush makes durable holds them all. */
+START_TEST(test_batch_misuse_and_sync)
+{
+    kvmap *db = open_flags("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
+    ck_assert_kv_rc(kvmap_batch(NULL, batch_put_one, "a"), KVMAP_BAD_ARG);
+    ck_assert_kv_rc(kvmap_batch(db, NULL, NULL), KVMAP_BAD_ARG);
+    ck_assert_kv_ok(kvmap_batch(db, batch_put_one, "alone"));
+    ck_assert_kv_ok(kvmap_batch(db, batch_bad_write, NULL));
+    kvmap_txn *t = tu_wbegin(db);
+    ck_assert_kv_rc(kvmap_batch(db, batch_put_one, "nested"), KVMAP_BAD_TXN);
+    ck_assert_kv_rc(kvmap_sync(db), KVMAP_BAD_TXN);
+    put_s(t, "nosync-1", "x");
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = tu_wbegin(db);
+    put_s(t, "nosync-2", "y");
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap__set_sync_hook(sync_capture, NULL);
+    ck_assert_kv_ok(kvmap_sync(db));
+    kvmap__set_sync_hook(NULL, NULL);
+    ck_assert_ptr_nonnull(sync_image);
+    char *img = dbpath("synced");
+    ck_assert_int_eq(tu_write_file(img, sync_image, sync_size), 0);
+    free(sync_image);
+    sync_image = NULL;
+    kvmap__fault_set(KVMAP__FAULT_MSYNC, 1, EIO);
+    ck_assert_kv_rc(kvmap_sync(db), -EIO);
+    kvmap__fault_set(0, 0, 0);
+    kvmap_close(db);
+    kvmap *s;
+    ck_assert_kv_ok(tu_open(img, KVMAP_VERIFY, 0, &s));
+    t = tu_rbegin(s);
+    expect_s(t, "alone", "v");
+    expect_s(t, "nosync-1", "x");
+    expect_s(t, "nosync-2", "y");
+    kvmap_abort(t);
+    kvmap_close(s);
+    ck_assert_kv_ok(tu_open(img, KVMAP_RDONLY, 0, &s));
+    ck_assert_kv_ok(kvmap_sync(s)); /* read-only: nothing to do */
+    ck_assert_kv_rc(kvmap_batch(s, batch_put_one, "ro"), KVMAP_BAD_TXN);
+    kvmap_close(s);
+    free(img);
+
+    /* a call that poisoned the shared transaction gets the poisoning error,
+     * and the next one commits */
+    char *small = dbpath("small");
+    ck_assert_kv_ok(tu_open(small, KVMAP_CREATE | KVMAP_NOSYNC, 512 * 1024, &s));
+    ck_assert_kv_rc(kvmap_batch(s, batch_ignores_full, NULL), KVMAP_FULL);
+    ck_assert_kv_ok(kvmap_batch(s, batch_put_one, "after"));
+    t = tu_rbegin(s);
+    expect_s(t, "after", "v");
+    expect_missing(t, "too big");
+    kvmap_abort(t);
+    kvmap_close(s);
+    free(small);
+}
+END_TEST
+
 START_TEST(test_writer_waits)
 {
     kvmap *db = create_db("db", 0);
@@ -3133,6 +3331,8 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_thread_two_readers);
     tcase_add_test(tc, test_thread_handoff);
     tcase_add_test(tc, test_writer_waits);
+    tcase_add_test(tc, test_batch_threads);
+    tcase_add_test(tc, test_batch_misuse_and_sync);
     tcase_add_test(tc, test_thread_consistency);
     tcase_add_test(tc, test_open_twice);
     tcase_add_test(tc, test_small_map_file_grown);
