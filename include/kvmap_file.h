@@ -180,15 +180,18 @@ typedef struct kvmap_file_check_result {
  * and checksum, key order within pages and against parent separators,
  * overflow runs, the free-page records, entry and page counts, and that
  * every page below the high-water mark is reachable exactly once or free.
- * slot: the meta to walk, or -1 for the newest that validates and fits the
- * file, else (a truncated file, whose metas all count pages past its end)
- * the newest that validates: its truncation is reported, and its trees are
- * walked as far as the file goes (each page past the end that they need is
- * reported; a free page past the end is not).
+ * slot: the meta to walk, or -1 for the one kvmap_open reads (the newest
+ * that validates, fits the file and whose commit is whole on disk; a newer
+ * one rolled back is reported, with its damaged page), else (a truncated
+ * file, whose metas all count pages past its end) the newest that
+ * validates: its truncation is reported, and its trees are walked as far
+ * as the file goes (each page past the end that they need is reported; a
+ * free page past the end is not).
  * report (may be NULL) is called per problem with the page it concerns (a
  * meta page for its counts that disagree with its trees; KVMAP_FILE_NOPAGE
- * when no meta can be walked).  res may be NULL.  Returns 0 when sound, KVMAP_CORRUPTED when a problem was found,
- * KVMAP_BAD_ARG, -ENOMEM.
+ * when no meta can be walked).  res may be NULL.  Returns 0 when sound,
+ * KVMAP_CORRUPTED when a problem was found.
+ * Errors: KVMAP_CORRUPTED, KVMAP_BAD_ARG, -ENOMEM.
  */
 KVMAP_API int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
                                kvmap_file_check_result *res);
@@ -243,7 +246,7 @@ typedef struct kvmap_file_rescue_result {
  * valid meta, the whole key space is a hole.  emit is called once per key,
  * in key order.  report (may be NULL) is called per damaged page met.
  * flags: 0 or KVMAP_RESCUE_DAMAGED.  res may be NULL.
- * Returns 0, emit's non-zero return, KVMAP_BAD_ARG, -ENOMEM.
+ * Returns 0, or emit's non-zero return.  Errors: KVMAP_BAD_ARG, -ENOMEM.
  */
 KVMAP_API int kvmap_file_rescue(kvmap_file *f, unsigned flags, kvmap_rescue_fn *emit,
                                 kvmap_check_fn *report, void *ctx,

@@ -7,8 +7,9 @@
  * the pages its commit list names are read and checksummed, or, for a
  * commit flushed pages first (KV_MF_SYNCED), nothing; a format 1 meta's
  * commit is found by walking its trees.  Either way the pages must count
- * mt_commit_pages and their checksums sum to mt_commit_sum.  A torn or damaged newest commit is rolled back to the
- * other meta, and the choice says which txn was rejected and why.  The same
+ * mt_commit_pages and their checksums sum to mt_commit_sum.  A torn or
+ * damaged newest commit is rolled back to the other meta, and the choice
+ * says which txn was rejected and why.  The same
  * choice, over pages read with pread, serves kvmap_file_* (check, stat,
  * rescue), so that the tools and kvmap_open never disagree.
  *
