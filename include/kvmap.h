@@ -221,7 +221,8 @@ KVMAP_API int kvmap_put(kvmap_txn *txn, kvmap_val key, kvmap_val val, unsigned f
  * is present, it returns KVMAP_EXISTS and the present value in *existing
  * (as mdb_put does), so that "insert unless present, else read" takes one
  * lookup.  *existing is set only then (a pointer into the map, as for
- * kvmap_get); existing may be NULL.  Errors: as kvmap_put.
+ * kvmap_get; not when KVMAP_APPEND refused an absent key); existing may be
+ * NULL.  Errors: as kvmap_put.
  */
 KVMAP_API int kvmap_put_or_get(kvmap_txn *txn, kvmap_val key, kvmap_val val, unsigned flags,
                                kvmap_val *existing);

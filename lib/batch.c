@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "testhook.h"
 
 typedef struct kv_bcall {
     kvmap_batch_fn *fn;
@@ -96,6 +97,16 @@ int kvmap_batch(kvmap *db, kvmap_batch_fn *fn, void *ctx)
     }
     pthread_mutex_unlock(&db->bmutex);
     return me.rc;
+}
+
+unsigned kvmap__batch_queued(kvmap *db)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&db->bmutex);
+    for (kv_bcall *c = db->bqueue; c; c = c->next)
+        n++;
+    pthread_mutex_unlock(&db->bmutex);
+    return n;
 }
 
 int kvmap_sync(kvmap *db)

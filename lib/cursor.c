@@ -22,6 +22,8 @@ struct kvmap_cursor {
     uint64_t changes; /* txn->changes when path was last valid */
     uint8_t *key;     /* copy of the key under the cursor */
     size_t ksize, kcap;
+    uint8_t *pkey;    /* kvmap_cursor_put's copy of the key it writes */
+    size_t pcap;
 };
 
 int kvmap_cursor_open(kvmap_txn *txn, kvmap_cursor **cur)
@@ -42,6 +44,7 @@ void kvmap_cursor_close(kvmap_cursor *c)
     if (!c)
         return;
     free(c->key);
+    free(c->pkey);
     free(c);
 }
 
@@ -225,16 +228,31 @@ int kvmap_cursor_put(kvmap_cursor *c, kvmap_val key, kvmap_val val, unsigned fla
         return KVMAP_BAD_ARG;
     kvmap_txn *t = c->txn;
     KV_CHECK_FORK(t->db);
+    /* key may point into the map (a value this library returned), which the
+     * put may move: find the entry again by a copy */
+    if (key.size > kv_max_key(t->db->psize))
+        return KVMAP_KEY_SIZE;
+    if (key.size > c->pcap) {
+        uint8_t *k = realloc(c->pkey, key.size);
+        if (!k)
+            return -ENOMEM;
+        c->pkey = k;
+        c->pcap = key.size;
+    }
+    if (key.size && key.data)
+        memcpy(c->pkey, key.data, key.size);
     int r = kvmap_put(t, key, val, flags);
     if (r != 0 && r != KVMAP_EXISTS)
         return r;
     kv_path path;
     bool exact;
-    int s = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
+    int s = kv_bt_search(t, &t->m.main, c->pkey, key.size, &path, &exact);
     if (s == 0 && !exact) /* KVMAP_APPEND refused a key that is not there */
         return r == KVMAP_EXISTS ? r : KV_CORRUPT();
     if (s == 0)
         s = settle(c, &path, NULL, NULL);
+    if (s < 0 && r == 0)
+        kv_txn_fail(t, s); /* written, but the cursor is lost: as any failed write */
     return s < 0 ? s : r;
 }
 

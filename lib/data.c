@@ -67,14 +67,16 @@ int kvmap_put(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags)
     return kvmap_put_or_get(t, key, val, flags, NULL);
 }
 
-/* The value present under key, after kv_bt_put refused to overwrite it. */
+/* The value present under key, after kv_bt_put refused to store it:
+ * KVMAP_NOTFOUND when it refused for KVMAP_APPEND (a key not after the
+ * last, and absent). */
 static int present_value(kvmap_txn *t, kvmap_val key, kvmap_val *val)
 {
     kv_path path;
     bool exact;
     int r = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
     if (r == 0 && !exact)
-        r = KV_CORRUPT(); /* it was there a moment ago */
+        return KVMAP_NOTFOUND;
     kv_cell c;
     if (r == 0)
         r = kv_bt_cell(t, &path, &c);
@@ -101,8 +103,11 @@ int kvmap_put_or_get(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags,
     r = kv_bt_put(t, &t->m.main, KV_TREE_MAIN, key.data, key.size, val.data, val.size,
                   flags);
     if (r == KVMAP_EXISTS && existing && (flags & KVMAP_NOOVERWRITE)) {
-        int e = present_value(t, key, existing);
-        if (e < 0)
+        kvmap_val v;
+        int e = present_value(t, key, &v);
+        if (e == 0)
+            *existing = v;
+        else if (e != KVMAP_NOTFOUND)
             return e;
     }
     return after_write(t, r);

@@ -71,6 +71,10 @@ void kvmap__fault_set(unsigned kinds, uint64_t nth, int err);
 uint64_t kvmap__fault_calls(void);
 uint64_t kvmap__fault_hits(void);
 
+/* Calls of kvmap_batch queued on db for the next group (not yet taken by a
+ * leader). */
+unsigned kvmap__batch_queued(kvmap *db);
+
 /* Read-ahead requests (MADV_WILLNEED) made so far, process-wide: cold scans
  * and long values (btree.c, pager.c). */
 uint64_t kvmap__readahead_count(void);

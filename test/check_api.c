@@ -1031,6 +1031,14 @@ START_TEST(test_put_or_get)
     ck_assert_kv_rc(kvmap_put_or_get(t, tu_str("big"), tu_str("x"), KVMAP_NOOVERWRITE, &old),
                     KVMAP_EXISTS);
     ck_assert(tu_val_eq(old, big, sizeof big));
+    /* APPEND refusing an absent key in the middle: KVMAP_EXISTS, nothing
+     * found, the transaction usable */
+    put_s(t, "z", "last");
+    old = (kvmap_val){"untouched", 9};
+    ck_assert_kv_rc(kvmap_put_or_get(t, tu_str("m"), tu_str("x"),
+                                     KVMAP_NOOVERWRITE | KVMAP_APPEND, &old), KVMAP_EXISTS);
+    ck_assert(tu_val_eq_str(old, "untouched"));
+    put_s(t, "zz", "after");
     /* NULL out-parameter; without NOOVERWRITE it overwrites */
     ck_assert_kv_rc(kvmap_put_or_get(t, tu_str("k"), tu_str("x"), KVMAP_NOOVERWRITE, NULL),
                     KVMAP_EXISTS);
@@ -1088,6 +1096,21 @@ START_TEST(test_cursor_get_put)
     ck_assert(tu_val_eq_str(k, "key0200") && tu_val_eq_str(v, "v200"));
     ck_assert_kv_ok(kvmap_del(t, tu_str("key0200")));
     ck_assert_kv_rc(kvmap_cursor_get(c, &k, &v), KVMAP_NOTFOUND);
+    /* the key handed back by the cursor (a pointer into the map) put again
+     * with values of other sizes: the put moves the leaf's cells under it */
+    for (int round = 0; round < 20; round++) {
+        ck_assert_kv_ok(kvmap_cursor_seek(c, tu_str("key0100"), &k, &v));
+        for (int i = 0; i < 5; i++) {
+            char vb[64];
+            memset(vb, 'a' + i, sizeof vb);
+            size_t vs = (size_t)(1 + (round * 7 + i * 13) % 60);
+            ck_assert_kv_ok(kvmap_cursor_get(c, &k, &v));
+            ck_assert_kv_ok(kvmap_cursor_put(c, k, tu_val(vb, vs), 0));
+            ck_assert_kv_ok(kvmap_cursor_get(c, &k, &v));
+            ck_assert(tu_val_eq(v, vb, vs));
+            ck_assert_kv_ok(kvmap_cursor_next(c, &k, &v));
+        }
+    }
     kvmap_cursor_close(c);
     ck_assert_kv_ok(kvmap_commit(t));
     /* in a read transaction: get works, put is refused */
@@ -2200,6 +2223,85 @@ static int batch_ignores_full(kvmap_txn *t, void *ctx)
     (void)kvmap_put(t, tu_str("too big"), tu_val(big, sizeof big), 0);
     return 0;
 }
+
+/* The group's leader holds its group open until `want` calls queue behind
+ * it: they are then the next group, whatever the timing. */
+struct hold {
+    kvmap *db;
+    unsigned want;
+    atomic_int inside;
+};
+
+static int batch_hold(kvmap_txn *t, void *ctx)
+{
+    struct hold *h = ctx;
+    int r = kvmap_put(t, tu_str("lead"), tu_str("v"), 0);
+    atomic_store(&h->inside, 1);
+    while (r == 0 && kvmap__batch_queued(h->db) < h->want)
+        usleep(1000);
+    return r;
+}
+
+struct batch_arg {
+    kvmap *db;
+    kvmap_batch_fn *fn;
+    void *ctx;
+    int rc;
+};
+
+static void *batch_call_thread(void *arg)
+{
+    struct batch_arg *a = arg;
+    a->rc = kvmap_batch(a->db, a->fn, a->ctx);
+    return NULL;
+}
+
+/* A group of three, one of which poisons the shared transaction: the two
+ * others commit together in one transaction, the poisoner alone gets the
+ * error. */
+START_TEST(test_batch_shared_group)
+{
+    char *path = dbpath("group");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(path, KVMAP_CREATE | KVMAP_NOSYNC, 512 * 1024, &db));
+    kvmap_txn *t = tu_rbegin(db);
+    uint64_t txn0 = tu_txn_stat(t).txn_id;
+    kvmap_abort(t);
+    struct hold h = {db, 3, 0};
+    struct batch_arg lead = {db, batch_hold, &h, 99};
+    pthread_t lt, th[3];
+    ck_assert_int_eq(pthread_create(&lt, NULL, batch_call_thread, &lead), 0);
+    while (!atomic_load(&h.inside))
+        usleep(1000);
+    struct batch_arg calls[3] = {{db, batch_put_one, "a", 99},
+                                 {db, batch_ignores_full, NULL, 99},
+                                 {db, batch_put_one, "b", 99}};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, batch_call_thread, &calls[i]), 0);
+        while (kvmap__batch_queued(db) < (unsigned)i + 1) /* in this order */
+            usleep(1000);
+    }
+    pthread_join(lt, NULL);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_kv_ok(lead.rc);
+    ck_assert_kv_ok(calls[0].rc);
+    ck_assert_kv_rc(calls[1].rc, KVMAP_FULL);
+    ck_assert_kv_ok(calls[2].rc);
+    t = tu_rbegin(db);
+    expect_s(t, "lead", "v");
+    expect_s(t, "a", "v");
+    expect_s(t, "b", "v");
+    expect_missing(t, "too big");
+    /* two commits: the leader's group, and a and b's (redone without the
+     * poisoner) */
+    ck_assert_uint_eq(tu_txn_stat(t).txn_id, txn0 + 2);
+    kvmap_abort(t);
+    tu_check_db(db);
+    kvmap_close(db);
+    free(path);
+}
+END_TEST
 
 static uint8_t *sync_image;
 static size_t sync_size;
@@ -3333,6 +3435,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_writer_waits);
     tcase_add_test(tc, test_batch_threads);
     tcase_add_test(tc, test_batch_misuse_and_sync);
+    tcase_add_test(tc, test_batch_shared_group);
     tcase_add_test(tc, test_thread_consistency);
     tcase_add_test(tc, test_open_twice);
     tcase_add_test(tc, test_small_map_file_grown);
