@@ -205,21 +205,27 @@ int kvmap_cursor_seek(kvmap_cursor *c, kvmap_val target, kvmap_val *key, kvmap_v
     return settle(c, &path, key, val);
 }
 
+/* The path to the entry under the cursor: KVMAP_NOTFOUND when it is not
+ * positioned, or its entry was deleted since it moved. */
+static int on_entry(kvmap_cursor *c, kv_path *path)
+{
+    if (!c->positioned)
+        return KVMAP_NOTFOUND;
+    bool exact;
+    int r = resync(c, path, &exact);
+    if (r < 0)
+        return r;
+    return exact ? 0 : KVMAP_NOTFOUND;
+}
+
 int kvmap_cursor_get(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
 {
     if (!c)
         return KVMAP_BAD_ARG;
     KV_CHECK_FORK(c->txn->db);
-    if (!c->positioned)
-        return KVMAP_NOTFOUND;
     kv_path path;
-    bool exact;
-    int r = resync(c, &path, &exact);
-    if (r < 0)
-        return r;
-    if (!exact)
-        return KVMAP_NOTFOUND; /* deleted since the cursor moved */
-    return settle(c, &path, key, val);
+    int r = on_entry(c, &path);
+    return r < 0 ? r : settle(c, &path, key, val);
 }
 
 int kvmap_cursor_put(kvmap_cursor *c, kvmap_val key, kvmap_val val, unsigned flags)
@@ -264,14 +270,7 @@ int kvmap_cursor_del(kvmap_cursor *c)
     KV_CHECK_FORK(t->db);
     if (t->rdonly)
         return KVMAP_BAD_TXN;
-    if (!c->positioned)
-        return KVMAP_NOTFOUND;
     kv_path path;
-    bool exact;
-    int r = resync(c, &path, &exact);
-    if (r < 0)
-        return r;
-    if (!exact)
-        return KVMAP_NOTFOUND; /* the entry under the cursor is gone already */
-    return kvmap_del(t, (kvmap_val){c->key, c->ksize});
+    int r = on_entry(c, &path);
+    return r < 0 ? r : kvmap_del(t, (kvmap_val){c->key, c->ksize});
 }

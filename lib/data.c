@@ -29,17 +29,12 @@ static int check_key(kvmap_txn *t, kvmap_val key)
     return 0;
 }
 
-int kvmap_get(kvmap_txn *t, kvmap_val key, kvmap_val *val)
+/* The value under key (checked), or KVMAP_NOTFOUND. */
+static int lookup(kvmap_txn *t, kvmap_val key, kvmap_val *val)
 {
-    if (!t || !val)
-        return KVMAP_BAD_ARG;
-    KV_CHECK_FORK(t->db);
-    int r = check_key(t, key);
-    if (r < 0)
-        return r;
     kv_path path;
     bool exact;
-    r = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
+    int r = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
     if (r < 0)
         return r;
     if (!exact)
@@ -49,6 +44,17 @@ int kvmap_get(kvmap_txn *t, kvmap_val key, kvmap_val *val)
     if (r < 0)
         return r;
     return kv_bt_value(t, &c, val);
+}
+
+int kvmap_get(kvmap_txn *t, kvmap_val key, kvmap_val *val)
+{
+    if (!t || !val)
+        return KVMAP_BAD_ARG;
+    KV_CHECK_FORK(t->db);
+    int r = check_key(t, key);
+    if (r < 0)
+        return r;
+    return lookup(t, key, val);
 }
 
 /* Errors that change nothing leave the transaction usable; any other error
@@ -65,24 +71,6 @@ static int after_write(kvmap_txn *t, int r)
 int kvmap_put(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags)
 {
     return kvmap_put_or_get(t, key, val, flags, NULL);
-}
-
-/* The value present under key, after kv_bt_put refused to store it:
- * KVMAP_NOTFOUND when it refused for KVMAP_APPEND (a key not after the
- * last, and absent). */
-static int present_value(kvmap_txn *t, kvmap_val key, kvmap_val *val)
-{
-    kv_path path;
-    bool exact;
-    int r = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
-    if (r == 0 && !exact)
-        return KVMAP_NOTFOUND;
-    kv_cell c;
-    if (r == 0)
-        r = kv_bt_cell(t, &path, &c);
-    if (r == 0)
-        r = kv_bt_value(t, &c, val);
-    return r;
 }
 
 int kvmap_put_or_get(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags,
@@ -103,8 +91,9 @@ int kvmap_put_or_get(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags,
     r = kv_bt_put(t, &t->m.main, KV_TREE_MAIN, key.data, key.size, val.data, val.size,
                   flags);
     if (r == KVMAP_EXISTS && existing && (flags & KVMAP_NOOVERWRITE)) {
+        /* KVMAP_NOTFOUND: KVMAP_APPEND refused an absent key */
         kvmap_val v;
-        int e = present_value(t, key, &v);
+        int e = lookup(t, key, &v);
         if (e == 0)
             *existing = v;
         else if (e != KVMAP_NOTFOUND)

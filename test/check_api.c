@@ -2309,12 +2309,8 @@ static size_t sync_size;
 static void sync_capture(void *ctx, int fd)
 {
     (void)ctx;
-    off_t end = lseek(fd, 0, SEEK_END);
     free(sync_image);
-    sync_image = malloc((size_t)end);
-    ck_assert_ptr_nonnull(sync_image);
-    ck_assert_int_eq(pread(fd, sync_image, (size_t)end, 0), end);
-    sync_size = (size_t)end;
+    sync_image = tu_read_fd(fd, &sync_size);
 }
 
 /* kvmap_batch's misuse and a lone caller; kvmap_sync makes NOSYNC commits

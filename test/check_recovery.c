@@ -34,12 +34,8 @@ static size_t flush_size;
 static void capture(void *ctx, int fd)
 {
     (void)ctx;
-    off_t end = lseek(fd, 0, SEEK_END);
     free(flush_image);
-    flush_image = malloc((size_t)end);
-    ck_assert_ptr_nonnull(flush_image);
-    ck_assert_int_eq(pread(fd, flush_image, (size_t)end, 0), end);
-    flush_size = (size_t)end;
+    flush_image = tu_read_fd(fd, &flush_size);
 }
 
 static void put_str(kvmap_txn *t, const char *k, const char *v)
@@ -352,11 +348,8 @@ static void capture_all(void *ctx, int fd)
 {
     (void)ctx;
     ck_assert_int_lt(ncaps, MAX_CAPTURES);
-    off_t end = lseek(fd, 0, SEEK_END);
-    caps[ncaps] = malloc((size_t)end);
-    ck_assert_ptr_nonnull(caps[ncaps]);
-    ck_assert_int_eq(pread(fd, caps[ncaps], (size_t)end, 0), end);
-    cap_size[ncaps++] = (size_t)end;
+    caps[ncaps] = tu_read_fd(fd, &cap_size[ncaps]);
+    ncaps++;
 }
 
 static void free_captures(void)

@@ -273,6 +273,17 @@ void *tu_read_file(const char *path, size_t *len)
     return buf;
 }
 
+uint8_t *tu_read_fd(int fd, size_t *len)
+{
+    off_t end = lseek(fd, 0, SEEK_END);
+    ck_assert_int_ge(end, 0);
+    uint8_t *buf = malloc(end ? (size_t)end : 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(pread(fd, buf, (size_t)end, 0), end);
+    *len = (size_t)end;
+    return buf;
+}
+
 int tu_write_file(const char *path, const void *buf, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

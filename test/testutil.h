@@ -114,6 +114,9 @@ double tu_now(void);
 void *tu_read_file(const char *path, size_t *len);
 /* Create or truncate path and write buf to it; 0 or -errno. */
 int tu_write_file(const char *path, const void *buf, size_t len);
+/* The whole file behind fd, read with pread (a sync hook's view of what a
+ * flush is about to make durable); fails the test on error. */
+uint8_t *tu_read_fd(int fd, size_t *len);
 int tu_copy_file(const char *src, const char *dst);          /* 0 or -errno */
 int tu_files_equal(const char *a, const char *b);            /* 1 same, 0 differ, -errno */
 int tu_file_equals_buf(const char *path, const void *buf, size_t len); /* 1, 0, -errno */
