@@ -9,7 +9,10 @@
 # test's own work, and its leak check covers them all).  The model's
 # operations per seed are fewer than in `make check` (KVMAP_MODEL_OPS,
 # default here 30000: about 2 minutes under memcheck), to keep the step
-# within a few minutes.  Each suite is killed after KVMAP_VALGRIND_TIMEOUT
+# within a few minutes, and the byte-flip sweep of check_api tries one
+# offset in 8 with a sparse stride (KVMAP_FLIP_EVERY, KVMAP_FLIP_STRIDE:
+# every flip is tried in `make check` and the sanitizer build; memcheck is
+# here for memory errors).  Each suite is killed after KVMAP_VALGRIND_TIMEOUT
 # seconds (900).
 set -eu
 
@@ -53,6 +56,7 @@ for t in check_api check_model; do
     rc=0
     # shellcheck disable=SC2086
     CK_FORK=no CK_DEFAULT_TIMEOUT=0 KVMAP_MODEL_OPS=${KVMAP_MODEL_OPS:-30000} \
+        KVMAP_FLIP_EVERY=${KVMAP_FLIP_EVERY:-8} KVMAP_FLIP_STRIDE=${KVMAP_FLIP_STRIDE:-97} \
         "$@" valgrind $VG "$prog" >"$log" 2>&1 </dev/null || rc=$?
     grep -h '^[0-9]*%: Checks:' "$log" || true
     if [ "$rc" -ne 0 ]; then
