@@ -73,7 +73,8 @@ extern "C" {
 #define KVMAP_VAL_SIZE      (-30609) /* value of 4 GiB or more */
 #define KVMAP_BAD_ARG       (-30610) /* an invalid argument (NULL pointer, bad option) */
 #define KVMAP_FORKED        (-30611) /* the handle was opened by the parent of this process */
-#define KVMAP_ERR_FIRST     KVMAP_FORKED
+#define KVMAP_BAD_DBI       (-30612) /* the named database is not in this transaction's snapshot */
+#define KVMAP_ERR_FIRST     KVMAP_BAD_DBI
 #define KVMAP_ERR_LAST      KVMAP_NOTFOUND
 
 /* ---- Handles and values ------------------------------------------------- */
@@ -411,6 +412,79 @@ typedef void kvmap_check_fn(void *ctx, uint64_t pgno, const char *problem);
  * Errors: KVMAP_CORRUPTED, KVMAP_BAD_ARG, KVMAP_FORKED, -ENOMEM.
  */
 KVMAP_API int kvmap_check(kvmap_txn *txn, kvmap_check_fn *report, void *ctx);
+
+/* ---- Named databases ---------------------------------------------------- */
+
+/*
+ * Independent sorted key spaces in one file, committed together (LMDB's
+ * named databases, bbolt's buckets).  The main database, the one the calls
+ * above use, is KVMAP_MAIN_DBI.  A name is a NUL-terminated string of 1 to
+ * 255 bytes; the names are kept in a B+tree of their own (the catalog), so
+ * a transaction pays one lookup for each database it touches, the first
+ * time it does.
+ *
+ * A kvmap_dbi names its database by name for the whole life of the kvmap
+ * handle, in every transaction of any thread, also after the transaction
+ * that opened it aborted.  In a transaction whose snapshot does not hold
+ * that name (not yet created there, or deleted), calls through it return
+ * KVMAP_BAD_DBI.  A kvmap_dbi is not meaningful to another kvmap handle.
+ */
+typedef uint32_t kvmap_dbi;
+#define KVMAP_MAIN_DBI 0u
+#define KVMAP_DROP_DELETE 0x01u /* kvmap_dbi_drop: remove the database, not just empty it */
+
+/*
+ * The handle of the database called name (NULL: KVMAP_MAIN_DBI).  flags:
+ * 0, or KVMAP_CREATE to create it, empty, when absent (a write transaction
+ * only).  Opening the same name twice gives the same handle.
+ * Errors: KVMAP_NOTFOUND (absent, without KVMAP_CREATE), KVMAP_BAD_TXN
+ * (KVMAP_CREATE in a read or poisoned transaction), KVMAP_BAD_ARG (a name
+ * empty or longer than 255 bytes, an unknown flag), KVMAP_CORRUPTED,
+ * KVMAP_FORKED, -ENOMEM, and as kvmap_put (creating it writes the catalog).
+ */
+KVMAP_API int kvmap_dbi_open(kvmap_txn *txn, const char *name, unsigned flags, kvmap_dbi *dbi);
+
+/*
+ * Free every page of the database (time proportional to its pages, which
+ * become free as any others) and empty it; with KVMAP_DROP_DELETE also
+ * remove its name (its handle then gives KVMAP_BAD_DBI until the name is
+ * created again).  Emptying keeps its sequence counter.  The main database
+ * can be emptied, not deleted.  Errors: KVMAP_BAD_DBI, KVMAP_BAD_TXN,
+ * KVMAP_BAD_ARG (KVMAP_DROP_DELETE of KVMAP_MAIN_DBI, an unknown flag), as
+ * kvmap_put.
+ */
+KVMAP_API int kvmap_dbi_drop(kvmap_txn *txn, kvmap_dbi dbi, unsigned flags);
+
+/* kvmap_stat_get for one database: entries, depth and pages are its own;
+ * free pages, txn id, file size and readers are the file's.
+ * Errors: KVMAP_BAD_DBI, KVMAP_BAD_ARG, KVMAP_CORRUPTED, KVMAP_FORKED. */
+KVMAP_API int kvmap_dbi_stat(kvmap_txn *txn, kvmap_dbi dbi, kvmap_stat *st);
+
+/* Call fn with the name of every named database in the snapshot, in name
+ * (byte) order; a non-zero return from fn stops the walk and is returned.
+ * Errors: fn's, KVMAP_BAD_ARG, KVMAP_CORRUPTED, KVMAP_FORKED. */
+KVMAP_API int kvmap_dbi_list(kvmap_txn *txn, int (*fn)(void *ctx, const char *name),
+                             void *ctx);
+
+/* kvmap_get, kvmap_put, kvmap_del and kvmap_cursor_open in database dbi
+ * (KVMAP_MAIN_DBI: exactly those calls).  Errors: theirs, and
+ * KVMAP_BAD_DBI. */
+KVMAP_API int kvmap_dbi_get(kvmap_txn *txn, kvmap_dbi dbi, kvmap_val key, kvmap_val *val);
+KVMAP_API int kvmap_dbi_put(kvmap_txn *txn, kvmap_dbi dbi, kvmap_val key, kvmap_val val,
+                            unsigned flags);
+KVMAP_API int kvmap_dbi_del(kvmap_txn *txn, kvmap_dbi dbi, kvmap_val key);
+KVMAP_API int kvmap_dbi_cursor_open(kvmap_txn *txn, kvmap_dbi dbi, kvmap_cursor **cur);
+
+/*
+ * The database's sequence counter (bbolt's NextSequence): its value before
+ * adding increment into *value (may be NULL).  The counter commits with
+ * the transaction; a read transaction may only pass 0.
+ * Errors: -EOVERFLOW (the sum would pass UINT64_MAX; nothing changes),
+ * KVMAP_BAD_TXN (increment in a read or poisoned transaction),
+ * KVMAP_BAD_DBI, KVMAP_BAD_ARG, KVMAP_CORRUPTED, KVMAP_FORKED.
+ */
+KVMAP_API int kvmap_dbi_sequence(kvmap_txn *txn, kvmap_dbi dbi, uint64_t increment,
+                                 uint64_t *value);
 
 /* ---- Errors and version ------------------------------------------------- */
 

@@ -46,6 +46,12 @@ int kvmap_check(kvmap_txn *t, kvmap_check_fn *report, void *ctx)
     if (!t)
         return KVMAP_BAD_ARG;
     KV_CHECK_FORK(t->db);
+    if (!t->rdonly) {
+        /* the named databases' records as the transaction has them */
+        int r = kv_dbi_flush(t);
+        if (r < 0)
+            return r;
+    }
     /* the snapshot's meta is no page of the file here: KVMAP_NOPAGE (kvmap.h) */
     kv_walk w = {.ops = &map_ops, .src = t, .m = &t->m, .psize = t->db->psize,
                  .txnid = t->txnid, .meta_pg = KVMAP_NOPAGE, .report = report, .ctx = ctx};

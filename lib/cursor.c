@@ -1,5 +1,5 @@
 /*
- * cursor.c - cursors over the key-value tree.
+ * cursor.c - cursors over a database's tree (the main one, or a named one).
  *
  * In a read transaction a cursor is a path from the root to a leaf entry.
  * In a write transaction pages move under it (copy-on-write, splits,
@@ -16,6 +16,7 @@
 
 struct kvmap_cursor {
     kvmap_txn *txn;
+    kvmap_dbi dbi;    /* the database it walks (its tree: kv_dbi_tree) */
     kv_path path;
     bool positioned;
     /* write transactions: */
@@ -26,17 +27,35 @@ struct kvmap_cursor {
     size_t pcap;
 };
 
-int kvmap_cursor_open(kvmap_txn *txn, kvmap_cursor **cur)
+int kvmap_dbi_cursor_open(kvmap_txn *txn, kvmap_dbi dbi, kvmap_cursor **cur)
 {
     if (!txn || !cur)
         return KVMAP_BAD_ARG;
     KV_CHECK_FORK(txn->db);
+    kv_tree *tree;
+    int id;
+    int r = kv_dbi_tree(txn, dbi, &tree, &id);
+    if (r < 0)
+        return r;
     kvmap_cursor *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
     c->txn = txn;
+    c->dbi = dbi;
     *cur = c;
     return 0;
+}
+
+int kvmap_cursor_open(kvmap_txn *txn, kvmap_cursor **cur)
+{
+    return kvmap_dbi_cursor_open(txn, KVMAP_MAIN_DBI, cur);
+}
+
+/* The cursor's tree now (its database may have been deleted since). */
+static int tree_of(kvmap_cursor *c, kv_tree **tree)
+{
+    int id;
+    return kv_dbi_tree(c->txn, c->dbi, tree, &id);
 }
 
 void kvmap_cursor_close(kvmap_cursor *c)
@@ -97,22 +116,25 @@ static int settle(kvmap_cursor *c, const kv_path *path, kvmap_val *key, kvmap_va
 }
 
 /* A search result past the end of a leaf moves to the next leaf's first. */
-static int normalize(kvmap_txn *t, kv_path *path)
+static int normalize(kvmap_txn *t, kv_tree *tree, kv_path *path)
 {
     int L = path->depth - 1;
     if (L < 0)
         return KVMAP_NOTFOUND;
     if (path->idx[L] < kv_pg_count(path->page[L]))
         return 0;
-    return kv_bt_step(t, &t->m.main, path, false);
+    return kv_bt_step(t, tree, path, false);
 }
 
 static int edge(kvmap_cursor *c, bool last, kvmap_val *key, kvmap_val *val)
 {
     if (!c)
         return KVMAP_BAD_ARG;
+    kv_tree *tree;
     kv_path path;
-    int r = kv_bt_first(c->txn, &c->txn->m.main, &path, last);
+    int r = tree_of(c, &tree);
+    if (r == 0)
+        r = kv_bt_first(c->txn, tree, &path, last);
     if (r < 0)
         return r;
     return settle(c, &path, key, val);
@@ -137,12 +159,16 @@ int kvmap_cursor_last(kvmap_cursor *c, kvmap_val *key, kvmap_val *val)
 static int resync(kvmap_cursor *c, kv_path *path, bool *exact)
 {
     kvmap_txn *t = c->txn;
+    kv_tree *tree;
+    int r = tree_of(c, &tree);
+    if (r < 0)
+        return r;
     *exact = true;
     if (t->rdonly || c->changes == t->changes) {
         memcpy(path, &c->path, sizeof *path);
         return 0;
     }
-    return kv_bt_search(t, &t->m.main, c->key, c->ksize, path, exact);
+    return kv_bt_search(t, tree, c->key, c->ksize, path, exact);
 }
 
 static int step(kvmap_cursor *c, bool back, kvmap_val *key, kvmap_val *val)
@@ -152,22 +178,25 @@ static int step(kvmap_cursor *c, bool back, kvmap_val *key, kvmap_val *val)
     if (!c->positioned)
         return edge(c, back, key, val);
     kvmap_txn *t = c->txn;
-    int r;
+    kv_tree *tree;
+    int r = tree_of(c, &tree);
+    if (r < 0)
+        return r;
     if (t->rdonly || c->changes == t->changes) {
         /* the path is valid; a step at either end leaves it as it was */
-        r = kv_bt_step(t, &t->m.main, &c->path, back);
+        r = kv_bt_step(t, tree, &c->path, back);
         return r < 0 ? r : settle(c, &c->path, key, val);
     }
     /* the transaction changed since: find the cursor's key again */
     kv_path path;
     bool exact;
-    r = kv_bt_search(t, &t->m.main, c->key, c->ksize, &path, &exact);
+    r = kv_bt_search(t, tree, c->key, c->ksize, &path, &exact);
     if (r < 0)
         return r;
     if (!exact && !back)
-        r = normalize(t, &path); /* the entry after the vanished key */
+        r = normalize(t, tree, &path); /* the entry after the vanished key */
     else
-        r = kv_bt_step(t, &t->m.main, &path, back);
+        r = kv_bt_step(t, tree, &path, back);
     if (r < 0)
         return r;
     return settle(c, &path, key, val);
@@ -195,11 +224,14 @@ int kvmap_cursor_seek(kvmap_cursor *c, kvmap_val target, kvmap_val *key, kvmap_v
     KV_CHECK_FORK(t->db);
     if (target.size > kv_max_key(t->db->psize))
         return KVMAP_KEY_SIZE;
+    kv_tree *tree;
     kv_path path;
     bool exact;
-    int r = kv_bt_search(t, &t->m.main, target.data, target.size, &path, &exact);
+    int r = tree_of(c, &tree);
     if (r == 0)
-        r = normalize(t, &path);
+        r = kv_bt_search(t, tree, target.data, target.size, &path, &exact);
+    if (r == 0)
+        r = normalize(t, tree, &path);
     if (r < 0)
         return r;
     return settle(c, &path, key, val);
@@ -247,12 +279,15 @@ int kvmap_cursor_put(kvmap_cursor *c, kvmap_val key, kvmap_val val, unsigned fla
     }
     if (key.size && key.data)
         memcpy(c->pkey, key.data, key.size);
-    int r = kvmap_put(t, key, val, flags);
+    int r = kv_data_put(t, c->dbi, key, val, flags, NULL);
     if (r != 0 && r != KVMAP_EXISTS)
         return r;
+    kv_tree *tree;
     kv_path path;
     bool exact;
-    int s = kv_bt_search(t, &t->m.main, c->pkey, key.size, &path, &exact);
+    int s = tree_of(c, &tree);
+    if (s == 0)
+        s = kv_bt_search(t, tree, c->pkey, key.size, &path, &exact);
     if (s == 0 && !exact) /* KVMAP_APPEND refused a key that is not there */
         return r == KVMAP_EXISTS ? r : KV_CORRUPT();
     if (s == 0)
@@ -272,5 +307,5 @@ int kvmap_cursor_del(kvmap_cursor *c)
         return KVMAP_BAD_TXN;
     kv_path path;
     int r = on_entry(c, &path);
-    return r < 0 ? r : kvmap_del(t, (kvmap_val){c->key, c->ksize});
+    return r < 0 ? r : kv_data_del(t, c->dbi, (kvmap_val){c->key, c->ksize});
 }

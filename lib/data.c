@@ -1,8 +1,8 @@
 /*
- * data.c - the data calls on a transaction: get, put, del and stat (the
- * B+tree is btree.c's).  A write that fails in a way that may have changed
- * pages poisons its transaction (kv_txn_fail): its commit then returns that
- * error and changes nothing.
+ * data.c - the data calls on a transaction, in any database: get, put and
+ * del (the B+tree is btree.c's, the databases' trees dbi.c's).  A write
+ * that fails in a way that may have changed pages poisons its transaction
+ * (kv_txn_fail): its commit then returns that error and changes nothing.
  */
 #include <string.h>
 
@@ -29,12 +29,12 @@ static int check_key(kvmap_txn *t, kvmap_val key)
     return 0;
 }
 
-/* The value under key (checked), or KVMAP_NOTFOUND. */
-static int lookup(kvmap_txn *t, kvmap_val key, kvmap_val *val)
+/* The value under key (checked) in tree, or KVMAP_NOTFOUND. */
+static int lookup(kvmap_txn *t, kv_tree *tree, kvmap_val key, kvmap_val *val)
 {
     kv_path path;
     bool exact;
-    int r = kv_bt_search(t, &t->m.main, key.data, key.size, &path, &exact);
+    int r = kv_bt_search(t, tree, key.data, key.size, &path, &exact);
     if (r < 0)
         return r;
     if (!exact)
@@ -46,15 +46,22 @@ static int lookup(kvmap_txn *t, kvmap_val key, kvmap_val *val)
     return kv_bt_value(t, &c, val);
 }
 
-int kvmap_get(kvmap_txn *t, kvmap_val key, kvmap_val *val)
+int kvmap_dbi_get(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key, kvmap_val *val)
 {
     if (!t || !val)
         return KVMAP_BAD_ARG;
     KV_CHECK_FORK(t->db);
     int r = check_key(t, key);
-    if (r < 0)
-        return r;
-    return lookup(t, key, val);
+    kv_tree *tree;
+    int id;
+    if (r == 0)
+        r = kv_dbi_tree(t, dbi, &tree, &id);
+    return r < 0 ? r : lookup(t, tree, key, val);
+}
+
+int kvmap_get(kvmap_txn *t, kvmap_val key, kvmap_val *val)
+{
+    return kvmap_dbi_get(t, KVMAP_MAIN_DBI, key, val);
 }
 
 /* Errors that change nothing leave the transaction usable; any other error
@@ -68,13 +75,8 @@ static int after_write(kvmap_txn *t, int r)
     return r;
 }
 
-int kvmap_put(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags)
-{
-    return kvmap_put_or_get(t, key, val, flags, NULL);
-}
-
-int kvmap_put_or_get(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags,
-                     kvmap_val *existing)
+int kv_data_put(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key, kvmap_val val, unsigned flags,
+                kvmap_val *existing)
 {
     if (!t)
         return KVMAP_BAD_ARG;
@@ -88,12 +90,17 @@ int kvmap_put_or_get(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags,
         return r;
     if (val.size > UINT32_MAX)
         return KVMAP_VAL_SIZE;
-    r = kv_bt_put(t, &t->m.main, KV_TREE_MAIN, key.data, key.size, val.data, val.size,
-                  flags);
+    kv_tree *tree;
+    int id;
+    if ((r = kv_dbi_tree(t, dbi, &tree, &id)) < 0)
+        return r;
+    r = kv_bt_put(t, tree, id, key.data, key.size, val.data, val.size, flags);
+    if (r == 0)
+        kv_dbi_touched(t, dbi);
     if (r == KVMAP_EXISTS && existing && (flags & KVMAP_NOOVERWRITE)) {
         /* KVMAP_NOTFOUND: KVMAP_APPEND refused an absent key */
         kvmap_val v;
-        int e = lookup(t, key, &v);
+        int e = lookup(t, tree, key, &v);
         if (e == 0)
             *existing = v;
         else if (e != KVMAP_NOTFOUND)
@@ -102,7 +109,23 @@ int kvmap_put_or_get(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags,
     return after_write(t, r);
 }
 
-int kvmap_del(kvmap_txn *t, kvmap_val key)
+int kvmap_put(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags)
+{
+    return kv_data_put(t, KVMAP_MAIN_DBI, key, val, flags, NULL);
+}
+
+int kvmap_dbi_put(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key, kvmap_val val, unsigned flags)
+{
+    return kv_data_put(t, dbi, key, val, flags, NULL);
+}
+
+int kvmap_put_or_get(kvmap_txn *t, kvmap_val key, kvmap_val val, unsigned flags,
+                     kvmap_val *existing)
+{
+    return kv_data_put(t, KVMAP_MAIN_DBI, key, val, flags, existing);
+}
+
+int kv_data_del(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key)
 {
     if (!t)
         return KVMAP_BAD_ARG;
@@ -110,32 +133,24 @@ int kvmap_del(kvmap_txn *t, kvmap_val key)
     if (r < 0)
         return r;
     r = check_key(t, key);
+    kv_tree *tree;
+    int id;
+    if (r == 0)
+        r = kv_dbi_tree(t, dbi, &tree, &id);
     if (r < 0)
         return r;
-    return after_write(t, kv_bt_del(t, &t->m.main, key.data, key.size));
+    r = kv_bt_del(t, tree, key.data, key.size);
+    if (r == 0)
+        kv_dbi_touched(t, dbi);
+    return after_write(t, r);
 }
 
-int kvmap_stat_get(kvmap_txn *t, kvmap_stat *st)
+int kvmap_del(kvmap_txn *t, kvmap_val key)
 {
-    if (!t || !st)
-        return KVMAP_BAD_ARG;
-    kvmap *db = t->db;
-    KV_CHECK_FORK(db);
-    memset(st, 0, sizeof *st);
-    st->page_size = db->psize;
-    st->depth = (unsigned)t->m.main.depth;
-    st->entries = t->m.main.entries;
-    st->branch_pages = t->m.main.branch_pages;
-    st->leaf_pages = t->m.main.leaf_pages;
-    st->overflow_pages = t->m.main.overflow_pages;
-    st->free_pages = t->m.free_pages;
-    if (!t->rdonly)
-        st->free_pages += t->freed.n + t->reclaim.n;
-    st->txn_id = t->txnid;
-    uint64_t newest = t->rdonly ? kv_meta_newest(db) : t->m.txnid;
-    st->oldest_reader = kv_reader_oldest(db, newest, &st->readers);
-    st->reader_lag = newest - st->oldest_reader;
-    uint64_t sz;
-    st->file_size = kv_os_size(db->fd, &sz) == 0 ? sz : db->file_size;
-    return 0;
+    return kv_data_del(t, KVMAP_MAIN_DBI, key);
+}
+
+int kvmap_dbi_del(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key)
+{
+    return kv_data_del(t, dbi, key);
 }

@@ -21,7 +21,8 @@
     X(KVMAP_KEY_SIZE, "key too long")                                         \
     X(KVMAP_VAL_SIZE, "value too large")                                      \
     X(KVMAP_BAD_ARG, "invalid argument")                                      \
-    X(KVMAP_FORKED, "handle inherited across fork(): open the database again in this process")
+    X(KVMAP_FORKED, "handle inherited across fork(): open the database again in this process") \
+    X(KVMAP_BAD_DBI, "named database not in this transaction's snapshot")
 
 const char *kvmap_strerror(int err)
 {

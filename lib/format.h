@@ -26,12 +26,15 @@
  *    56   8  mt_free_pages    pages listed in the free tree
  *    64  48  mt_main       tree descriptor of the key-value tree
  *   112  48  mt_free       tree descriptor of the free-page tree
- *   160  48  mt_catalog    tree descriptor reserved for named buckets (zero)
+ *   160  48  mt_catalog    tree descriptor of the catalog of named databases
+ *                          (format 3; zero in 1 and 2)
  *   208   4  mt_flags      KV_MF_SYNCED: mt_txnid's pages were made durable
  *                          before this meta was written (format 2; 0 in 1)
  *   212   4  mt_list       n: the commit list holds n page numbers (format
  *                          2; 0 in 1); nonzero only when n == mt_commit_pages
- *   216  40  reserved, zero
+ *   216   8  mt_sequence   the main database's sequence counter (format 3;
+ *                          0 in 1 and 2)
+ *   224  32  reserved, zero
  *   256      (KV_META_SIZE)
  *   256  8n  the commit list: the number of every page and the first page of
  *            every run that mt_txnid wrote, ascending (not covered by
@@ -51,7 +54,10 @@
  *     8   8  pg_pgno       the page's own number (a misplaced page is caught)
  *    16   8  pg_txnid      id of the transaction that wrote the page
  *    24   2  pg_type       KV_BRANCH, KV_LEAF or KV_OVERFLOW
- *    26   2  pg_tree       KV_TREE_MAIN or KV_TREE_FREE (which tree owns it)
+ *    26   2  pg_tree       which tree owns it: KV_TREE_MAIN (the main
+ *                          database), KV_TREE_FREE, KV_TREE_CATALOG, or
+ *                          KV_TREE_NAMED (a named database's tree: the
+ *                          catalog record that reaches it names it)
  *    28   4  pg_count      branch/leaf: cells; overflow: pages in the run
  *    32   4  pg_upper      branch/leaf: offset of the cell area; overflow: 0
  *    36   4  reserved, zero
@@ -107,6 +113,19 @@
  *     entered, and their pages and runs must count mt_commit_pages and sum
  *     to mt_commit_sum.  This reads the commit's pages and their children.
  *
+ * CATALOG (format 3): a B+tree of the same page format (pg_tree =
+ *   KV_TREE_CATALOG) with one entry per named database:
+ *   key   its name, 1..255 bytes (no NUL)
+ *   value (KV_DB_RECORD_SIZE = 64 bytes, always inline)
+ *     0  48  the database's tree descriptor (pages pg_tree = KV_TREE_NAMED)
+ *    48   8  its sequence counter
+ *    56   8  reserved, zero
+ *   mt_catalog.entries is the number of named databases.  A transaction
+ *   that changes a named database rewrites its record, so the catalog leaf
+ *   holding it is of that transaction too (the commit walk of COMMIT
+ *   VERIFICATION goes from a catalog leaf of mt_txnid into the trees its
+ *   records name).
+ *
  * FREE TREE: a B+tree of the same page format (pg_tree = KV_TREE_FREE).
  *   key   (16 bytes)  txnid (big-endian u64) | highest page number in the value (big-endian u64)
  *   value             u64 page numbers, ascending, all freed by that txnid
@@ -120,7 +139,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define KVMAP_FORMAT_VERSION 2u /* written; 1 (no flags, no list) still read */
+#define KVMAP_FORMAT_VERSION 3u /* written; 1 (no flags, no list) and 2 (no catalog) read */
 #define KV_FORMAT_OLDEST 1u
 #define KV_MAGIC "KVMAPDB"     /* 8 bytes with its NUL */
 
@@ -139,6 +158,7 @@
 #define KV_MT_CATALOG 160
 #define KV_MT_FLAGS 208
 #define KV_MT_LIST 212
+#define KV_MT_SEQUENCE 216
 #define KV_MF_SYNCED 0x1u
 /* The commit list: at most KV_LIST_MAX(P) entries, and only for commits of
  * at most KV_ONE_FLUSH_PAGES pages, runs at their length (COMMIT
@@ -158,7 +178,11 @@
 #define KV_PG_UPPER 32
 
 enum { KV_BRANCH = 1, KV_LEAF = 2, KV_OVERFLOW = 3 };
-enum { KV_TREE_MAIN = 0, KV_TREE_FREE = 1 };
+enum { KV_TREE_MAIN = 0, KV_TREE_FREE = 1, KV_TREE_CATALOG = 2, KV_TREE_NAMED = 3 };
+
+#define KV_DB_RECORD_SIZE 64u
+#define KV_DB_SEQUENCE 48
+#define KV_DB_NAME_MAX 255u
 
 #define KV_LEAF_CELL_HDR 8u
 #define KV_BRANCH_CELL_HDR 10u
@@ -178,7 +202,9 @@ enum { KV_TREE_MAIN = 0, KV_TREE_FREE = 1 };
 _Static_assert(KV_MT_MAIN + KV_TREE_DESC_SIZE == KV_MT_FREE, "meta: trees follow each other");
 _Static_assert(KV_MT_FREE + KV_TREE_DESC_SIZE == KV_MT_CATALOG, "meta: trees follow each other");
 _Static_assert(KV_MT_CATALOG + KV_TREE_DESC_SIZE == KV_MT_FLAGS, "meta: flags after the trees");
-_Static_assert(KV_MT_LIST + 4 + 40 == KV_META_SIZE, "meta: 40 reserved bytes, then the list");
+_Static_assert(KV_MT_LIST + 4 == KV_MT_SEQUENCE, "meta: the sequence after the list count");
+_Static_assert(KV_MT_SEQUENCE + 8 + 32 == KV_META_SIZE, "meta: 32 reserved bytes, then the list");
+_Static_assert(KV_DB_SEQUENCE == KV_TREE_DESC_SIZE, "catalog record: the sequence after the tree");
 _Static_assert(KV_PG_UPPER + 4 + 4 == KV_PAGE_HDR, "page header: 4 reserved bytes at the end");
 _Static_assert(KV_META_SIZE + 8 * 32 <= KV_MIN_PAGE, "a list of 32 fits the smallest meta page");
 _Static_assert(KV_FREE_KEY_SIZE == 16, "free-tree key: txnid and page, big-endian");

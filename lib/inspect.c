@@ -139,7 +139,7 @@ typedef struct pread_src {
 static int pread_page(void *ctx, uint64_t pgno, unsigned level, const uint8_t **p)
 {
     pread_src *s = ctx;
-    if (level > KV_MAX_DEPTH)
+    if (level >= KV_WALK_LEVELS)
         return KV_CORRUPT();
     uint8_t *buf = s->lvl + (size_t)level * s->f->psize;
     int r = kv_file_read(s->f, pgno, buf);
@@ -179,7 +179,7 @@ static int choose_current(kvmap_file *f)
         sc.meta[s] = f->meta[s];
         sc.raw_txnid[s] = kv_get64(f->raw[s] + KV_MT_TXNID);
     }
-    pread_src src = {f, malloc((size_t)(KV_MAX_DEPTH + 1) * f->psize), malloc(f->psize)};
+    pread_src src = {f, malloc((size_t)KV_WALK_LEVELS * f->psize), malloc(f->psize)};
     int r = src.lvl && src.run ? 0 : -ENOMEM;
     if (r == 0) {
         kv_pagesrc ps = {&src, pread_page, pread_run_sum};

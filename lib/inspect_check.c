@@ -149,9 +149,9 @@ static int walk(kv_walk *w, file_src *s, unsigned slot, bool full)
     w->txnid = m->txnid;
     w->meta_pg = slot;
     snprintf(w->meta_name, sizeof w->meta_name, "meta %u: ", slot);
-    /* the walk asks for levels 0 .. a tree's depth (validated <= KV_MAX_DEPTH) */
-    uint64_t depth = m->main.depth > m->free.depth ? m->main.depth : m->free.depth;
-    s->lvl = malloc((depth + 1) * w->psize);
+    /* the walk asks for levels 0 .. a tree's depth (<= KV_MAX_DEPTH: a named
+     * database's is known only once the catalog is read) */
+    s->lvl = malloc((KV_MAX_DEPTH + 1) * (size_t)w->psize);
     s->run = malloc(w->psize);
     if (!s->lvl || !s->run)
         return -ENOMEM;

@@ -20,8 +20,8 @@
  *               record's pages, saving freed ones at commit
  *   walk.c      the consistency walk of a snapshot's trees (walk.h), over
  *               pages its caller supplies (check.c, inspect_check.c)
- *   cursor.c txn.c data.c   cursors; begin, commit and abort; get, put,
- *               del and stat
+ *   cursor.c txn.c data.c dbi.c   cursors; begin, commit and abort; get,
+ *               put, del and stat; named databases (the catalog, handles)
  *   db.c copy.c check.c error.c inspect*.c   the public entry points
  *
  * The one call that would go up: the pager's allocator, out of reclaimed
@@ -109,6 +109,7 @@ typedef struct kv_meta {
     uint64_t txnid, hwm, commit_pages, commit_sum, free_pages;
     kv_tree main, free, catalog;
     uint32_t flags, list; /* KV_MF_*; entries in the commit list (format.h) */
+    uint64_t sequence;    /* the main database's sequence counter */
 } kv_meta;
 
 enum kv_meta_state { KV_META_OK, KV_META_NOT_KVMAP, KV_META_BAD, KV_META_NEWER };
@@ -116,6 +117,9 @@ void kv_meta_encode(const kv_meta *m, uint8_t *buf /* KV_META_SIZE */);
 void kv_meta_fields(const uint8_t *buf, kv_meta *m);
 enum kv_meta_state kv_meta_decode(const uint8_t *buf, size_t len, kv_meta *m);
 enum kv_meta_state kv_meta_decode_trusted(const uint8_t *buf, kv_meta *m);
+void kv_tree_encode(uint8_t *buf /* KV_TREE_DESC_SIZE */, const kv_tree *t);
+void kv_tree_decode(const uint8_t *buf, kv_tree *t);
+bool kv_tree_sane(const kv_tree *t, uint64_t hwm);
 
 /* ---- node.c: one slotted page in memory --------------------------------- */
 uint64_t kv_page_checksum(const uint8_t *p, size_t len);
@@ -174,6 +178,12 @@ typedef struct kv_slot {
 
 typedef struct kv_rslot kv_rslot;
 
+/* Named-database handles (dbi.c): handle i names dnames[i / KV_DBI_CHUNK]
+ * [i % KV_DBI_CHUNK]; entries are only added, and a chunk is in place
+ * before ndbi counts it, so a handle below ndbi is read without a lock. */
+#define KV_DBI_CHUNK 1024u
+#define KV_DBI_CHUNKS 1024u /* at most 1M handles per kvmap handle */
+
 struct kvmap {
     int fd;
     unsigned flags;
@@ -213,6 +223,12 @@ struct kvmap {
     pthread_cond_t bcond;
     struct kv_bcall *bqueue, **btail;
     bool bleader;           /* a caller is running a group */
+    /* named-database handles (dbi.c); 0 is the main database */
+    pthread_mutex_t dmutex; /* guards adding handles */
+    uint32_t ndbi;          /* handles given out, and 1 (atomic) */
+    char **dnames[KV_DBI_CHUNKS];
+    uint32_t *dhash;        /* open-addressing index name -> handle (0: empty) */
+    uint32_t dhcap;
 };
 
 /* The bytes of the file this handle can reach through its map: another
@@ -228,6 +244,16 @@ typedef struct split_cell {
     uint32_t size;
 } split_cell;
 
+/* A transaction's view of one named database (dbi.c), resolved from the
+ * catalog the first time the transaction uses its handle. */
+typedef struct kv_dbx {
+    uint64_t gen;         /* == the txn's gen: resolved in this transaction */
+    kv_tree tree;
+    uint64_t sequence;
+    bool present;         /* the snapshot holds the name */
+    bool dirty;           /* tree or sequence changed: rewrite its record at commit */
+} kv_dbx;
+
 typedef struct kv_pgset { /* open-addressing set of page numbers */
     uint64_t *slot;
     size_t cap, n, used;
@@ -241,6 +267,11 @@ struct kvmap_txn {
     uint64_t txnid;       /* snapshot id (read) or id being written (write) */
     uint64_t changes;     /* bumped by every successful write: cursors re-seek */
     kv_meta m;            /* working meta: roots, counts, hwm */
+    kv_dbx *dbx;          /* named databases resolved, by handle (dbi.c) */
+    uint32_t ndbx;
+    uint64_t gen;         /* bumped by every begin: dbx entries of older ones are stale */
+    bool dbx_dirty;       /* some dbx entry is dirty */
+    bool meta_dirty;      /* the meta changed beyond its trees (the main sequence) */
     /* write transactions only */
     kv_pgset dirty;       /* pages (first page of runs) written by this txn */
     kv_pgvec freed;       /* pages it freed that older snapshots may still read */
@@ -289,6 +320,8 @@ int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p);
 int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p);
 int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages);
 int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p);
+int kv_page_free_defer(kvmap_txn *t, uint64_t pgno, uint32_t npages, kv_pgvec *mine);
+int kv_page_free_finish(kvmap_txn *t, kv_pgvec *mine);
 uint64_t kv_overflow_pages(uint32_t psize, uint64_t vsize);
 int kv_pgvec_insert_desc(kv_pgvec *v, uint64_t pgno);
 int kv_pgvec_merge_desc(kv_pgvec *v, const uint64_t *asc, size_t k);
@@ -349,6 +382,9 @@ typedef struct kv_meta_scan {
  * file), another code when it cannot be read (-EIO), which fails the choice
  * instead of rolling the commit back; run_sum() the checksum of the n-page
  * run at pgno whose first page is p. */
+/* The open-time walk goes from a catalog leaf into the trees it names, so
+ * it reaches levels 0 .. KV_WALK_LEVELS - 1. */
+#define KV_WALK_LEVELS (2 * KV_MAX_DEPTH + 2)
 typedef struct kv_pagesrc {
     void *ctx;
     int (*page)(void *ctx, uint64_t pgno, unsigned level, const uint8_t **p);
@@ -400,6 +436,48 @@ void kv_reader_set(kv_rslot *rs, uint64_t txnid);
 void kv_reader_put(kv_rslot *rs);
 void kv_reader_free(kv_rslot *rs);
 uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active);
+
+/* ---- dbi.c: named databases -------------------------------------------- */
+int kv_dbi_resolve(kvmap_txn *t, kvmap_dbi dbi, kv_dbx **x);
+/* The tree of database dbi in t, and the page tree id its pages carry:
+ * KVMAP_BAD_DBI when the snapshot lacks it. */
+static inline int kv_dbi_tree(kvmap_txn *t, kvmap_dbi dbi, kv_tree **tree, int *treeid)
+{
+    if (dbi == KVMAP_MAIN_DBI) {
+        *tree = &t->m.main;
+        *treeid = KV_TREE_MAIN;
+        return 0;
+    }
+    kv_dbx *x;
+    if (KV_LIKELY(dbi < t->ndbx && t->dbx[dbi].gen == t->gen))
+        x = &t->dbx[dbi];
+    else {
+        int r = kv_dbi_resolve(t, dbi, &x);
+        if (r < 0)
+            return r;
+    }
+    if (!x->present)
+        return KVMAP_BAD_DBI;
+    *tree = &x->tree;
+    *treeid = KV_TREE_NAMED;
+    return 0;
+}
+/* A write changed database dbi's tree (its record is rewritten at commit). */
+static inline void kv_dbi_touched(kvmap_txn *t, kvmap_dbi dbi)
+{
+    if (dbi != KVMAP_MAIN_DBI) {
+        t->dbx[dbi].dirty = true;
+        t->dbx_dirty = true;
+    }
+}
+int kv_dbi_flush(kvmap_txn *t);
+void kv_dbi_fini(kvmap *db);
+int kv_db_record_decode(const kv_cell *c, uint64_t hwm, kv_tree *tree, uint64_t *sequence);
+
+/* ---- data.c -------------------------------------------------------------- */
+int kv_data_put(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key, kvmap_val val, unsigned flags,
+                kvmap_val *existing);
+int kv_data_del(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key);
 
 /* ---- txn.c -------------------------------------------------------------- */
 int kv_txn_write_meta(kvmap *db, const kv_meta *m);

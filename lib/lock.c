@@ -426,6 +426,7 @@ void kv_readers_fini(kvmap *db)
         db->rslots = rs->next;
         if (db->lmap)
             release_slot(db, rs->idx);
+        free(rs->txn.dbx); /* the named databases it resolved (dbi.c) */
         free(rs);
     }
     pthread_mutex_destroy(&db->smutex);
@@ -477,6 +478,7 @@ void kv_reader_free(kv_rslot *rs)
     }
     release_slot(db, rs->idx);
     pthread_mutex_unlock(&db->smutex);
+    free(rs->txn.dbx); /* the named databases it resolved (dbi.c) */
     free(rs);
 }
 

@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-static void tree_encode(uint8_t *b, const kv_tree *t)
+void kv_tree_encode(uint8_t *b, const kv_tree *t)
 {
     kv_put64(b + 0, t->root);
     kv_put64(b + 8, t->depth);
@@ -15,7 +15,7 @@ static void tree_encode(uint8_t *b, const kv_tree *t)
     kv_put64(b + 40, t->overflow_pages);
 }
 
-static void tree_decode(const uint8_t *b, kv_tree *t)
+void kv_tree_decode(const uint8_t *b, kv_tree *t)
 {
     t->root = kv_get64(b + 0);
     t->depth = kv_get64(b + 8);
@@ -36,15 +36,16 @@ void kv_meta_encode(const kv_meta *m, uint8_t *b)
     kv_put64(b + KV_MT_COMMIT_PAGES, m->commit_pages);
     kv_put64(b + KV_MT_COMMIT_SUM, m->commit_sum);
     kv_put64(b + KV_MT_FREE_PAGES, m->free_pages);
-    tree_encode(b + KV_MT_MAIN, &m->main);
-    tree_encode(b + KV_MT_FREE, &m->free);
-    tree_encode(b + KV_MT_CATALOG, &m->catalog);
+    kv_tree_encode(b + KV_MT_MAIN, &m->main);
+    kv_tree_encode(b + KV_MT_FREE, &m->free);
+    kv_tree_encode(b + KV_MT_CATALOG, &m->catalog);
     kv_put32(b + KV_MT_FLAGS, m->flags);
     kv_put32(b + KV_MT_LIST, m->list);
+    kv_put64(b + KV_MT_SEQUENCE, m->sequence);
     kv_put64(b + KV_MT_CHECKSUM, XXH3_64bits(b + 8, KV_META_SIZE - 8));
 }
 
-static bool tree_sane(const kv_tree *t, uint64_t hwm)
+bool kv_tree_sane(const kv_tree *t, uint64_t hwm)
 {
     if (t->root == 0)
         return t->depth == 0 && t->entries == 0 && t->branch_pages == 0 &&
@@ -65,11 +66,12 @@ void kv_meta_fields(const uint8_t *b, kv_meta *m)
     m->commit_pages = kv_get64(b + KV_MT_COMMIT_PAGES);
     m->commit_sum = kv_get64(b + KV_MT_COMMIT_SUM);
     m->free_pages = kv_get64(b + KV_MT_FREE_PAGES);
-    tree_decode(b + KV_MT_MAIN, &m->main);
-    tree_decode(b + KV_MT_FREE, &m->free);
-    tree_decode(b + KV_MT_CATALOG, &m->catalog);
+    kv_tree_decode(b + KV_MT_MAIN, &m->main);
+    kv_tree_decode(b + KV_MT_FREE, &m->free);
+    kv_tree_decode(b + KV_MT_CATALOG, &m->catalog);
     m->flags = kv_get32(b + KV_MT_FLAGS);
     m->list = kv_get32(b + KV_MT_LIST);
+    m->sequence = kv_get64(b + KV_MT_SEQUENCE);
 }
 
 /* Decode and check one meta page.  A checksum that does not match, or fields
@@ -91,8 +93,10 @@ static enum kv_meta_state decode(const uint8_t *b, kv_meta *m)
     if (m->hwm < KV_FIRST_PGNO || m->hwm > (UINT64_MAX / ps) ||
         m->free_pages > m->hwm || m->commit_pages > m->hwm)
         return KV_META_BAD;
-    if (!tree_sane(&m->main, m->hwm) || !tree_sane(&m->free, m->hwm) ||
-        !tree_sane(&m->catalog, m->hwm))
+    if (m->version < 3 && (m->catalog.root || m->sequence))
+        return KV_META_BAD; /* reserved, zero before format 3 */
+    if (!kv_tree_sane(&m->main, m->hwm) || !kv_tree_sane(&m->free, m->hwm) ||
+        !kv_tree_sane(&m->catalog, m->hwm))
         return KV_META_BAD;
     return KV_META_OK;
 }

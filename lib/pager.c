@@ -430,6 +430,37 @@ int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages)
     return 0;
 }
 
+/* kv_page_free for the pages of a whole tree being dropped: those this
+ * transaction wrote are collected in mine and returned to reclaim by
+ * kv_page_free_finish in one merge (one by one, each insertion into the
+ * ordered reclaim list would cost its length). */
+int kv_page_free_defer(kvmap_txn *t, uint64_t pgno, uint32_t npages, kv_pgvec *mine)
+{
+    if (npages == 0 || pgno < KV_FIRST_PGNO || pgno >= t->m.hwm || npages > t->m.hwm - pgno)
+        return KV_CORRUPT(); /* read from the tree being dropped: not trusted */
+    bool dirty = kv_pgset_del(&t->dirty, pgno);
+    for (uint32_t i = 0; i < npages; i++) {
+        int r = kv_pgvec_push(dirty ? mine : &t->freed, pgno + i);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int kv_page_free_finish(kvmap_txn *t, kv_pgvec *mine)
+{
+    if (!mine->n)
+        return 0;
+    qsort(mine->v, mine->n, sizeof *mine->v, cmp_u64);
+    return kv_pgvec_merge_desc(&t->reclaim, mine->v, mine->n);
+}
+
 /* Copy a branch or leaf page (its header checked by kv_page_get) without the
  * unused gap between its slots and its cells: a third of a random-insert
  * leaf.  The gap keeps whatever the reused page held; nothing reads it, and

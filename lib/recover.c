@@ -120,11 +120,25 @@ static int damaged_page(commit_walk *w, uint64_t pgno, const char *what)
     return KV_CORRUPT();
 }
 
+static int walk(commit_walk *w, uint64_t pgno, unsigned depth);
+
+/* A catalog record in a leaf of the commit: the named database's tree may
+ * hold pages of the commit (format.h, CATALOG). */
+static int walk_record(commit_walk *w, const kv_cell *c, unsigned depth)
+{
+    kv_tree tree;
+    uint64_t seq;
+    int r = kv_db_record_decode(c, w->m->hwm, &tree, &seq);
+    if (r < 0)
+        return r;
+    return tree.root ? walk(w, tree.root, depth) : 0;
+}
+
 /* Count and checksum the pages below pgno that transaction m->txnid wrote. */
 static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
 {
     const kv_meta *m = w->m;
-    if (depth > KV_MAX_DEPTH || pgno < KV_FIRST_PGNO || pgno >= m->hwm)
+    if (depth >= KV_WALK_LEVELS || pgno < KV_FIRST_PGNO || pgno >= m->hwm)
         return KV_CORRUPT();
     const uint8_t *p;
     int r = w->src->page(w->src->ctx, pgno, depth, &p);
@@ -160,6 +174,8 @@ static int walk(commit_walk *w, uint64_t pgno, unsigned depth)
             return r;
         if (type == KV_BRANCH)
             r = walk(w, c.child, depth + 1);
+        else if (kv_get16(p + KV_PG_TREE) == KV_TREE_CATALOG)
+            r = walk_record(w, &c, depth + 1);
         else if (c.big)
             r = walk(w, kv_get64(c.val), depth + 1);
         if (r < 0)

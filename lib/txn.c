@@ -3,7 +3,9 @@
  * on a transaction are data.c's.)
  *
  * Commit protocol:
- *  1. record freed and unused pages in the free tree (freelist.c);
+ *  1. rewrite the catalog records of the named databases it changed
+ *     (dbi.c), then record freed and unused pages in the free tree
+ *     (freelist.c);
  *  2. set the checksum of every page this transaction wrote (its dirty set)
  *     and sum them; the count and the sum go into the new meta, and either
  *     the list of those pages (a commit of at most 512 pages) or the mark
@@ -171,6 +173,7 @@ static int begin_write(kvmap *db, kvmap_txn *t)
     t->oldest = kv_reader_oldest(db, t->m.txnid, NULL);
     t->txnid = t->m.txnid + 1;
     t->base_hwm = t->m.hwm;
+    t->gen = 1; /* the dbx table starts empty (calloc) */
     db->writer = t;
     writer_buffers(t);
     t->refill = kv_free_pull;
@@ -193,6 +196,7 @@ static int begin_read(kvmap *db, kvmap_txn **txn)
     t->rslot = rs;
     t->poison = 0;
     t->changes = 0;
+    t->gen++; /* the slot's dbx table is kept: its entries are stale now */
     for (;;) {
         r = kv_meta_current(db, &t->m);
         if (r < 0) {
@@ -234,6 +238,7 @@ static void end_write(kvmap_txn *t)
     kv_pgset_free(&t->dirty);
     kv_pgvec_free(&t->freed);
     kv_pgvec_free(&t->reclaim);
+    free(t->dbx);
     writer_unlist(t);
     db->writer = NULL;
     kv_unlock_writer(db);
@@ -249,6 +254,7 @@ void kvmap_abort(kvmap_txn *t)
             kv_pgset_free(&t->dirty);
             kv_pgvec_free(&t->freed);
             kv_pgvec_free(&t->reclaim);
+            free(t->dbx);
             free(t);
         }
         return; /* a read transaction lives in its slot, freed by close */
@@ -379,7 +385,9 @@ int kvmap_commit(kvmap_txn *t)
         return 0;
     }
     int r = t->poison;
-    if (r == 0 && (t->dirty.n || t->freed.n)) {
+    if (r == 0)
+        r = kv_dbi_flush(t); /* the named databases' records, into the catalog */
+    if (r == 0 && (t->dirty.n || t->freed.n || t->meta_dirty)) {
         /* Give the free tree's own updates reused pages to take, rather
          * than new ones at the end of the file. */
         for (int i = 0; i < 8 && r == 0 && t->reclaim.n < 16 && !t->free_exhausted; i++)

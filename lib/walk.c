@@ -28,6 +28,9 @@ void kv_walk_fini(kv_walk *w)
 {
     free(w->seen);
     w->seen = NULL;
+    free(w->dbs);
+    w->dbs = NULL;
+    w->ndbs = w->dbcap = 0;
 }
 
 void kv_walk_problem(kv_walk *w, uint64_t pgno, const char *fmt, ...)
@@ -57,7 +60,26 @@ static const char *type_name(unsigned type)
 
 static const char *tree_name(unsigned tree)
 {
-    return tree == KV_TREE_MAIN ? "key-value" : tree == KV_TREE_FREE ? "free-page" : "unknown";
+    switch (tree) {
+    case KV_TREE_MAIN:
+        return "key-value";
+    case KV_TREE_FREE:
+        return "free-page";
+    case KV_TREE_CATALOG:
+        return "catalog";
+    case KV_TREE_NAMED:
+        return "named-database";
+    }
+    return "unknown";
+}
+
+/* The tree being walked, for a message: a named database by its name. */
+static const char *walked_name(const kv_walk *w, char *buf, size_t n)
+{
+    if (!w->db_name)
+        return tree_name((unsigned)w->treeid);
+    snprintf(buf, n, "database \"%s\"", w->db_name);
+    return buf;
 }
 
 bool kv_walk_seen(const kv_walk *w, uint64_t pgno)
@@ -180,6 +202,33 @@ static void check_free_record(kv_walk *w, uint64_t pgno, uint32_t i, const kv_ce
                 w->freed(w, fp, txnid);
         }
     }
+}
+
+/* A catalog entry: a named database's record, kept to be walked once the
+ * catalog is (its pages are then no longer needed). */
+static void catalog_record(kv_walk *w, uint64_t pgno, const uint8_t *p, uint32_t i,
+                           const kv_cell *cell, bool in_commit)
+{
+    kv_walk_db db;
+    if (kv_db_record_decode(cell, w->m->hwm, &db.tree, &db.sequence) < 0) {
+        kv_walk_problem(w, pgno, "cell %u: malformed catalog record", i);
+        return;
+    }
+    if (w->ndbs == w->dbcap) {
+        size_t cap = w->dbcap ? 2 * w->dbcap : 16;
+        kv_walk_db *v = realloc(w->dbs, cap * sizeof *v);
+        if (!v) {
+            w->dbs_lost = true;
+            return;
+        }
+        w->dbs = v;
+        w->dbcap = cap;
+    }
+    memcpy(db.name, cell->key, cell->ksize);
+    db.name[cell->ksize] = '\0';
+    db.leaf = pgno;
+    db.in_commit = in_commit && kv_pg_txnid(p) == w->txnid;
+    w->dbs[w->ndbs++] = db;
 }
 
 static bool outside(const kv_cell *cell, const bound *lo, const bound *hi)
@@ -311,7 +360,9 @@ static void check_page(kv_walk *w, uint64_t pgno, uint64_t level, bound lo, boun
             prev = cell;
         if (want == KV_LEAF) {
             w->entries++;
-            if (cell.big)
+            if (w->treeid == KV_TREE_CATALOG)
+                catalog_record(w, pgno, p, i, &cell, in_commit);
+            else if (cell.big)
                 check_overflow(w, pgno, i, &cell, in_commit);
             else if (w->treeid == KV_TREE_FREE)
                 check_free_record(w, pgno, i, &cell);
@@ -331,40 +382,65 @@ static void check_page(kv_walk *w, uint64_t pgno, uint64_t level, bound lo, boun
                         first_outside, from);
 }
 
-static void check_tree(kv_walk *w, const kv_tree *tree, int treeid)
+/* One tree, from the descriptor at `from` (the meta, or for a named
+ * database the catalog leaf holding its record; in_commit: that page is of
+ * the snapshot's txn). */
+static void check_tree(kv_walk *w, const kv_tree *tree, int treeid, uint64_t from,
+                       bool in_commit)
 {
+    char name[KV_DB_NAME_MAX + 16];
     w->tree = tree;
     w->treeid = treeid;
     w->entries = w->branch = w->leaf = w->overflow = 0;
+    /* where the descriptor is: the meta's counts are named by its slot */
+    const char *at = from == w->meta_pg ? w->meta_name : "";
     /* a validated meta has these; the bound keeps the recursion (and a
      * source's per-level buffers) finite whatever the caller passes */
     if (tree->root && (tree->depth == 0 || tree->depth > KV_MAX_DEPTH))
-        kv_walk_problem(w, w->meta_pg, "%s%s tree of depth %" PRIu64 " cannot be walked",
-                        w->meta_name, tree_name((unsigned)treeid), tree->depth);
+        kv_walk_problem(w, from, "%s%s tree of depth %" PRIu64 " cannot be walked", at,
+                        walked_name(w, name, sizeof name), tree->depth);
     else if (tree->root)
-        check_page(w, tree->root, 0, (bound){0}, (bound){0}, w->meta_pg, w->txnid, true);
+        check_page(w, tree->root, 0, (bound){0}, (bound){0}, from, w->txnid, in_commit);
     if (w->entries != tree->entries || w->branch != tree->branch_pages ||
         w->leaf != tree->leaf_pages || w->overflow != tree->overflow_pages)
-        kv_walk_problem(w, w->meta_pg,
-                        "%s%s tree counts differ from the tree: entries %" PRIu64 " (meta %"
+        kv_walk_problem(w, from,
+                        "%s%s tree counts differ from the tree: entries %" PRIu64 " (%s %"
                         PRIu64 "), branch pages %" PRIu64 " (%" PRIu64 "), leaf pages %" PRIu64
                         " (%" PRIu64 "), overflow pages %" PRIu64 " (%" PRIu64 ")",
-                        w->meta_name, tree_name((unsigned)treeid), w->entries, tree->entries,
+                        at, walked_name(w, name, sizeof name), w->entries,
+                        w->db_name ? "record" : "meta", tree->entries,
                         w->branch, tree->branch_pages, w->leaf, tree->leaf_pages, w->overflow,
                         tree->overflow_pages);
     if (treeid == KV_TREE_MAIN)
         w->main_entries = w->entries;
 }
 
-/* Both trees of the meta, and its counts that are not a tree's own. */
+/* The named databases the catalog records, each tree in turn. */
+static void check_databases(kv_walk *w)
+{
+    if (w->dbs_lost)
+        kv_walk_problem(w, w->meta_pg, "%sout of memory: some named databases not checked",
+                        w->meta_name);
+    for (size_t i = 0; i < w->ndbs; i++) {
+        const kv_walk_db *db = &w->dbs[i];
+        uint64_t before = w->problems;
+        w->db_name = db->name;
+        check_tree(w, &db->tree, KV_TREE_NAMED, db->leaf, db->in_commit);
+        w->db_name = NULL;
+        if (w->db_done)
+            w->db_done(w, db, w->problems - before);
+    }
+}
+
+/* Every tree of the meta (the main and free trees, the catalog and the
+ * databases it names), and the meta's counts that are not a tree's own. */
 void kv_walk_trees(kv_walk *w)
 {
     const kv_meta *m = w->m;
-    check_tree(w, &m->main, KV_TREE_MAIN);
-    check_tree(w, &m->free, KV_TREE_FREE);
-    if (m->catalog.root)
-        kv_walk_problem(w, w->meta_pg, "%scatalog tree set, but this version has no buckets",
-                        w->meta_name);
+    check_tree(w, &m->main, KV_TREE_MAIN, w->meta_pg, true);
+    check_tree(w, &m->free, KV_TREE_FREE, w->meta_pg, true);
+    check_tree(w, &m->catalog, KV_TREE_CATALOG, w->meta_pg, true);
+    check_databases(w);
     if (w->free_listed != m->free_pages)
         kv_walk_problem(w, w->meta_pg, "%sthe free tree lists %" PRIu64 " pages, the meta says %"
                         PRIu64, w->meta_name, w->free_listed, m->free_pages);

@@ -18,6 +18,16 @@
 
 typedef struct kv_walk kv_walk;
 
+/* A named database's catalog record, found while walking the catalog, and
+ * walked after it. */
+typedef struct kv_walk_db {
+    char name[KV_DB_NAME_MAX + 1];
+    kv_tree tree;
+    uint64_t sequence;
+    uint64_t leaf;        /* the catalog leaf holding the record */
+    bool in_commit;       /* that leaf is of the snapshot's txn */
+} kv_walk_db;
+
 /* Where the walk's pages come from.  The walker has checked every page
  * number (and a run's length) against the meta's high-water mark before it
  * asks.  A source that cannot supply a page reports why (kv_walk_problem)
@@ -48,6 +58,9 @@ struct kv_walk {
     /* called per page a free-page record lists, once claimed (may be NULL):
      * txnid is the transaction that freed it */
     void (*freed)(kv_walk *w, uint64_t pgno, uint64_t txnid);
+    /* called per named database once its tree is walked (may be NULL):
+     * its record and the problems found in its tree */
+    void (*db_done)(kv_walk *w, const kv_walk_db *db, uint64_t problems);
     /* results */
     uint8_t *seen;        /* bitmap over the high-water mark */
     uint64_t problems;
@@ -57,6 +70,10 @@ struct kv_walk {
     /* the tree being walked, and what was found in it */
     const kv_tree *tree;
     int treeid;
+    const char *db_name;  /* the named database's, NULL for the file's own trees */
+    kv_walk_db *dbs;      /* the catalog's records */
+    size_t ndbs, dbcap;
+    bool dbs_lost;        /* no memory for some of them: not walked */
     uint64_t entries, branch, leaf, overflow;
     uint64_t commit_count, commit_sum; /* pages of the snapshot's txn, as txn.c counts them */
     bool commit_torn;     /* one of them failed its checksum */

@@ -1818,7 +1818,7 @@ START_TEST(test_errors)
         {KVMAP_VERSION, "KVMAP_VERSION"},       {KVMAP_FULL, "KVMAP_FULL"},
         {KVMAP_READERS_FULL, "KVMAP_READERS_FULL"}, {KVMAP_BAD_TXN, "KVMAP_BAD_TXN"},
         {KVMAP_KEY_SIZE, "KVMAP_KEY_SIZE"},     {KVMAP_VAL_SIZE, "KVMAP_VAL_SIZE"},
-        {KVMAP_BAD_ARG, "KVMAP_BAD_ARG"},       {KVMAP_FORKED, "KVMAP_FORKED"},
+        {KVMAP_BAD_ARG, "KVMAP_BAD_ARG"},       {KVMAP_FORKED, "KVMAP_FORKED"}, {KVMAP_BAD_DBI, "KVMAP_BAD_DBI"},
     };
     ck_assert_int_eq(KVMAP_ERR_LAST - KVMAP_ERR_FIRST + 1, (int)(sizeof codes / sizeof codes[0]));
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
@@ -3082,6 +3082,142 @@ static int patch_byte(const char *path, size_t off, unsigned char b)
     return e;
 }
 
+/* Named databases: handles across an aborted creation, KVMAP_BAD_DBI,
+ * separate key spaces, cursors, list in name order, drop (empty and
+ * delete) freeing every page, and a reopen that sees it all. */
+static int collect_name(void *ctx, const char *name)
+{
+    char *buf = ctx;
+    strcat(buf, name);
+    strcat(buf, ",");
+    return 0;
+}
+
+START_TEST(test_dbi_basics)
+{
+    kvmap *db = create_db("dbi", 4096);
+    kvmap_txn *t = tu_wbegin(db);
+    kvmap_dbi a, b, again;
+    ck_assert_kv_ok(kvmap_dbi_open(t, "users", KVMAP_CREATE, &a));
+    kvmap_abort(t); /* the handle outlives the transaction that made it */
+    t = tu_rbegin(db);
+    kvmap_val v;
+    ck_assert_kv_rc(kvmap_dbi_get(t, a, tu_str("x"), &v), KVMAP_BAD_DBI);
+    ck_assert_kv_rc(kvmap_dbi_open(t, "users", 0, &again), KVMAP_NOTFOUND);
+    ck_assert_kv_rc(kvmap_dbi_open(t, "users", KVMAP_CREATE, &again), KVMAP_BAD_TXN);
+    ck_assert_kv_rc(kvmap_dbi_open(t, "", 0, &again), KVMAP_BAD_ARG);
+    kvmap_abort(t);
+    t = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "users", KVMAP_CREATE, &again));
+    ck_assert_uint_eq(again, a);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "index", KVMAP_CREATE, &b));
+    ck_assert_uint_ne(a, b);
+    ck_assert_kv_rc(kvmap_dbi_drop(t, KVMAP_MAIN_DBI, KVMAP_DROP_DELETE), KVMAP_BAD_ARG);
+    static char big[20000];
+    memset(big, 'v', sizeof big);
+    for (int i = 0; i < 3000; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%05d", i);
+        ck_assert_kv_ok(kvmap_dbi_put(t, a, tu_str(k), tu_str("in users"), 0));
+        if (i % 2 == 0)
+            ck_assert_kv_ok(kvmap_dbi_put(t, b, tu_str(k), tu_val(big, i % 100 ? 10 : sizeof big), 0));
+    }
+    ck_assert_kv_ok(kvmap_put(t, tu_str("k00001"), tu_str("in main"), 0));
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    ck_assert_kv_ok(kvmap_commit(t));
+
+    t = tu_rbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_get(t, a, tu_str("k00001"), &v));
+    ck_assert(tu_val_eq_str(v, "in users"));
+    ck_assert_kv_rc(kvmap_dbi_get(t, b, tu_str("k00001"), &v), KVMAP_NOTFOUND);
+    ck_assert_kv_ok(kvmap_get(t, tu_str("k00001"), &v));
+    ck_assert(tu_val_eq_str(v, "in main"));
+    kvmap_stat st;
+    ck_assert_kv_ok(kvmap_dbi_stat(t, a, &st));
+    ck_assert_uint_eq(st.entries, 3000);
+    ck_assert_kv_ok(kvmap_dbi_stat(t, b, &st));
+    ck_assert_uint_eq(st.entries, 1500);
+    ck_assert_uint_gt(st.overflow_pages, 0);
+    ck_assert_kv_ok(kvmap_stat_get(t, &st));
+    ck_assert_uint_eq(st.entries, 1); /* the main database alone */
+    kvmap_cursor *c;
+    ck_assert_kv_ok(kvmap_dbi_cursor_open(t, b, &c));
+    kvmap_val k;
+    unsigned n = 0;
+    for (int r = kvmap_cursor_first(c, &k, &v); r == 0; r = kvmap_cursor_next(c, &k, &v))
+        n++;
+    ck_assert_uint_eq(n, 1500);
+    ck_assert_kv_ok(kvmap_cursor_last(c, &k, NULL));
+    ck_assert(tu_val_eq_str(k, "k02998"));
+    kvmap_cursor_close(c);
+    char names[64] = "";
+    ck_assert_kv_ok(kvmap_dbi_list(t, collect_name, names));
+    ck_assert_str_eq(names, "index,users,");
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    kvmap_abort(t);
+
+    t = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_drop(t, b, 0)); /* emptied, still there */
+    ck_assert_kv_ok(kvmap_dbi_stat(t, b, &st));
+    ck_assert_uint_eq(st.entries, 0);
+    ck_assert_kv_ok(kvmap_dbi_drop(t, a, KVMAP_DROP_DELETE));
+    ck_assert_kv_rc(kvmap_dbi_get(t, a, tu_str("k00001"), &v), KVMAP_BAD_DBI);
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL)); /* every dropped page is free */
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+
+    db = open_flags("dbi", 0, 0);
+    t = tu_rbegin(db);
+    names[0] = '\0';
+    ck_assert_kv_ok(kvmap_dbi_list(t, collect_name, names));
+    ck_assert_str_eq(names, "index,");
+    ck_assert_kv_rc(kvmap_dbi_open(t, "users", 0, &again), KVMAP_NOTFOUND);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "index", 0, &b));
+    ck_assert_kv_ok(kvmap_dbi_stat(t, b, &st));
+    ck_assert_uint_eq(st.entries, 0);
+    ck_assert_uint_eq(st.leaf_pages + st.overflow_pages, 0);
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    kvmap_abort(t);
+    kvmap_close(db);
+}
+END_TEST
+
+/* Thousands of databases: each its own catalog entry; the catalog grows to
+ * a tree of several levels and a later transaction finds every one. */
+START_TEST(test_dbi_thousands)
+{
+    kvmap *db = create_db("dbis", 4096);
+    kvmap_txn *t = tu_wbegin(db);
+    enum { N = 3000 };
+    static kvmap_dbi h[N];
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "table-%d", i);
+        ck_assert_kv_ok(kvmap_dbi_open(t, name, KVMAP_CREATE, &h[i]));
+        ck_assert_kv_ok(kvmap_dbi_put(t, h[i], tu_str("id"), tu_str(name), 0));
+        ck_assert_kv_ok(kvmap_dbi_sequence(t, h[i], (uint64_t)i, NULL));
+    }
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = tu_rbegin(db);
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "table-%d", i);
+        kvmap_val v;
+        ck_assert_kv_ok(kvmap_dbi_get(t, h[i], tu_str("id"), &v));
+        ck_assert(tu_val_eq_str(v, name));
+        uint64_t seq;
+        ck_assert_kv_ok(kvmap_dbi_sequence(t, h[i], 0, &seq));
+        ck_assert_uint_eq(seq, (uint64_t)i);
+    }
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    kvmap_abort(t);
+    t = tu_wbegin(db);
+    ck_assert_kv_rc(kvmap_dbi_sequence(t, h[1], UINT64_MAX, NULL), -EOVERFLOW);
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+}
+END_TEST
+
 /* A value returned by get may be passed straight back to put, for the same
  * key (same size: overwritten in place) or another one. */
 START_TEST(test_put_value_from_map)
@@ -3453,6 +3589,8 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_bad_truncated);
     tcase_add_test(tc, test_bad_newer_version);
     tcase_add_test(tc, test_put_value_from_map);
+    tcase_add_test(tc, test_dbi_basics);
+    tcase_add_test(tc, test_dbi_thousands);
     tcase_add_loop_test(tc, test_bad_flips, 0, 2);
     suite_add_tcase(s, tc);
     return s;

@@ -72,6 +72,15 @@ static char *write_fixture(const char *name, const uint8_t *img, size_t size)
     return path;
 }
 
+static void expect_get_dbi(kvmap_txn *t, kvmap_dbi d, const char *key, const void *val,
+                           size_t n)
+{
+    kvmap_val v;
+    int rc = kvmap_dbi_get(t, d, tu_str(key), &v);
+    ck_assert_msg(rc == 0, "get %s: %s", key, tu_err_name(rc));
+    ck_assert_msg(tu_val_eq(v, val, n), "get %s: wrong value", key);
+}
+
 static void expect_get(kvmap_txn *t, const char *key, const void *val, size_t n)
 {
     kvmap_val v;
@@ -218,6 +227,86 @@ START_TEST(test_v1_opens_and_upgrades)
 }
 END_TEST
 
+/* A format 2 file (the version before the catalog) opens and reads; a
+ * commit then adds a named database, laid out as format.h says for format
+ * 3 (literal offsets): the meta's catalog root is a catalog leaf (tree 2)
+ * whose record (64 bytes: tree descriptor, sequence) roots a tree of pages
+ * of tree 3; the main sequence is at meta offset 216. */
+START_TEST(test_v2_opens_and_gains_a_catalog)
+{
+    size_t n;
+    uint8_t *f = load_hex("v2-512.hex", &n);
+    ck_assert_uint_eq(kv_get32(f + 512 + 16), 2); /* txn 3's meta: format 2 */
+    char *path = write_fixture("v2.kvmap", f, n);
+    free(f);
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(path, KVMAP_VERIFY, 0, &db));
+    kvmap_txn *t = tu_rbegin(db);
+    expect_v1_data(t);
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    kvmap_dbi d;
+    ck_assert_kv_rc(kvmap_dbi_open(t, "names", 0, &d), KVMAP_NOTFOUND);
+    kvmap_abort(t);
+    t = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "names", KVMAP_CREATE, &d));
+    ck_assert_uint_ne(d, KVMAP_MAIN_DBI);
+    ck_assert_kv_ok(kvmap_dbi_put(t, d, tu_str("k"), tu_str("named value"), 0));
+    uint64_t seq;
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, d, 5, &seq));
+    ck_assert_uint_eq(seq, 0);
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, KVMAP_MAIN_DBI, 7, &seq));
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+
+    f = tu_read_file(path, &n);
+    ck_assert_ptr_nonnull(f);
+    const uint8_t *m = f; /* txn 4 writes meta 0 */
+    ck_assert_uint_eq(kv_get64(m + 24), 4);
+    ck_assert_uint_eq(kv_get32(m + 16), 3);
+    ck_assert_uint_eq(kv_get64(m + 216), 7);          /* main sequence */
+    uint64_t croot = kv_get64(m + 160);
+    ck_assert_uint_eq(kv_get64(m + 168), 1);          /* catalog depth */
+    ck_assert_uint_eq(kv_get64(m + 176), 1);          /* one database */
+    ck_assert_uint_lt(croot, kv_get64(m + 32));
+    const uint8_t *cl = f + croot * 512;
+    ck_assert_uint_eq(kv_get16(cl + 24), 2);          /* leaf */
+    ck_assert_uint_eq(kv_get16(cl + 26), 2);          /* of the catalog */
+    const uint8_t *cell = cl + kv_get16(cl + 40);
+    ck_assert_uint_eq(kv_get32(cell), 64);            /* record size */
+    ck_assert_uint_eq(kv_get16(cell + 4), 5);
+    ck_assert_mem_eq(cell + 8, "names", 5);
+    const uint8_t *rec = cell + 13;
+    uint64_t root = kv_get64(rec);
+    ck_assert_uint_eq(kv_get64(rec + 8), 1);          /* depth */
+    ck_assert_uint_eq(kv_get64(rec + 16), 1);         /* entries */
+    ck_assert_uint_eq(kv_get64(rec + 48), 5);         /* sequence */
+    ck_assert_uint_eq(kv_get64(rec + 56), 0);         /* reserved */
+    const uint8_t *leaf = f + root * 512;
+    ck_assert_uint_eq(kv_get16(leaf + 26), 3);        /* a named database's page */
+    const uint8_t *c0 = leaf + kv_get16(leaf + 40);
+    ck_assert_mem_eq(c0 + 8, "knamed value", 12);
+    free(f);
+
+    ck_assert_kv_ok(tu_open(path, KVMAP_VERIFY | KVMAP_RDONLY, 0, &db));
+    t = tu_rbegin(db);
+    expect_v1_data(t);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "names", 0, &d));
+    expect_get_dbi(t, d, "k", "named value", 11);
+    ck_assert_kv_rc(kvmap_get(t, tu_str("k"), &(kvmap_val){0}), KVMAP_NOTFOUND);
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, d, 0, &seq));
+    ck_assert_uint_eq(seq, 5);
+    ck_assert_kv_rc(kvmap_dbi_sequence(t, d, 1, &seq), KVMAP_BAD_TXN);
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    kvmap_abort(t);
+    kvmap_close(db);
+    kvmap_file *kf;
+    ck_assert_kv_ok(kvmap_file_open(path, &kf));
+    ck_assert_kv_ok(kvmap_file_check(kf, -1, NULL, NULL, NULL));
+    kvmap_file_close(kf);
+    free(path);
+}
+END_TEST
+
 /* A format 1 file whose newest commit is torn (its leaf never written):
  * the walk finds it incomplete, and opening rolls back to txn 2. */
 START_TEST(test_v1_torn_commit_rolls_back)
@@ -261,7 +350,7 @@ START_TEST(test_v2_commit_list_and_synced)
     ck_assert_ptr_nonnull(f);
     unsigned slot = kv_get64(f + 24) > kv_get64(f + 4096 + 24) ? 0 : 1;
     const uint8_t *m = f + slot * 4096;
-    ck_assert_uint_eq(kv_get32(m + 16), 2);   /* version */
+    ck_assert_uint_eq(kv_get32(m + 16), 3);   /* version */
     ck_assert_uint_eq(kv_get32(m + 208), 0);  /* flags */
     uint32_t list = kv_get32(m + 212);
     ck_assert_uint_eq(list, kv_get64(m + 40)); /* == commit pages */
@@ -318,6 +407,7 @@ static Suite *format_suite(void)
     tcase_add_test(tc, test_v1_opens_and_upgrades);
     tcase_add_test(tc, test_v1_torn_commit_rolls_back);
     tcase_add_test(tc, test_v2_commit_list_and_synced);
+    tcase_add_test(tc, test_v2_opens_and_gains_a_catalog);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -930,7 +930,7 @@ START_TEST(test_meta_roundtrip)
     /* the layout of format.h, at literal offsets: not through the KV_MT_*
      * names that the encoder itself uses */
     ck_assert(memcmp(b + 8, "KVMAPDB\0", 8) == 0);
-    ck_assert_uint_eq(kv_get32(b + 16), 2);
+    ck_assert_uint_eq(kv_get32(b + 16), 3);
     ck_assert_uint_eq(kv_get32(b + 20), 4096);
     ck_assert_uint_eq(kv_get64(b + 24), m.txnid);
     ck_assert_uint_eq(kv_get64(b + 32), m.hwm);

@@ -813,7 +813,7 @@ has out '^  000ff0 '
 run 0 page base.kvmap 0
 has out '^  status  *valid$'
 has out '^  txn  *6$'
-has out '^  version  *2$'
+has out '^  version  *3$'
 has out '^  verified by  *reading the pages listed$'
 leaf=$("$CLI" page base.kvmap "$root" | sed -n 's/^  cell 0 .* child \([0-9]*\) .*/\1/p')
 run 0 page base.kvmap "$leaf"
