@@ -112,7 +112,12 @@ int kvmap_copy(kvmap *db, const char *path, unsigned flags)
     kvmap_txn *t;
     r = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
     if (r == 0) {
-        r = flags & KVMAP_COPY_COMPACT ? copy_compact(db, t, path, fd) : copy_pages(t, fd);
+        /* compacting rebuilds the main tree only so far: a file with named
+         * databases is refused rather than copied without them */
+        if ((flags & KVMAP_COPY_COMPACT) && t->m.catalog.entries)
+            r = -ENOTSUP;
+        else
+            r = flags & KVMAP_COPY_COMPACT ? copy_compact(db, t, path, fd) : copy_pages(t, fd);
         kvmap_abort(t);
     }
     if (r == 0)

@@ -421,7 +421,7 @@ int kvmap_file_page_get(kvmap_file *f, uint64_t pgno, kvmap_file_page *pg)
     } else {
         pg->problem = "unknown page type";
     }
-    if (pg->tree != KV_TREE_MAIN && pg->tree != KV_TREE_FREE)
+    if (pg->tree > KV_TREE_NAMED)
         pg->problem = "unknown tree";
     if (pg->header_pgno != pgno)
         pg->problem = "its header records another page number (misplaced page)";

@@ -3155,6 +3155,11 @@ START_TEST(test_dbi_basics)
     ck_assert_str_eq(names, "index,users,");
     ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
     kvmap_abort(t);
+    /* a compacting copy of named databases is refused, not made without them */
+    char *cp = dbpath("dbi-compact");
+    ck_assert_kv_rc(kvmap_copy(db, cp, KVMAP_COPY_COMPACT), -ENOTSUP);
+    ck_assert_int_ne(access(cp, F_OK), 0);
+    free(cp);
 
     t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_dbi_drop(t, b, 0)); /* emptied, still there */
