@@ -3219,6 +3219,21 @@ START_TEST(test_dbi_thousands)
     t = tu_wbegin(db);
     ck_assert_kv_rc(kvmap_dbi_sequence(t, h[1], UINT64_MAX, NULL), -EOVERFLOW);
     ck_assert_kv_ok(kvmap_commit(t));
+    /* a commit that writes no page, only the main sequence in its meta */
+    t = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, KVMAP_MAIN_DBI, 9, NULL));
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+    db = open_flags("dbis", KVMAP_VERIFY, 0);
+    kvmap_rollback rb;
+    ck_assert_kv_ok(kvmap_rollback_get(db, &rb));
+    ck_assert_int_eq(rb.reason, 0); /* the page-less commit verified whole */
+    t = tu_rbegin(db);
+    uint64_t seq;
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, KVMAP_MAIN_DBI, 0, &seq));
+    ck_assert_uint_eq(seq, 9);
+    ck_assert_kv_rc(kvmap_dbi_sequence(t, h[1], 0, &seq), KVMAP_BAD_DBI); /* another handle's */
+    kvmap_abort(t);
     kvmap_close(db);
 }
 END_TEST
