@@ -340,8 +340,10 @@ KVMAP_API int kvmap_stat_get(kvmap_txn *txn, kvmap_stat *st);
 
 /*
  * Copy a consistent snapshot of the database to a new file at path (which
- * must not exist: -EEXIST).  With KVMAP_COPY_COMPACT the copy holds only live
- * data, densely packed (no free pages); otherwise it is a page-for-page copy.
+ * must not exist: -EEXIST).  Every database is copied: the main one and
+ * every named one, with their sequence counters.  With KVMAP_COPY_COMPACT
+ * the copy holds only live data, densely packed (no free pages); otherwise
+ * it is a page-for-page copy.
  * Safe while other transactions run.  The copy is flushed and closed before
  * returning: no lock file (path-lock) is left beside it.  On any error no
  * file is left at path.

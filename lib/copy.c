@@ -1,11 +1,13 @@
 /*
  * copy.c - kvmap_copy: a consistent snapshot into a new file, page for page
- * or compacted (live data only, packed by sequential appends).
+ * or compacted (live data only, every database, packed by sequential
+ * appends).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -48,30 +50,88 @@ static int copy_pages(kvmap_txn *t, int fd)
     return r;
 }
 
-static int copy_entries(kvmap_txn *src, kvmap *dst)
+/* Database `from` of src into `to` of w: its entries in key order (each an
+ * append, so pages fill up) and its sequence counter. */
+static int copy_db(kvmap_txn *src, kvmap_dbi from, kvmap_txn *w, kvmap_dbi to)
 {
-    kvmap_txn *w;
-    int r = kvmap_begin(dst, 0, &w);
+    uint64_t seq, old;
+    int r = kvmap_dbi_sequence(src, from, 0, &seq);
+    if (r == 0)
+        r = kvmap_dbi_sequence(w, to, seq, &old);
+    kvmap_cursor *c;
+    if (r == 0)
+        r = kvmap_dbi_cursor_open(src, from, &c);
     if (r < 0)
         return r;
-    kvmap_cursor *c;
-    r = kvmap_cursor_open(src, &c);
-    if (r < 0) {
-        kvmap_abort(w);
-        return r;
-    }
     kvmap_val k, v;
     for (r = kvmap_cursor_first(c, &k, &v); r == 0; r = kvmap_cursor_next(c, &k, &v)) {
-        r = kvmap_put(w, k, v, KVMAP_APPEND);
+        r = kvmap_dbi_put(w, to, k, v, KVMAP_APPEND);
         if (r < 0)
             break;
     }
     kvmap_cursor_close(c);
-    if (r != KVMAP_NOTFOUND) {
-        kvmap_abort(w);
-        return r;
+    return r == KVMAP_NOTFOUND ? 0 : r;
+}
+
+/* The names of the snapshot's named databases, gathered before any is
+ * copied (copying uses the transaction that kvmap_dbi_list walks). */
+typedef struct name_list {
+    char **names;
+    size_t n, cap;
+} name_list;
+
+static int add_name(void *ctx, const char *name)
+{
+    name_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **p = realloc(l->names, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        l->names = p;
+        l->cap = cap;
     }
-    return kvmap_commit(w);
+    if (!(l->names[l->n] = strdup(name)))
+        return -ENOMEM;
+    l->n++;
+    return 0;
+}
+
+static void free_names(name_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+}
+
+/* Named database `name` of src into a database of that name made in w. */
+static int copy_named(kvmap_txn *src, kvmap_txn *w, const char *name)
+{
+    kvmap_dbi from, to;
+    int r = kvmap_dbi_open(src, name, 0, &from);
+    if (r == 0)
+        r = kvmap_dbi_open(w, name, KVMAP_CREATE, &to);
+    return r < 0 ? r : copy_db(src, from, w, to);
+}
+
+/* Every database of the snapshot, the main one first, then the named ones
+ * in name order (so the catalog, too, is built by appends), in one commit. */
+static int copy_entries(kvmap_txn *src, kvmap *dst)
+{
+    name_list l = {0};
+    int r = kvmap_dbi_list(src, add_name, &l);
+    kvmap_txn *w = NULL;
+    if (r == 0)
+        r = kvmap_begin(dst, 0, &w);
+    if (r == 0)
+        r = copy_db(src, KVMAP_MAIN_DBI, w, KVMAP_MAIN_DBI);
+    for (size_t i = 0; r == 0 && i < l.n; i++)
+        r = copy_named(src, w, l.names[i]);
+    free_names(&l);
+    if (r == 0)
+        return kvmap_commit(w);
+    kvmap_abort(w);
+    return r;
 }
 
 static int copy_compact(kvmap *db, kvmap_txn *t, const char *path, int fd)
@@ -112,12 +172,7 @@ int kvmap_copy(kvmap *db, const char *path, unsigned flags)
     kvmap_txn *t;
     r = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
     if (r == 0) {
-        /* compacting rebuilds the main tree only so far: a file with named
-         * databases is refused rather than copied without them */
-        if ((flags & KVMAP_COPY_COMPACT) && t->m.catalog.entries)
-            r = -ENOTSUP;
-        else
-            r = flags & KVMAP_COPY_COMPACT ? copy_compact(db, t, path, fd) : copy_pages(t, fd);
+        r = flags & KVMAP_COPY_COMPACT ? copy_compact(db, t, path, fd) : copy_pages(t, fd);
         kvmap_abort(t);
     }
     if (r == 0)
