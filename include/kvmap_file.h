@@ -109,13 +109,15 @@ KVMAP_API int kvmap_file_meta_get(kvmap_file *f, unsigned slot, kvmap_file_meta 
 #define KVMAP_PAGE_OVERFLOW 3u
 #define KVMAP_PAGE_META     0x100u
 /* Which tree a page belongs to. */
-#define KVMAP_TREE_MAIN 0u
-#define KVMAP_TREE_FREE 1u
+#define KVMAP_TREE_MAIN    0u
+#define KVMAP_TREE_FREE    1u
+#define KVMAP_TREE_CATALOG 2u /* the catalog of named databases */
+#define KVMAP_TREE_NAMED   3u /* a named database's tree */
 
 typedef struct kvmap_file_page {
     uint64_t pgno;
     unsigned type;        /* KVMAP_PAGE_*; any other value is as stored */
-    unsigned tree;        /* KVMAP_TREE_MAIN or KVMAP_TREE_FREE, as stored */
+    unsigned tree;        /* KVMAP_TREE_*, as stored */
     uint64_t header_pgno; /* the page number its header records */
     uint64_t txnid;       /* the transaction that wrote it */
     uint64_t checksum;    /* as stored */
@@ -196,6 +198,32 @@ typedef struct kvmap_file_check_result {
 KVMAP_API int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
                                kvmap_file_check_result *res);
 
+/* A database as kvmap_file_check_dbs found it. */
+typedef struct kvmap_file_db {
+    const char *name;      /* NULL: the main database */
+    kvmap_file_tree tree;  /* its descriptor as stored (in the meta, or in
+                              its catalog record) */
+    uint64_t sequence;     /* its sequence counter, as stored */
+    uint64_t problems;     /* problems found in its tree (each also reported) */
+    uint64_t entries;      /* key-value pairs the walk found in it */
+    uint64_t pages;        /* branch, leaf and overflow pages it reached */
+    uint64_t reserved[4];  /* zero: room to grow */
+} kvmap_file_db;
+
+/* Called by kvmap_file_check_dbs per database; db is valid during the call. */
+typedef void kvmap_file_db_fn(void *ctx, const kvmap_file_db *db);
+
+/*
+ * kvmap_file_check, and each (may be NULL) called per database once its
+ * tree is walked: the main database first, then every named database the
+ * catalog records, in name order (a record the catalog walk cannot read is
+ * reported as a problem of the catalog, and its database is not walked).
+ * report and each get the same ctx.  Returns and errors as kvmap_file_check.
+ */
+KVMAP_API int kvmap_file_check_dbs(kvmap_file *f, int slot, kvmap_check_fn *report,
+                                   kvmap_file_db_fn *each, void *ctx,
+                                   kvmap_file_check_result *res);
+
 /* Called by kvmap_file_free_pages per free page: pgno, and the transaction
  * that freed it. */
 typedef void kvmap_free_fn(void *ctx, uint64_t pgno, uint64_t txnid);
@@ -251,6 +279,30 @@ typedef struct kvmap_file_rescue_result {
 KVMAP_API int kvmap_file_rescue(kvmap_file *f, unsigned flags, kvmap_rescue_fn *emit,
                                 kvmap_check_fn *report, void *ctx,
                                 kvmap_file_rescue_result *res);
+
+/* Called by kvmap_file_rescue_dbs before the entries of each database: name
+ * NULL for the main database, and its sequence counter as stored (0 when
+ * it cannot be read).  A non-zero return stops the rescue, which then
+ * returns that value.  name is valid during the call only. */
+typedef int kvmap_rescue_db_fn(void *ctx, const char *name, uint64_t sequence);
+
+/*
+ * kvmap_file_rescue for every database: begin (may be NULL: the main
+ * database alone, as kvmap_file_rescue) is called for the main database,
+ * whose entries follow as kvmap_file_rescue emits them, then for each named
+ * database, in name order, followed by its entries in key order.  The
+ * catalog of names is salvaged as the main tree is (a damaged catalog page
+ * leaves a hole filled from every other intact catalog page; a name found
+ * only in a stale copy may come back after it was deleted).  Each named
+ * database's holes are filled from the trees of its older catalog records
+ * (its pages as an earlier transaction left them, not newer than that
+ * record), not from the pages of other databases.  res counts every
+ * database's entries; complete is 1 when every tree, the catalog's too,
+ * was read whole and sound.  Returns and errors as kvmap_file_rescue.
+ */
+KVMAP_API int kvmap_file_rescue_dbs(kvmap_file *f, unsigned flags, kvmap_rescue_db_fn *begin,
+                                    kvmap_rescue_fn *emit, kvmap_check_fn *report, void *ctx,
+                                    kvmap_file_rescue_result *res);
 
 #ifdef __cplusplus
 }

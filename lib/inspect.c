@@ -266,7 +266,7 @@ int kvmap_file_info_get(kvmap_file *f, kvmap_file_info *info)
 
 /* ---- meta pages --------------------------------------------------------- */
 
-static void tree_fields(const kv_tree *k, kvmap_file_tree *t)
+void kv_file_tree_fields(const kv_tree *k, kvmap_file_tree *t)
 {
     t->root = k->root;
     t->depth = k->depth;
@@ -325,9 +325,9 @@ int kvmap_file_meta_get(kvmap_file *f, unsigned slot, kvmap_file_meta *m)
     m->commit_pages = raw.commit_pages;
     m->commit_sum = raw.commit_sum;
     m->free_pages = raw.free_pages;
-    tree_fields(&raw.main, &m->main);
-    tree_fields(&raw.free, &m->free);
-    tree_fields(&raw.catalog, &m->catalog);
+    kv_file_tree_fields(&raw.main, &m->main);
+    kv_file_tree_fields(&raw.free, &m->free);
+    kv_file_tree_fields(&raw.catalog, &m->catalog);
     m->commit_synced = (raw.flags & KV_MF_SYNCED) != 0;
     m->commit_list = raw.list;
     meta_verdict(f, slot, m);

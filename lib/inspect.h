@@ -44,5 +44,7 @@ int kv_file_run_checksum(kvmap_file *f, uint64_t pgno, uint64_t n, uint8_t *buf,
                          uint64_t *sum);
 /* Is meta slot usable: validates and its pages lie inside the file. */
 bool kv_file_meta_usable(const kvmap_file *f, int slot);
+/* A tree descriptor as the public struct gives it. */
+void kv_file_tree_fields(const kv_tree *k, kvmap_file_tree *t);
 
 #endif

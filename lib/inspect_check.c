@@ -23,6 +23,7 @@ typedef struct file_src {
     uint8_t *lvl;
     uint8_t *run;
     kv_meta meta; /* the meta walked, its high-water mark bounded (walk) */
+    kvmap_file_db_fn *each; /* kvmap_file_check_dbs's, NULL */
 } file_src;
 
 static int file_page(kv_walk *w, uint64_t pgno, uint64_t level, const uint8_t **p)
@@ -166,13 +167,31 @@ static int walk(kv_walk *w, file_src *s, unsigned slot, bool full)
     return 0;
 }
 
-int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
-                     kvmap_file_check_result *res)
+/* The walk's db_done: the database to the caller of kvmap_file_check_dbs. */
+static void db_walked(kv_walk *w, const kv_walk_db *db, uint64_t problems)
+{
+    const file_src *s = w->src;
+    kvmap_file_db d = {.problems = problems, .entries = w->entries,
+                       .pages = w->branch + w->leaf + w->overflow};
+    if (db) {
+        d.name = db->name;
+        kv_file_tree_fields(&db->tree, &d.tree);
+        d.sequence = db->sequence;
+    } else {
+        kv_file_tree_fields(&w->m->main, &d.tree);
+        d.sequence = w->m->sequence;
+    }
+    s->each(w->ctx, &d);
+}
+
+int kvmap_file_check_dbs(kvmap_file *f, int slot, kvmap_check_fn *report,
+                         kvmap_file_db_fn *each, void *ctx, kvmap_file_check_result *res)
 {
     if (!f || slot < -1 || slot > 1)
         return KVMAP_BAD_ARG;
-    file_src s = {.f = f};
-    kv_walk w = {.ops = &file_ops, .src = &s, .psize = f->psize, .report = report, .ctx = ctx};
+    file_src s = {.f = f, .each = each};
+    kv_walk w = {.ops = &file_ops, .src = &s, .psize = f->psize, .report = report,
+                 .ctx = ctx, .db_done = each ? db_walked : NULL};
     int use = choose(f, slot);
     check_metas(&w, f, use);
     if (slot < 0)
@@ -202,6 +221,12 @@ int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
     if (r < 0)
         return r;
     return w.problems ? KVMAP_CORRUPTED : 0;
+}
+
+int kvmap_file_check(kvmap_file *f, int slot, kvmap_check_fn *report, void *ctx,
+                     kvmap_file_check_result *res)
+{
+    return kvmap_file_check_dbs(f, slot, report, NULL, ctx, res);
 }
 
 /* kvmap_file_free_pages: the walk of kvmap_file_check, silent, passing on

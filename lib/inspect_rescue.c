@@ -19,6 +19,16 @@
  *  3. Sort by key, then tier, then newest txn first, and emit the first copy
  *     of each key whose value can be read.
  *
+ * kvmap_file_rescue_dbs does this for the main tree, then for the catalog
+ * (its holes filled from every catalog leaf, as the main tree's from main
+ * leaves), and then for each named database it yields, in name order.  A
+ * named database's pages say only that they belong to some named database
+ * (pg_tree KV_TREE_NAMED), so its holes are filled from the trees of its
+ * older records instead: every intact catalog leaf in the file holding a
+ * record of that name gives an older root, and the leaves reached from it,
+ * written no later than that catalog leaf (a page reused since is newer),
+ * are candidates as in step 2.
+ *
  * Every page is read into a buffer (pread, inside the file), every cell is
  * decoded by node.c with its bounds checks, each page is entered once
  * (bitmaps over the file) and the walk is bounded by the meta's depth.
@@ -57,7 +67,7 @@ typedef struct rsc {
     unsigned flags;
     kvmap_check_fn *report;
     void *ctx;
-    const kv_meta *m;  /* the meta whose tree is walked, NULL when none */
+    const kv_meta *m;  /* the meta whose trees are walked, NULL when none */
     kv_meta meta;      /* its fields (its checksum may fail: see choose_meta) */
     int slot;
     uint64_t end;      /* pages below it are read: min(its hwm, the file's) */
@@ -72,8 +82,15 @@ typedef struct rsc {
     cand *c;
     size_t n, cap;
     uint64_t damaged, lost, emitted, tree_entries;
-    bool whole;        /* the walk found the meta's tree whole: no scan */
+    bool whole;        /* the walk found the tree whole: no scan */
+    bool all_whole;    /* and so every tree rescued so far */
     int stop_rc;       /* emit's non-zero return */
+    /* the tree being rescued */
+    const kv_tree *tree;
+    int treeid;        /* KV_TREE_MAIN, KV_TREE_CATALOG or KV_TREE_NAMED */
+    kvmap_rescue_fn *emit;
+    void *ectx;        /* emit's ctx */
+    uint64_t walk_limit; /* a walk from an older record: its pages' newest txn */
 } rsc;
 
 static void note(rsc *r, uint64_t pgno, const char *fmt, ...)
@@ -265,12 +282,11 @@ static int lose(rsc *r, uint64_t pgno, const char *why, const rkey *lo, const rk
 static bool header_sound(const rsc *r, const uint8_t *p, uint64_t pgno, int type)
 {
     return kv_pg_pgno(p) == pgno && kv_pg_type(p) == type &&
-           kv_get16(p + KV_PG_TREE) == KV_TREE_MAIN && kv_node_check_header(p, r->psize) == 0;
+           kv_get16(p + KV_PG_TREE) == r->treeid && kv_node_check_header(p, r->psize) == 0;
 }
 
 static int walk(rsc *r, uint64_t pgno, uint64_t level, rkey lo, rkey hi, uint64_t from)
 {
-    const kv_meta *m = r->m;
     char why[96];
     if (pgno < KV_FIRST_PGNO || pgno >= r->end || bit(r->visited, pgno)) {
         snprintf(why, sizeof why, "points to page %" PRIu64 ", %s", pgno,
@@ -282,7 +298,7 @@ static int walk(rsc *r, uint64_t pgno, uint64_t level, rkey lo, rkey hi, uint64_
     uint8_t *p = r->lvl + level * r->psize;
     if (kv_file_read(r->f, pgno, p) < 0)
         return lose(r, pgno, "cannot be read", &lo, &hi);
-    int want = level + 1 == m->main.depth ? KV_LEAF : KV_BRANCH;
+    int want = level + 1 == r->tree->depth ? KV_LEAF : KV_BRANCH;
     if (!header_sound(r, p, pgno, want))
         return lose(r, pgno, "not the tree page expected there", &lo, &hi);
     if (kv_get64(p + KV_PG_CHECKSUM) != kv_page_checksum(p, r->psize)) {
@@ -401,7 +417,7 @@ static int read_run(rsc *r, const cand *c, uint64_t pgno, uint32_t vsize, uint8_
     for (uint64_t i = 0; i < n && e == 0; i++)
         e = kv_file_read(r->f, pgno + i, b + i * r->psize);
     if (e == 0 && (kv_pg_pgno(b) != pgno || kv_pg_type(b) != KV_OVERFLOW ||
-                   kv_pg_count(b) != n || kv_get16(b + KV_PG_TREE) != KV_TREE_MAIN))
+                   kv_pg_count(b) != n || kv_get16(b + KV_PG_TREE) != r->treeid))
         e = KVMAP_CORRUPTED;
     if (e == 0 && c->tier != TIER_DAMAGED &&
         kv_get64(b + KV_PG_CHECKSUM) != kv_page_checksum(b, (size_t)(n * r->psize)))
@@ -439,7 +455,7 @@ static int emit_one(rsc *r, const cand *c, kvmap_rescue_fn *emit)
         }
         v.data = run + KV_PAGE_HDR;
     }
-    r->stop_rc = emit(r->ctx, (kvmap_val){r->arena + c->koff, c->ksize}, v);
+    r->stop_rc = emit(r->ectx, (kvmap_val){r->arena + c->koff, c->ksize}, v);
     free(run);
     if (r->stop_rc != 0)
         return STOPPED;
@@ -487,7 +503,12 @@ static bool raw_meta(const kvmap_file *f, int s, kv_meta *m)
     m->main.entries = kv_get64(b + KV_MT_MAIN + 16);
     m->free.root = kv_get64(b + KV_MT_FREE);
     m->free.depth = kv_get64(b + KV_MT_FREE + 8);
-    return m->main.depth <= KV_MAX_DEPTH && m->free.depth <= KV_MAX_DEPTH;
+    m->catalog.root = kv_get64(b + KV_MT_CATALOG);
+    m->catalog.depth = kv_get64(b + KV_MT_CATALOG + 8);
+    m->catalog.entries = kv_get64(b + KV_MT_CATALOG + 16);
+    m->sequence = kv_get64(b + KV_MT_SEQUENCE);
+    return m->main.depth <= KV_MAX_DEPTH && m->free.depth <= KV_MAX_DEPTH &&
+           m->catalog.depth <= KV_MAX_DEPTH;
 }
 
 /* Does the meta's tree start with a sound root page of its own txn or older? */
@@ -559,7 +580,212 @@ static void choose_meta(rsc *r)
     }
 }
 
-static int rescue(rsc *r, kvmap_rescue_fn *emit)
+/* ---- one tree ------------------------------------------------------------ */
+
+/* Start on tree (KV_TREE_*: its pages' pg_tree), emitting to emit(ectx). */
+static void tree_begin(rsc *r, const kv_tree *tree, int treeid, kvmap_rescue_fn *emit,
+                       void *ectx)
+{
+    memset(r->visited, 0, r->f->npages / 8 + 1);
+    r->alen = r->nholes = r->n = 0;
+    r->tree_entries = 0;
+    r->tree = tree;
+    r->treeid = treeid;
+    r->emit = emit;
+    r->ectx = ectx;
+}
+
+/* Step 1, from tree's root (none: the whole key space is a hole). */
+static int walk_tree(rsc *r)
+{
+    rkey none = {0, 0, false};
+    int e = 0;
+    if (!r->tree)
+        e = add_hole(r, none, none);
+    else if (r->tree->root)
+        e = walk(r, r->tree->root, 0, none, none, (uint64_t)r->slot);
+    if (e < 0)
+        return e;
+    r->whole = r->nholes == 0 && r->tree && r->tree_entries == r->tree->entries;
+    if (!r->whole) {
+        r->all_whole = false;
+        merge_holes(r);
+    }
+    return 0;
+}
+
+/* ---- named databases ---------------------------------------------------- */
+
+/* A catalog record read from a catalog leaf: a database's tree as of the
+ * transaction that wrote that leaf (no page of the tree is newer). */
+typedef struct rec {
+    char name[KV_DB_NAME_MAX + 1];
+    kv_tree tree;
+    uint64_t sequence, txnid;
+} rec;
+
+typedef struct recs {
+    rec *v;
+    size_t n, cap;
+} recs;
+
+/* The record in cell c of a catalog leaf of txnid; not one that does not
+ * decode (its database is then not rescued from it). */
+static int add_rec(recs *l, const kv_cell *c, uint64_t hwm, uint64_t txnid)
+{
+    kv_tree t;
+    uint64_t seq;
+    if (kv_db_record_decode(c, hwm, &t, &seq) < 0)
+        return 0;
+    int e = grow((void **)&l->v, &l->cap, l->n + 1, sizeof(rec));
+    if (e < 0)
+        return e;
+    rec *x = &l->v[l->n++];
+    memcpy(x->name, c->key, c->ksize);
+    x->name[c->ksize] = '\0';
+    x->tree = t;
+    x->sequence = seq;
+    x->txnid = txnid;
+    return 0;
+}
+
+/* The catalog's rescued entries, one per name in name order: emit for the
+ * catalog tree. */
+typedef struct cat_ctx {
+    recs *out;
+    uint64_t hwm;
+} cat_ctx;
+
+static int cat_entry(void *ctx, kvmap_val key, kvmap_val val)
+{
+    const cat_ctx *cc = ctx;
+    kv_cell c = {.key = key.data, .ksize = (uint32_t)key.size, .val = val.data,
+                 .vsize = (uint32_t)val.size};
+    return add_rec(cc->out, &c, cc->hwm, UINT64_MAX);
+}
+
+/* Every record in every intact catalog leaf of the file not newer than the
+ * limit: the older trees of each database, whose pages fill its holes. */
+static int all_records(rsc *r, recs *out)
+{
+    uint8_t *p = r->lvl;
+    r->treeid = KV_TREE_CATALOG;
+    for (uint64_t pgno = KV_FIRST_PGNO; pgno < r->f->npages; pgno++) {
+        if (kv_file_read(r->f, pgno, p) < 0 || !header_sound(r, p, pgno, KV_LEAF) ||
+            kv_pg_txnid(p) > r->limit ||
+            kv_get64(p + KV_PG_CHECKSUM) != kv_page_checksum(p, r->psize))
+            continue;
+        uint32_t n = kv_pg_count(p);
+        for (uint32_t i = 0; i < n; i++) {
+            kv_cell c;
+            int e = kv_node_cell(p, r->psize, i, &c) < 0 ? 0
+                                                          : add_rec(out, &c, r->f->npages,
+                                                                    kv_pg_txnid(p));
+            if (e < 0)
+                return e;
+        }
+    }
+    return 0;
+}
+
+/* Step 2 for a named database: the leaves reached from an older record of
+ * it (pages of its tree as it was), inside the file, of no newer txn than
+ * that record, each entered once (seen). */
+static int walk_older(rsc *r, uint8_t *seen, uint64_t pgno, uint64_t level, uint64_t depth,
+                      uint64_t txnid)
+{
+    if (pgno < KV_FIRST_PGNO || pgno >= r->f->npages || bit(seen, pgno) || level >= depth)
+        return 0;
+    set_bit(seen, pgno);
+    uint8_t *p = r->lvl + level * r->psize;
+    int want = level + 1 == depth ? KV_LEAF : KV_BRANCH;
+    if ((pgno < r->end && bit(r->visited, pgno)) || kv_file_read(r->f, pgno, p) < 0 ||
+        !header_sound(r, p, pgno, want) || kv_pg_txnid(p) > txnid)
+        return 0;
+    bool intact = kv_get64(p + KV_PG_CHECKSUM) == kv_page_checksum(p, r->psize);
+    if (want == KV_LEAF) {
+        bool stale = r->m && (pgno >= r->end || bit(r->freed, pgno));
+        int tier = !intact ? TIER_DAMAGED : stale ? TIER_FREED : TIER_ORPHAN;
+        if (!intact && !(r->flags & KVMAP_RESCUE_DAMAGED))
+            return 0;
+        return take_cells(r, p, pgno, tier, NULL, NULL);
+    }
+    if (!intact)
+        return 0;
+    uint32_t n = kv_pg_count(p);
+    for (uint32_t i = 0; i < n; i++) {
+        kv_cell c;
+        if (kv_node_cell(p, r->psize, i, &c) < 0)
+            return 0;
+        int e = walk_older(r, seen, c.child, level + 1, depth, txnid);
+        if (e < 0)
+            return e;
+    }
+    return 0;
+}
+
+/* Fill the holes of named database d from its older records' trees. */
+static int fill_named(rsc *r, const rec *d, const recs *all)
+{
+    uint8_t *seen = calloc(r->f->npages / 8 + 1, 1);
+    if (!seen)
+        return -ENOMEM;
+    int e = 0;
+    for (size_t i = 0; i < all->n && e == 0; i++) {
+        const rec *o = &all->v[i];
+        if (strcmp(o->name, d->name) == 0 && o->tree.root && o->tree.depth <= KV_MAX_DEPTH)
+            e = walk_older(r, seen, o->tree.root, 0, o->tree.depth, o->txnid);
+    }
+    free(seen);
+    return e;
+}
+
+/* ---- the whole file ------------------------------------------------------ */
+
+static int rescue_main(rsc *r)
+{
+    int e = walk_tree(r);
+    if (e == 0 && !r->whole)
+        e = scan(r);
+    return e < 0 ? e : emit_all(r, r->emit);
+}
+
+/* The catalog (its records into out, in name order), as the main tree. */
+static int rescue_catalog(rsc *r, recs *out)
+{
+    cat_ctx cc = {out, r->f->npages};
+    tree_begin(r, r->m ? &r->m->catalog : NULL, KV_TREE_CATALOG, cat_entry, &cc);
+    uint64_t emitted = r->emitted; /* records are not entries */
+    int e = walk_tree(r);
+    if (e == 0 && !r->whole)
+        e = scan(r);
+    if (e == 0)
+        e = emit_all(r, cat_entry);
+    r->emitted = emitted;
+    return e;
+}
+
+/* Named database d, announced to begin, its holes filled from its older
+ * trees (the records in all, gathered when a first database needs them). */
+static int rescue_named(rsc *r, const rec *d, recs *all, bool *gathered,
+                        kvmap_rescue_db_fn *begin, kvmap_rescue_fn *emit, void *ctx)
+{
+    r->stop_rc = begin(ctx, d->name, d->sequence);
+    if (r->stop_rc)
+        return 0;
+    tree_begin(r, &d->tree, KV_TREE_NAMED, emit, ctx);
+    int e = walk_tree(r);
+    if (e == 0 && !r->whole && !*gathered) {
+        *gathered = true;
+        e = all_records(r, all);
+        r->treeid = KV_TREE_NAMED;
+    }
+    if (e == 0 && !r->whole)
+        e = fill_named(r, d, all);
+    return e < 0 ? e : emit_all(r, emit);
+}
+
+static int rescue(rsc *r, kvmap_rescue_db_fn *begin, kvmap_rescue_fn *emit, void *ctx)
 {
     kvmap_file *f = r->f;
     r->visited = calloc(f->npages / 8 + 1, 1);
@@ -567,47 +793,47 @@ static int rescue(rsc *r, kvmap_rescue_fn *emit)
     r->lvl = malloc((KV_MAX_DEPTH + 1) * (size_t)r->psize);
     if (!r->visited || !r->freed || !r->lvl)
         return -ENOMEM;
-    rkey none = {0, 0, false};
-    int e = 0;
+    r->all_whole = true;
     if (!r->m) {
-        e = add_hole(r, none, none);
         note(r, KVMAP_FILE_NOPAGE, "no meta page leads to a tree: every page is scanned");
-    } else if (r->m->main.root) {
-        e = walk(r, r->m->main.root, 0, none, none, (uint64_t)r->slot);
+    } else if (r->m->free.root) {
+        uint8_t *seen = calloc(f->npages / 8 + 1, 1);
+        if (!seen)
+            return -ENOMEM;
+        walk_free(r, seen, r->m->free.root, 0);
+        free(seen);
     }
-    if (e < 0)
+    if (begin && (r->stop_rc = begin(ctx, NULL, r->m ? r->m->sequence : 0)) != 0)
+        return 0;
+    tree_begin(r, r->m ? &r->m->main : NULL, KV_TREE_MAIN, emit, ctx);
+    int e = rescue_main(r);
+    if (e < 0 || !begin || r->stop_rc)
         return e;
-    r->whole = r->nholes == 0 && r->m && r->tree_entries == r->m->main.entries;
-    if (!r->whole) {
-        merge_holes(r);
-        if (r->m && r->m->free.root) {
-            uint8_t *seen = calloc(f->npages / 8 + 1, 1);
-            if (!seen)
-                return -ENOMEM;
-            walk_free(r, seen, r->m->free.root, 0);
-            free(seen);
-        }
-        e = scan(r);
-        if (e < 0)
-            return e;
-    }
-    return emit_all(r, emit);
+    recs names = {0}, all = {0};
+    bool gathered = false;
+    e = rescue_catalog(r, &names);
+    for (size_t i = 0; e == 0 && r->stop_rc == 0 && i < names.n; i++)
+        e = rescue_named(r, &names.v[i], &all, &gathered, begin, emit, ctx);
+    free(names.v);
+    free(all.v);
+    return e;
 }
 
-int kvmap_file_rescue(kvmap_file *f, unsigned flags, kvmap_rescue_fn *emit,
-                      kvmap_check_fn *report, void *ctx, kvmap_file_rescue_result *res)
+int kvmap_file_rescue_dbs(kvmap_file *f, unsigned flags, kvmap_rescue_db_fn *begin,
+                          kvmap_rescue_fn *emit, kvmap_check_fn *report, void *ctx,
+                          kvmap_file_rescue_result *res)
 {
     if (!f || !emit || (flags & ~KVMAP_RESCUE_DAMAGED))
         return KVMAP_BAD_ARG;
     rsc r = {.f = f, .psize = f->psize, .flags = flags, .report = report, .ctx = ctx};
     choose_meta(&r);
-    int e = rescue(&r, emit);
+    int e = rescue(&r, begin, emit, ctx);
     if (res) {
         memset(res, 0, sizeof *res);
         res->entries = r.emitted;
         res->damaged_pages = r.damaged;
         res->lost_values = r.lost;
-        res->complete = e == 0 && r.whole && r.lost == 0 && r.stop_rc == 0;
+        res->complete = e == 0 && r.all_whole && r.lost == 0 && r.stop_rc == 0;
     }
     free(r.visited);
     free(r.freed);
@@ -618,4 +844,10 @@ int kvmap_file_rescue(kvmap_file *f, unsigned flags, kvmap_rescue_fn *emit,
     if (e < 0)
         return e;
     return r.stop_rc;
+}
+
+int kvmap_file_rescue(kvmap_file *f, unsigned flags, kvmap_rescue_fn *emit,
+                      kvmap_check_fn *report, void *ctx, kvmap_file_rescue_result *res)
+{
+    return kvmap_file_rescue_dbs(f, flags, NULL, emit, report, ctx, res);
 }

@@ -437,7 +437,10 @@ static void check_databases(kv_walk *w)
 void kv_walk_trees(kv_walk *w)
 {
     const kv_meta *m = w->m;
+    uint64_t before = w->problems;
     check_tree(w, &m->main, KV_TREE_MAIN, w->meta_pg, true);
+    if (w->db_done)
+        w->db_done(w, NULL, w->problems - before);
     check_tree(w, &m->free, KV_TREE_FREE, w->meta_pg, true);
     check_tree(w, &m->catalog, KV_TREE_CATALOG, w->meta_pg, true);
     check_databases(w);

@@ -58,8 +58,10 @@ struct kv_walk {
     /* called per page a free-page record lists, once claimed (may be NULL):
      * txnid is the transaction that freed it */
     void (*freed)(kv_walk *w, uint64_t pgno, uint64_t txnid);
-    /* called per named database once its tree is walked (may be NULL):
-     * its record and the problems found in its tree */
+    /* called per database once its tree is walked (may be NULL): the main
+     * database first (db NULL), then each named one with its record; the
+     * problems found in its tree, and entries, branch, leaf, overflow
+     * below hold what the walk found in it */
     void (*db_done)(kv_walk *w, const kv_walk_db *db, uint64_t problems);
     /* results */
     uint8_t *seen;        /* bitmap over the high-water mark */

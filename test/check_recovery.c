@@ -557,6 +557,236 @@ START_TEST(test_file_tools_agree_on_rollback)
 }
 END_TEST
 
+/* ---- named databases in the raw-file tools --------------------------------- */
+
+#define NAMED_KEYS 2000
+
+/* db.kvmap with the main database (50 keys) and "a" and "b" holding the
+ * same keys k00000.. with values "a-N" and "b-N" (every 97th of b's an
+ * overflow run), sequences 5 and 9, committed as txn 2; then txn 3
+ * overwrites a's first key with "a-new" (rewriting a's first leaf and the
+ * catalog leaf: txn 2's copies stay in the file, freed). */
+static char *make_named(void)
+{
+    char *path = tu_path(tu_dir, "named.kvmap");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(path, KVMAP_CREATE, 0, &db));
+    kvmap_txn *t = tu_wbegin(db);
+    kvmap_dbi a, b;
+    uint64_t old;
+    ck_assert_kv_ok(kvmap_dbi_open(t, "a", KVMAP_CREATE, &a));
+    ck_assert_kv_ok(kvmap_dbi_open(t, "b", KVMAP_CREATE, &b));
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, a, 5, &old));
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, b, 9, &old));
+    static char big[9000];
+    for (int i = 0; i < NAMED_KEYS; i++) {
+        char k[16], va[16], vb[16];
+        snprintf(k, sizeof k, "k%05d", i);
+        snprintf(va, sizeof va, "a-%d", i);
+        snprintf(vb, sizeof vb, "b-%d", i);
+        ck_assert_kv_ok(kvmap_dbi_put(t, a, tu_str(k), tu_str(va), 0));
+        if (i % 97 == 0) {
+            memset(big, 'B', sizeof big);
+            memcpy(big, vb, strlen(vb));
+            ck_assert_kv_ok(kvmap_dbi_put(t, b, tu_str(k), tu_val(big, sizeof big), 0));
+        } else {
+            ck_assert_kv_ok(kvmap_dbi_put(t, b, tu_str(k), tu_str(vb), 0));
+        }
+        if (i < 50)
+            ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_str("main"), 0));
+    }
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_put(t, a, tu_str("k00000"), tu_str("a-new"), 0));
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+    return path;
+}
+
+/* What kvmap_file_check_dbs reported per database. */
+typedef struct dbs_seen {
+    int n;
+    char names[4][8];
+    kvmap_file_db db[4];
+} dbs_seen;
+
+static void note_db(void *ctx, const kvmap_file_db *db)
+{
+    dbs_seen *s = ctx;
+    ck_assert_int_lt(s->n, 4);
+    snprintf(s->names[s->n], sizeof s->names[0], "%s", db->name ? db->name : "-");
+    s->db[s->n++] = *db;
+}
+
+static int checked_dbs(const char *path, dbs_seen *s)
+{
+    kvmap_file *f;
+    ck_assert_kv_ok(kvmap_file_open(path, &f));
+    memset(s, 0, sizeof *s);
+    kvmap_file_check_result cr;
+    int rc = kvmap_file_check_dbs(f, -1, NULL, note_db, s, &cr);
+    kvmap_file_close(f);
+    ck_assert_int_eq(s->n, 3);
+    ck_assert_str_eq(s->names[0], "-");
+    ck_assert_str_eq(s->names[1], "a");
+    ck_assert_str_eq(s->names[2], "b");
+    return rc;
+}
+
+/* Damage page pgno's bytes (not its header): its checksum fails. */
+static void damage_page(const char *path, uint64_t pgno)
+{
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    uint8_t junk[16];
+    memset(junk, 0x5a, sizeof junk);
+    ck_assert_int_eq(pwrite(fd, junk, sizeof junk, (off_t)(pgno * 4096 + 1000)), sizeof junk);
+    close(fd);
+}
+
+/* Child i of branch page pgno (a's root). */
+static uint64_t child(const char *path, uint64_t pgno, unsigned i)
+{
+    kvmap_file *f;
+    ck_assert_kv_ok(kvmap_file_open(path, &f));
+    kvmap_file_cell c;
+    ck_assert_kv_ok(kvmap_file_cell_get(f, pgno, i, &c));
+    kvmap_file_close(f);
+    ck_assert_uint_ne(c.child, 0);
+    return c.child;
+}
+
+/* A rescue's output, database by database. */
+typedef struct rescue_out {
+    int ndbs;
+    char names[4][8];
+    uint64_t sequence[4], entries[4];
+    int wrong[4];        /* values not of their database */
+    char first_a[16];    /* a's value of k00000 */
+} rescue_out;
+
+static int rescue_begin(void *ctx, const char *name, uint64_t sequence)
+{
+    rescue_out *o = ctx;
+    ck_assert_int_lt(o->ndbs, 4);
+    snprintf(o->names[o->ndbs], sizeof o->names[0], "%s", name ? name : "-");
+    o->sequence[o->ndbs++] = sequence;
+    return 0;
+}
+
+static int rescue_entry(void *ctx, kvmap_val key, kvmap_val val)
+{
+    rescue_out *o = ctx;
+    int d = o->ndbs - 1;
+    ck_assert_int_ge(d, 0);
+    o->entries[d]++;
+    char want[16];
+    const char *db = o->names[d];
+    char k[16];
+    snprintf(k, sizeof k, "%.*s", (int)key.size, (const char *)key.data);
+    int i = atoi(k + 1);
+    if (db[0] == '-')
+        snprintf(want, sizeof want, "main");
+    else
+        snprintf(want, sizeof want, "%s-%d", db, i);
+    size_t n = strlen(want);
+    if (db[0] == 'a' && i == 0) {
+        snprintf(o->first_a, sizeof o->first_a, "%.*s", (int)val.size, (const char *)val.data);
+        return 0;
+    }
+    if (val.size < n || memcmp(val.data, want, n) != 0)
+        o->wrong[d]++;
+    return 0;
+}
+
+static void rescue_named_file(const char *path, rescue_out *o, kvmap_file_rescue_result *rr)
+{
+    kvmap_file *f;
+    ck_assert_kv_ok(kvmap_file_open(path, &f));
+    memset(o, 0, sizeof *o);
+    ck_assert_kv_ok(kvmap_file_rescue_dbs(f, 0, rescue_begin, rescue_entry, NULL, o, rr));
+    kvmap_file_close(f);
+    ck_assert_int_eq(o->ndbs, 3);
+    ck_assert_str_eq(o->names[0], "-");
+    ck_assert_str_eq(o->names[1], "a");
+    ck_assert_str_eq(o->names[2], "b");
+    ck_assert_uint_eq(o->sequence[1], 5);
+    ck_assert_uint_eq(o->sequence[2], 9);
+    ck_assert_uint_eq(o->entries[0], 50);
+    ck_assert_uint_eq(o->entries[1], NAMED_KEYS);
+    ck_assert_uint_eq(o->entries[2], NAMED_KEYS);
+    for (int d = 0; d < 3; d++)
+        ck_assert_int_eq(o->wrong[d], 0);
+    ck_assert_uint_eq(rr->entries, 50 + 2 * NAMED_KEYS);
+}
+
+/* check reports per database, and rescue salvages every database with its
+ * name and sequence; a hole in a named database is filled from its own
+ * older pages, never from another database's (b holds the same keys). */
+START_TEST(test_file_tools_named_dbs)
+{
+    char *path = make_named();
+    dbs_seen s;
+    ck_assert_kv_ok(checked_dbs(path, &s));
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(s.db[i].problems, 0);
+    ck_assert_uint_eq(s.db[0].entries, 50);
+    ck_assert_uint_eq(s.db[1].entries, NAMED_KEYS);
+    ck_assert_uint_eq(s.db[1].tree.entries, NAMED_KEYS);
+    ck_assert_uint_eq(s.db[1].sequence, 5);
+    ck_assert_uint_eq(s.db[2].sequence, 9);
+    ck_assert_uint_gt(s.db[2].tree.overflow_pages, 0);
+    ck_assert_uint_eq(s.db[2].pages, s.db[2].tree.branch_pages + s.db[2].tree.leaf_pages +
+                                         s.db[2].tree.overflow_pages);
+    ck_assert_uint_ge(s.db[1].tree.depth, 2);
+    rescue_out o;
+    kvmap_file_rescue_result rr;
+    rescue_named_file(path, &o, &rr);
+    ck_assert_str_eq(o.first_a, "a-new");
+    ck_assert_int_eq(rr.complete, 1);
+
+    /* a's second leaf (of txn 2, in both metas' trees) damaged: check
+     * blames a alone */
+    char *bad = tu_path(tu_dir, "bad.kvmap");
+    ck_assert_int_eq(tu_copy_file(path, bad), 0);
+    damage_page(bad, child(bad, s.db[1].tree.root, 1));
+    dbs_seen d;
+    ck_assert_kv_rc(checked_dbs(bad, &d), KVMAP_CORRUPTED);
+    ck_assert_uint_eq(d.db[0].problems, 0);
+    ck_assert_uint_gt(d.db[1].problems, 0);
+    ck_assert_uint_eq(d.db[2].problems, 0);
+
+    /* a's first leaf (of txn 3) damaged: rescue fills the hole from txn 2's
+     * copy, reached from a's older record */
+    ck_assert_int_eq(tu_copy_file(path, bad), 0);
+    damage_page(bad, child(bad, s.db[1].tree.root, 0));
+    rescue_named_file(bad, &o, &rr);
+    ck_assert_str_eq(o.first_a, "a-0"); /* the older copy: stale, but a's */
+    ck_assert_int_eq(rr.complete, 0);
+    ck_assert_uint_gt(rr.damaged_pages, 0);
+
+    /* the catalog's leaf (of txn 3) damaged: the names, and a's and b's
+     * trees as txn 2 left them, come from txn 2's catalog leaf */
+    ck_assert_int_eq(tu_copy_file(path, bad), 0);
+    kvmap_file *f;
+    ck_assert_kv_ok(kvmap_file_open(bad, &f));
+    kvmap_file_info fi;
+    ck_assert_kv_ok(kvmap_file_info_get(f, &fi));
+    kvmap_file_meta m;
+    ck_assert_kv_ok(kvmap_file_meta_get(f, (unsigned)fi.meta_slot, &m));
+    ck_assert_uint_eq(m.catalog.depth, 1);
+    kvmap_file_close(f);
+    damage_page(bad, m.catalog.root);
+    rescue_named_file(bad, &o, &rr);
+    ck_assert_str_eq(o.first_a, "a-0");
+    ck_assert_int_eq(rr.complete, 0);
+    unlink(bad);
+    free(bad);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
 static Suite *recovery_suite(void)
 {
     Suite *s = suite_create("recovery");
@@ -569,6 +799,10 @@ static Suite *recovery_suite(void)
     tcase_add_test(tc, test_file_tools_agree_on_rollback);
     tcase_add_test(tc, test_failed_synced_flush_then_retry);
     tcase_add_test(tc, test_file_read_error_is_no_rollback);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("named");
+    tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);
+    tcase_add_test(tc, test_file_tools_named_dbs);
     suite_add_tcase(s, tc);
     return s;
 }

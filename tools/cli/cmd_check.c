@@ -1,6 +1,7 @@
 /*
- * cmd_check.c - check: verify the raw file (kvmap_file_check), printing each
- * problem with its page, then a summary.
+ * cmd_check.c - check: verify the raw file (kvmap_file_check_dbs), printing
+ * each problem with its page, then a summary, and when the file has named
+ * databases one line per database.
  *
  * On a database that another process writes, the pages of the meta being
  * checked must not be reused while the check runs: when the file opens as
@@ -9,6 +10,7 @@
  */
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -55,9 +57,75 @@ static int open_pinned(const char *path, pin *p, kvmap_file **f)
     return kvmap_file_open(path, f);
 }
 
+/* A database as the check found it (the name copied: the library's is
+ * valid during the callback only). */
+typedef struct db_line {
+    char *name; /* NULL: the main database */
+    uint64_t problems, entries, pages, sequence;
+} db_line;
+
 typedef struct report_ctx {
     bool quiet;
+    db_line *dbs;
+    size_t ndbs, cap;
+    bool lost; /* no memory for some lines */
 } report_ctx;
+
+static void each_db(void *ctx, const kvmap_file_db *db)
+{
+    report_ctx *rc = ctx;
+    if (rc->ndbs == rc->cap) {
+        size_t cap = rc->cap ? 2 * rc->cap : 8;
+        db_line *p = realloc(rc->dbs, cap * sizeof *p);
+        if (!p) {
+            rc->lost = true;
+            return;
+        }
+        rc->dbs = p;
+        rc->cap = cap;
+    }
+    db_line l = {NULL, db->problems, db->entries, db->pages, db->sequence};
+    if (db->name && !(l.name = strdup(db->name))) {
+        rc->lost = true;
+        return;
+    }
+    rc->dbs[rc->ndbs++] = l;
+}
+
+/* One line per database, when there are named ones: "  database NAME:
+ * ok|damaged (N problems), E entries, P pages, sequence S". */
+static void print_dbs(report_ctx *rc)
+{
+    if (rc->ndbs > 1)
+        printf("%zu databases: the main one and %zu named\n", rc->ndbs, rc->ndbs - 1);
+    for (size_t i = 0; i < rc->ndbs; i++) {
+        const db_line *l = &rc->dbs[i];
+        if (rc->ndbs > 1) {
+            if (l->name) {
+                printf("  database ");
+                cli_print(stdout, l->name, strlen(l->name), FMT_TEXT);
+            } else {
+                printf("  main database");
+            }
+            if (l->problems)
+                printf(": damaged (%" PRIu64 " problem%s)", l->problems,
+                       l->problems == 1 ? "" : "s");
+            else
+                printf(": ok");
+            printf(", %" PRIu64 " entries, %" PRIu64 " pages, sequence %" PRIu64 "\n",
+                   l->entries, l->pages, l->sequence);
+        }
+    }
+    if (rc->lost)
+        printf("(out of memory: some databases not listed)\n");
+}
+
+static void free_dbs(report_ctx *rc)
+{
+    for (size_t i = 0; i < rc->ndbs; i++)
+        free(rc->dbs[i].name);
+    free(rc->dbs);
+}
 
 static void report(void *ctx, uint64_t pgno, const char *problem)
 {
@@ -76,7 +144,7 @@ int cmd_check(const cli_cmd *cmd, int argc, char **argv)
                                        {"quiet", no_argument, 0, 'q'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-    report_ctx rc = {false};
+    report_ctx rc = {0};
     int slot = -1;
     for (int c; (c = cli_getopt(cmd, argc, argv, "m:qh", lo)) != -1;) {
         uint64_t v;
@@ -101,18 +169,22 @@ int cmd_check(const cli_cmd *cmd, int argc, char **argv)
     if (e < 0)
         return cli_fail(path, e);
     kvmap_file_check_result res;
-    e = kvmap_file_check(f, slot, report, &rc, &res);
+    e = kvmap_file_check_dbs(f, slot, report, each_db, &rc, &res);
     kvmap_file_info fi;
     kvmap_file_info_get(f, &fi);
     kvmap_file_close(f);
     unpin(&p);
-    if (e < 0 && e != KVMAP_CORRUPTED)
+    if (e < 0 && e != KVMAP_CORRUPTED) {
+        free_dbs(&rc);
         return cli_fail(path, e);
+    }
     if (res.meta_slot >= 0)
         printf("%s: %s: meta %d (txn %" PRIu64 "), %" PRIu64 " entries, %" PRIu64
                " pages in use of %" PRIu64 " in the file, %" PRIu64 " free\n",
                path, e ? "damaged" : "ok", res.meta_slot, res.txnid, res.entries, res.hwm,
                fi.pages, res.free_pages);
+    print_dbs(&rc);
+    free_dbs(&rc);
     if (e)
         printf("%s: %" PRIu64 " problem%s found\n", path, res.problems,
                res.problems == 1 ? "" : "s");

@@ -26,7 +26,17 @@ static const char *type_name(unsigned type)
 
 static const char *tree_name(unsigned tree)
 {
-    return tree == KVMAP_TREE_MAIN ? "main" : tree == KVMAP_TREE_FREE ? "free" : "?";
+    switch (tree) {
+    case KVMAP_TREE_MAIN:
+        return "main";
+    case KVMAP_TREE_FREE:
+        return "free";
+    case KVMAP_TREE_CATALOG:
+        return "cat";
+    case KVMAP_TREE_NAMED:
+        return "named";
+    }
+    return "?";
 }
 
 static const char *sum_name(int ok)
