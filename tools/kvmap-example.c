@@ -5,8 +5,10 @@
  *
  * Creates the database, writes 1000 keys in one transaction, reads some back,
  * scans forward and backward with a cursor, seeks, deletes a few entries
- * through a cursor, and prints the statistics.  Exits non-zero on any error.
+ * through a cursor, prints the statistics, then keeps users and an index of
+ * them by email in two named databases.  Exits non-zero on any error.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,11 +27,24 @@
         }                                                                     \
     } while (0)
 
+static const char *const people[][2] = {
+    { "Ada Lovelace", "ada@example.org" },
+    { "Edsger Dijkstra", "ewd@example.org" },
+    { "Barbara Liskov", "liskov@example.org" },
+};
+
 /* A kvmap_val for a NUL-terminated string (the NUL is not stored). */
 static kvmap_val str(const char *s)
 {
     kvmap_val v = { s, strlen(s) };
     return v;
+}
+
+static int print_name(void *ctx, const char *name)
+{
+    (void)ctx;
+    printf("  database %s\n", name);
+    return 0; /* non-zero would stop the listing */
 }
 
 static void print_entry(const char *prefix, kvmap_val key, kvmap_val val)
@@ -134,6 +149,51 @@ int main(int argc, char **argv)
            (unsigned long long)st.branch_pages, (unsigned long long)st.leaf_pages,
            (unsigned long long)st.overflow_pages, (unsigned long long)st.free_pages,
            (unsigned long long)st.txn_id, (unsigned long long)st.file_size);
+    kvmap_abort(txn);
+    txn = NULL;
+
+    /* 7. Named databases: independent key spaces in the same file, committed
+     * together.  A handle names its database for the life of db, across
+     * transactions; a sequence counter hands out ids. */
+    kvmap_dbi users, by_email;
+    TRY("begin", kvmap_begin(db, 0, &txn));
+    TRY("dbi open", kvmap_dbi_open(txn, "users", KVMAP_CREATE, &users));
+    TRY("dbi open", kvmap_dbi_open(txn, "users-by-email", KVMAP_CREATE, &by_email));
+    for (i = 0; i < 3; i++) {
+        uint64_t id;
+        TRY("sequence", kvmap_dbi_sequence(txn, users, 1, &id)); /* 0, 1, 2 */
+        snprintf(kbuf, sizeof kbuf, "user:%04llu", (unsigned long long)id);
+        /* an email is unique: NOOVERWRITE refuses a second user with it */
+        rc = kvmap_dbi_put(txn, by_email, str(people[i][1]), str(kbuf), KVMAP_NOOVERWRITE);
+        if (rc == KVMAP_EXISTS) {
+            printf("%s is already a user\n", people[i][1]);
+            continue;
+        }
+        TRY("put email", rc);
+        TRY("put user", kvmap_dbi_put(txn, users, str(kbuf), str(people[i][0]), 0));
+    }
+    rc = kvmap_commit(txn);
+    txn = NULL;
+    TRY("commit", rc);
+
+    TRY("begin read", kvmap_begin(db, KVMAP_TXN_RDONLY, &txn));
+    TRY("get", kvmap_dbi_get(txn, by_email, str("ewd@example.org"), &val));
+    snprintf(kbuf, sizeof kbuf, "%.*s", (int)val.size, (const char *)val.data);
+    TRY("get", kvmap_dbi_get(txn, users, str(kbuf), &val));
+    printf("ewd@example.org is %s: %.*s\n", kbuf, (int)val.size, (const char *)val.data);
+    TRY("cursor open", kvmap_dbi_cursor_open(txn, by_email, &cur));
+    for (rc = kvmap_cursor_first(cur, &key, &val); rc == 0;
+         rc = kvmap_cursor_next(cur, &key, &val))
+        print_entry("  by email ", key, val);
+    if (rc != KVMAP_NOTFOUND)
+        TRY("cursor next", rc);
+    kvmap_cursor_close(cur);
+    cur = NULL;
+    TRY("dbi stat", kvmap_dbi_stat(txn, users, &st));
+    printf("users: %llu entries; the main database still has its own\n",
+           (unsigned long long)st.entries);
+    TRY("dbi list", kvmap_dbi_list(txn, print_name, NULL));
+    rc = 0;
 
 out:
     /* Destructors accept NULL: one cleanup path for success and failure. */
