@@ -68,14 +68,22 @@ static void usage(FILE *f)
     for (size_t e = 0; e < NALL; e++)
         fprintf(f, " %s", all_engines[e]->name);
     fprintf(f, "\n  --workloads LIST  comma-separated, from:");
-    for (size_t w = 0; w < bench_nworkloads; w++)
-        fprintf(f, "%s%s", w % 4 ? " " : "\n                      ", bench_workloads[w].name);
+    for (size_t w = 0, col = 80; w < bench_nworkloads; w++) {
+        size_t len = strlen(bench_workloads[w].name);
+
+        if (col + 1 + len > 78) {
+            fprintf(f, "\n                     ");
+            col = 21;
+        }
+        fprintf(f, " %s", bench_workloads[w].name);
+        col += 1 + len;
+    }
     fprintf(f,
         "\n                    (default: all).  A *_named workload is its namesake in the\n"
         "                    named database \"" BENCH_DB_NAME "\" of a fresh file instead of the\n"
         "                    main one (kvmap_dbi_*, LMDB mdb_dbi_open; SQLite has none:\n"
         "                    a table of that name); with its namesake the table adds a\n"
-        "                    \"named/main\" row, and odd repetitions run it first\n"
+        "                    \"named/main\" row; odd repetitions run it before its namesake\n"
         "  --json            print one JSON object instead of the table\n"
         "  -q                no progress on stderr\n"
         "  -h, --help        this text\n");
