@@ -53,7 +53,13 @@ typedef struct bench_engine {
     /* Files making up the database, as suffixes of its path ("" = the path). */
     const char *const *data_suffixes;
 
-    void *(*open)(const char *path, const bench_cfg *cfg); /* NULL: failed */
+    /*
+     * Open the database at path; db NULL: the main (unnamed) database, else
+     * the named database db, created if absent.  The named database is
+     * resolved here, once, and the handle uses it in every transaction.
+     * NULL: failed.
+     */
+    void *(*open)(const char *path, const char *db, const bench_cfg *cfg);
     void (*close)(void *h);
 
     int (*begin)(void *h, int write);
@@ -73,7 +79,20 @@ typedef struct bench_engine {
 
     /* Pages recorded as free (outside a transaction), or -1 if unknown. */
     int64_t (*free_pages)(void *h);
+    /*
+     * Entries (outside a transaction) in the handle's database, or with
+     * main_db in the main database whatever the handle's, not counting the
+     * records that name databases (LMDB keeps those in the main one); 0 for
+     * a database that does not exist, -1 on error.
+     */
+    int64_t (*entries)(void *h, int main_db);
+    /* What the named-database workloads run on in this engine (one line). */
+    const char *named_how;
 } bench_engine;
+
+/* The named database of the *_named workloads. */
+#define BENCH_DB_NAME "bench"
+
 
 extern const bench_engine bench_kvmap;
 #ifdef HAVE_LMDB
@@ -134,6 +153,7 @@ typedef struct bench_run {
     const bench_data *data;
     void *h;              /* the open database */
     char path[4096];      /* its file */
+    const char *db;       /* the database in it: NULL main, else BENCH_DB_NAME */
     uint8_t *gen;         /* per entry: generation of its current value */
     unsigned char *kbuf;  /* scratch: a key */
     unsigned char *vbuf;  /* scratch: a value */
@@ -160,13 +180,22 @@ typedef struct bench_workload {
     int (*run)(bench_run *r, double *out);
     int nout;
     bench_out out[BENCH_MAX_OUT];
+    /* A *_named workload: the workload it repeats in the named database
+     * BENCH_DB_NAME instead of the main one; NULL for the others.  A
+     * WL_FILL one makes the database the WL_FILLED ones after it read. */
+    const char *main_of;
 } bench_workload;
 
 extern const bench_workload bench_workloads[];
 extern const size_t bench_nworkloads;
 
-/* Open a fresh database named NAME in the temporary directory into r. */
+/* Open a fresh database file named NAME in the temporary directory into r
+ * (in r->db's database). */
 int bench_open_fresh(bench_run *r, const char *name);
+/* Open r's file again (in r->db's database). */
+int bench_reopen(bench_run *r);
+/* The index of the workload called name, or -1. */
+long bench_find_workload(const char *name);
 /* Close r's database and remove its files. */
 void bench_close_remove(bench_run *r);
 

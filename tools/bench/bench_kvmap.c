@@ -2,6 +2,9 @@
  * bench_kvmap.c - the kvmap adapter of kvmap-bench (public API only).
  *
  * Durable mode: the defaults (every commit flushes).  --nosync: KVMAP_NOSYNC.
+ * The main database through kvmap_get/put/del/cursor_open; a named one
+ * through kvmap_dbi_*, its kvmap_dbi resolved once at open and kept for the
+ * handle's life, as an application would.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,8 @@ typedef struct kv_handle {
     kvmap *db;
     kvmap_txn *txn;
     kvmap_cursor *cur;
+    int named;      /* a named database: use dbi */
+    kvmap_dbi dbi;
 } kv_handle;
 
 static int fail(const char *what, int rc)
@@ -51,7 +56,35 @@ static const char *kv_version(void)
     return kvmap_version();
 }
 
-static void *kv_open(const char *path, const bench_cfg *cfg)
+/* The handle of database name: looked up in a read transaction, created in
+ * a write one when absent (so reopening commits nothing). */
+static int open_dbi(kv_handle *h, const char *name)
+{
+    kvmap_txn *txn;
+    int rc = kvmap_begin(h->db, KVMAP_TXN_RDONLY, &txn);
+
+    if (rc != 0)
+        return fail("begin", rc);
+    rc = kvmap_dbi_open(txn, name, 0, &h->dbi);
+    kvmap_abort(txn);
+    if (rc == KVMAP_NOTFOUND) {
+        if ((rc = kvmap_begin(h->db, 0, &txn)) != 0)
+            return fail("begin", rc);
+        rc = kvmap_dbi_open(txn, name, KVMAP_CREATE, &h->dbi);
+        if (rc != 0) {
+            kvmap_abort(txn);
+            return fail("dbi_open", rc);
+        }
+        if ((rc = kvmap_commit(txn)) != 0)
+            return fail("commit", rc);
+    } else if (rc != 0) {
+        return fail("dbi_open", rc);
+    }
+    h->named = 1;
+    return BENCH_OK;
+}
+
+static void *kv_open(const char *path, const char *db, const bench_cfg *cfg)
 {
     kvmap_options opt = { .flags = KVMAP_CREATE };
     kv_handle *h = calloc(1, sizeof *h);
@@ -64,6 +97,11 @@ static void *kv_open(const char *path, const bench_cfg *cfg)
     rc = kvmap_open(path, &opt, &h->db);
     if (rc != 0) {
         fail("open", rc);
+        free(h);
+        return NULL;
+    }
+    if (db && open_dbi(h, db) != BENCH_OK) {
+        kvmap_close(h->db);
         free(h);
         return NULL;
     }
@@ -100,7 +138,8 @@ static int kv_commit(void *hv)
 static int kv_put(void *hv, bench_kv key, bench_kv val)
 {
     kv_handle *h = hv;
-    int rc = kvmap_put(h->txn, to_val(key), to_val(val), 0);
+    int rc = h->named ? kvmap_dbi_put(h->txn, h->dbi, to_val(key), to_val(val), 0)
+                      : kvmap_put(h->txn, to_val(key), to_val(val), 0);
 
     return rc == 0 ? BENCH_OK : fail("put", rc);
 }
@@ -109,7 +148,8 @@ static int kv_get(void *hv, bench_kv key, bench_kv *val)
 {
     kv_handle *h = hv;
     kvmap_val v = { NULL, 0 };
-    int rc = kvmap_get(h->txn, to_val(key), &v);
+    int rc = h->named ? kvmap_dbi_get(h->txn, h->dbi, to_val(key), &v)
+                      : kvmap_get(h->txn, to_val(key), &v);
 
     from_val(val, v);
     return result("get", rc);
@@ -119,13 +159,15 @@ static int kv_del(void *hv, bench_kv key)
 {
     kv_handle *h = hv;
 
-    return result("del", kvmap_del(h->txn, to_val(key)));
+    return result("del", h->named ? kvmap_dbi_del(h->txn, h->dbi, to_val(key))
+                                  : kvmap_del(h->txn, to_val(key)));
 }
 
 static int kv_cur_open(void *hv)
 {
     kv_handle *h = hv;
-    int rc = kvmap_cursor_open(h->txn, &h->cur);
+    int rc = h->named ? kvmap_dbi_cursor_open(h->txn, h->dbi, &h->cur)
+                      : kvmap_cursor_open(h->txn, &h->cur);
 
     return rc == 0 ? BENCH_OK : fail("cursor_open", rc);
 }
@@ -196,6 +238,20 @@ static int64_t kv_free_pages(void *hv)
     return rc == 0 ? (int64_t)st.free_pages : -1;
 }
 
+static int64_t kv_entries(void *hv, int main_db)
+{
+    kv_handle *h = hv;
+    kvmap_txn *txn;
+    kvmap_stat st;
+    int rc = kvmap_begin(h->db, KVMAP_TXN_RDONLY, &txn);
+
+    if (rc != 0)
+        return fail("begin", rc), -1;
+    rc = h->named && !main_db ? kvmap_dbi_stat(txn, h->dbi, &st) : kvmap_stat_get(txn, &st);
+    kvmap_abort(txn);
+    return rc == 0 ? (int64_t)st.entries : (fail("stat", rc), -1);
+}
+
 static const char *const kv_files[] = { "", NULL };
 
 const bench_engine bench_kvmap = {
@@ -217,4 +273,6 @@ const bench_engine bench_kvmap = {
     .cur_next = kv_cur_next,
     .cur_prev = kv_cur_prev,
     .free_pages = kv_free_pages,
+    .entries = kv_entries,
+    .named_how = "kvmap_dbi_get/put/del/cursor_open, the kvmap_dbi resolved at open",
 };

@@ -3,7 +3,9 @@
  *
  * One file (MDB_NOSUBDIR, lock file PATH-lock), the unnamed database, a map
  * large enough for every workload.  Durable mode: LMDB's default flags.
- * --nosync: MDB_NOSYNC.
+ * --nosync: MDB_NOSYNC.  A named database: mdb_env_set_maxdbs(1) and
+ * mdb_dbi_open(name, MDB_CREATE) at open; the MDB_dbi serves every later
+ * transaction (LMDB's handles outlive the transaction that committed them).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@ typedef struct mdb_handle {
     MDB_txn *txn;
     MDB_cursor *cur;
     int write; /* the open transaction is a write transaction */
+    int named; /* dbi is a named database (its name is a record of the main one) */
 } mdb_handle;
 
 #define GIB (1024.0 * 1024.0 * 1024.0)
@@ -72,7 +75,8 @@ static size_t map_size(const bench_cfg *cfg)
     return (size_t)(need / GIB + 1) * (size_t)GIB;
 }
 
-static int open_env(mdb_handle *h, const char *path, const bench_cfg *cfg)
+static int open_env(mdb_handle *h, const char *path, const char *db,
+                    const bench_cfg *cfg)
 {
     unsigned flags = MDB_NOSUBDIR | (cfg->nosync ? MDB_NOSYNC : 0);
     int rc;
@@ -81,11 +85,14 @@ static int open_env(mdb_handle *h, const char *path, const bench_cfg *cfg)
         return fail("env_create", rc);
     if ((rc = mdb_env_set_mapsize(h->env, map_size(cfg))) != 0)
         return fail("set_mapsize", rc);
+    if (db && (rc = mdb_env_set_maxdbs(h->env, 1)) != 0)
+        return fail("set_maxdbs", rc);
     if ((rc = mdb_env_open(h->env, path, flags, 0644)) != 0)
         return fail("env_open", rc);
     if ((rc = mdb_txn_begin(h->env, NULL, 0, &h->txn)) != 0)
         return fail("txn_begin", rc);
-    rc = mdb_dbi_open(h->txn, NULL, 0, &h->dbi);
+    rc = mdb_dbi_open(h->txn, db, db ? MDB_CREATE : 0, &h->dbi);
+    h->named = db != NULL;
     if (rc != 0) {
         mdb_txn_abort(h->txn);
         h->txn = NULL;
@@ -109,13 +116,13 @@ static void lm_close(void *hv)
     free(h);
 }
 
-static void *lm_open(const char *path, const bench_cfg *cfg)
+static void *lm_open(const char *path, const char *db, const bench_cfg *cfg)
 {
     mdb_handle *h = calloc(1, sizeof *h);
 
     if (!h)
         return NULL;
-    if (open_env(h, path, cfg) != BENCH_OK) {
+    if (open_env(h, path, db, cfg) != BENCH_OK) {
         lm_close(h);
         return NULL;
     }
@@ -255,6 +262,24 @@ static int64_t lm_free_pages(void *hv)
     return rc == MDB_NOTFOUND ? pages : -1;
 }
 
+static int64_t lm_entries(void *hv, int main_db)
+{
+    mdb_handle *h = hv;
+    MDB_txn *txn;
+    MDB_stat st;
+    int rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn);
+
+    if (rc != 0)
+        return fail("txn_begin", rc), -1;
+    /* MAIN_DBI is 1; the named database's record is its only entry there
+     * that is not data (nothing else opens one in these files). */
+    rc = mdb_stat(txn, main_db ? 1 : h->dbi, &st);
+    mdb_txn_abort(txn);
+    if (rc != 0)
+        return fail("stat", rc), -1;
+    return (int64_t)st.ms_entries - (main_db && h->named ? 1 : 0);
+}
+
 static const char *const lm_files[] = { "", NULL };
 
 const bench_engine bench_lmdb = {
@@ -276,4 +301,6 @@ const bench_engine bench_lmdb = {
     .cur_next = lm_cur_next,
     .cur_prev = lm_cur_prev,
     .free_pages = lm_free_pages,
+    .entries = lm_entries,
+    .named_how = "mdb_dbi_open(\"" BENCH_DB_NAME "\", MDB_CREATE) at open, maxdbs 1",
 };

@@ -5,7 +5,8 @@
  * statements, one SQL transaction per benchmark transaction, a page cache
  * large enough for the data (cache_size up to 1 GiB).  Durable mode:
  * synchronous=FULL.  --nosync: synchronous=OFF.  The database's size is the
- * main file plus the WAL.
+ * main file plus the WAL.  SQLite has no named databases: a named one is a
+ * table of that name instead of kv, the same thing as the main one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,19 +23,23 @@ enum {
 static const char *const st_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN",
     [ST_COMMIT] = "COMMIT",
-    [ST_PUT] = "INSERT OR REPLACE INTO kv(k, v) VALUES (?1, ?2)",
-    [ST_GET] = "SELECT v FROM kv WHERE k = ?1",
-    [ST_DEL] = "DELETE FROM kv WHERE k = ?1",
-    [ST_FIRST] = "SELECT k, v FROM kv ORDER BY k",
-    [ST_LAST] = "SELECT k, v FROM kv ORDER BY k DESC",
-    [ST_SEEK] = "SELECT k, v FROM kv WHERE k >= ?1 ORDER BY k",
+    [ST_PUT] = "INSERT OR REPLACE INTO %s(k, v) VALUES (?1, ?2)",
+    [ST_GET] = "SELECT v FROM %s WHERE k = ?1",
+    [ST_DEL] = "DELETE FROM %s WHERE k = ?1",
+    [ST_FIRST] = "SELECT k, v FROM %s ORDER BY k",
+    [ST_LAST] = "SELECT k, v FROM %s ORDER BY k DESC",
+    [ST_SEEK] = "SELECT k, v FROM %s WHERE k >= ?1 ORDER BY k",
     [ST_FREELIST] = "PRAGMA freelist_count",
 };
+
+#define MAIN_TABLE "kv"
+
 
 typedef struct sq_handle {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     sqlite3_stmt *cur; /* the statement a cursor steps, or NULL */
+    char table[300];   /* kv, or the named database's name, quoted */
 } sq_handle;
 
 static int fail(sq_handle *h, const char *what)
@@ -59,26 +64,30 @@ static void sq_close(void *hv)
     free(h);
 }
 
-static int sq_setup(sq_handle *h, const bench_cfg *cfg)
+static int sq_setup(sq_handle *h, const char *db, const bench_cfg *cfg)
 {
-    char sql[512];
+    char sql[1024];
 
+    /* Quoted: a name that is a keyword stays a name. */
+    snprintf(h->table, sizeof h->table, db ? "\"%s\"" : "%s", db ? db : MAIN_TABLE);
     snprintf(sql, sizeof sql,
              "PRAGMA journal_mode=WAL;"
              "PRAGMA synchronous=%s;"
              "PRAGMA cache_size=-1048576;"
-             "CREATE TABLE IF NOT EXISTS kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID;",
-             cfg->nosync ? "OFF" : "FULL");
+             "CREATE TABLE IF NOT EXISTS %s(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID;",
+             cfg->nosync ? "OFF" : "FULL", h->table);
     if (sqlite3_exec(h->db, sql, NULL, NULL, NULL) != SQLITE_OK)
         return fail(h, "setup");
-    for (int i = 0; i < ST_COUNT; i++)
-        if (sqlite3_prepare_v3(h->db, st_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+    for (int i = 0; i < ST_COUNT; i++) {
+        snprintf(sql, sizeof sql, st_sql[i], h->table);
+        if (sqlite3_prepare_v3(h->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
                                &h->st[i], NULL) != SQLITE_OK)
-            return fail(h, st_sql[i]);
+            return fail(h, sql);
+    }
     return BENCH_OK;
 }
 
-static void *sq_open(const char *path, const bench_cfg *cfg)
+static void *sq_open(const char *path, const char *db, const bench_cfg *cfg)
 {
     sq_handle *h = calloc(1, sizeof *h);
 
@@ -90,7 +99,7 @@ static void *sq_open(const char *path, const bench_cfg *cfg)
         sq_close(h);
         return NULL;
     }
-    if (sq_setup(h, cfg) != BENCH_OK) {
+    if (sq_setup(h, db, cfg) != BENCH_OK) {
         sq_close(h);
         return NULL;
     }
@@ -262,6 +271,37 @@ static int64_t sq_free_pages(void *hv)
     return pages;
 }
 
+/* The one integer that sql returns, or -1. */
+static int64_t query_int(sq_handle *h, const char *sql)
+{
+    sqlite3_stmt *s;
+    int64_t v = -1;
+
+    if (sqlite3_prepare_v2(h->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return fail(h, sql), -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    else
+        fail(h, sql);
+    sqlite3_finalize(s);
+    return v;
+}
+
+static int64_t sq_entries(void *hv, int main_db)
+{
+    sq_handle *h = hv;
+    char sql[400];
+
+    if (main_db) { /* the main table is absent in a file made for a named one */
+        int64_t have = query_int(h, "SELECT count(*) FROM sqlite_master WHERE"
+                                    " type = 'table' AND name = '" MAIN_TABLE "'");
+        if (have <= 0)
+            return have;
+    }
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", main_db ? MAIN_TABLE : h->table);
+    return query_int(h, sql);
+}
+
 static const char *const sq_files[] = { "", "-wal", NULL };
 
 const bench_engine bench_sqlite = {
@@ -283,4 +323,7 @@ const bench_engine bench_sqlite = {
     .cur_next = sq_cur_step,
     .cur_prev = sq_cur_step,
     .free_pages = sq_free_pages,
+    .entries = sq_entries,
+    .named_how = "table \"" BENCH_DB_NAME "\" instead of " MAIN_TABLE
+                 " (no named databases: the same as main)",
 };

@@ -6,7 +6,9 @@
  *
  * Each repetition runs every engine in turn (the starting engine rotates),
  * each on fresh files in a temporary directory under DIR, with the same key
- * sequences.  The report is the median over the repetitions.  Exit status:
+ * sequences.  The report is the median over the repetitions.  The *_named
+ * workloads repeat their namesakes in a named database; on odd repetitions
+ * they run before them.  Exit status:
  * 0 success, 1 an engine failed or a read returned wrong data, 2 usage.
  */
 #include <dirent.h>
@@ -39,7 +41,7 @@ typedef struct bench_main {
     const bench_engine *engines[NALL];
     size_t nengines;
     int selected[MAX_WORKLOADS];        /* per bench_workloads entry */
-    int need_fill;                      /* some WL_FILLED workload is selected */
+    int needed[MAX_WORKLOADS];          /* a WL_FILL: some WL_FILLED after it is selected */
     int json, quiet;
     int progress;                       /* 0 none, 1 a tty line, 2 a line per run */
     bench_data data;
@@ -66,10 +68,23 @@ static void usage(FILE *f)
     for (size_t e = 0; e < NALL; e++)
         fprintf(f, " %s", all_engines[e]->name);
     fprintf(f, "\n  --workloads LIST  comma-separated, from:");
-    for (size_t w = 0; w < bench_nworkloads; w++)
-        fprintf(f, "%s%s", w % 4 ? " " : "\n                      ", bench_workloads[w].name);
+    for (size_t w = 0, col = 80; w < bench_nworkloads; w++) {
+        size_t len = strlen(bench_workloads[w].name);
+
+        if (col + 1 + len > 78) {
+            fprintf(f, "\n                     ");
+            col = 21;
+        }
+        fprintf(f, " %s", bench_workloads[w].name);
+        col += 1 + len;
+    }
     fprintf(f,
-        "\n  --json            print one JSON object instead of the table\n"
+        "\n                    (default: all).  A *_named workload is its namesake in the\n"
+        "                    named database \"" BENCH_DB_NAME "\" of a fresh file instead of the\n"
+        "                    main one (kvmap_dbi_*, LMDB mdb_dbi_open; SQLite has none:\n"
+        "                    a table of that name); with its namesake the table adds a\n"
+        "                    \"named/main\" row; odd repetitions run it before its namesake\n"
+        "  --json            print one JSON object instead of the table\n"
         "  -q                no progress on stderr\n"
         "  -h, --help        this text\n");
 }
@@ -220,17 +235,57 @@ static int run_one(bench_main *m, bench_run *r, unsigned rep, size_t ei, size_t 
 }
 
 /*
- * One engine's share of a repetition, in table order: WL_FRESH workloads on
- * files of their own; fillrandom_batch (when selected or needed) makes the
- * database the WL_FILLED workloads that follow it run on.
+ * The order of a repetition: the table's, in groups (a workload that is not
+ * WL_FILLED and the WL_FILLED ones after it).  On odd repetitions a *_named
+ * group goes just before the group of its namesake, so that neither side of
+ * the named/main ratio always runs second.
+ */
+static void run_order(unsigned rep, size_t *order)
+{
+    size_t start[MAX_WORKLOADS], ng = 0, k = 0;
+
+    for (size_t w = 0; w < bench_nworkloads; w++)
+        if (bench_workloads[w].kind != WL_FILLED || w == 0) /* the table starts a group */
+            start[ng++] = w;
+    if (rep % 2) {
+        for (size_t g = 0; g < ng; g++) {
+            const char *of = bench_workloads[start[g]].main_of;
+            size_t q;
+
+            for (q = 0; of && q < g && strcmp(bench_workloads[start[q]].name, of); q++)
+                ;
+            if (of && q < g) { /* move group g to position q */
+                size_t moved = start[g];
+
+                memmove(&start[q + 1], &start[q], (g - q) * sizeof start[0]);
+                start[q] = moved;
+            }
+        }
+    }
+    for (size_t g = 0; g < ng; g++) {
+        size_t w = start[g];
+
+        do
+            order[k++] = w++;
+        while (w < bench_nworkloads && bench_workloads[w].kind == WL_FILLED);
+    }
+}
+
+/*
+ * One engine's share of a repetition, in run_order: WL_FRESH workloads on
+ * files of their own; a WL_FILL (when selected or needed) makes the database
+ * the WL_FILLED workloads that follow it run on.
  */
 static int run_engine(bench_main *m, unsigned rep, size_t ei)
 {
     bench_run r = { .cfg = &m->cfg, .eng = m->engines[ei], .data = &m->data,
                     .gen = m->gen, .kbuf = m->kbuf, .vbuf = m->vbuf };
+    size_t order[MAX_WORKLOADS];
     int filled = 0, rc = 0;
 
-    for (size_t w = 0; w < bench_nworkloads && rc == 0; w++) {
+    run_order(rep, order);
+    for (size_t i = 0; i < bench_nworkloads && rc == 0; i++) {
+        size_t w = order[i];
         const bench_workload *wl = &bench_workloads[w];
 
         if (wl->kind == WL_FILLED) {
@@ -242,9 +297,10 @@ static int run_engine(bench_main *m, unsigned rep, size_t ei)
             bench_close_remove(&r);
             filled = 0;
         }
-        if (!m->selected[w] && !(wl->kind == WL_FILL && m->need_fill))
+        if (!m->selected[w] && !m->needed[w])
             continue;
         memset(m->gen, 0, m->cfg.n);
+        r.db = wl->main_of ? BENCH_DB_NAME : NULL;
         if (bench_open_fresh(&r, wl->name) != 0) {
             rc = -1;
             break;
@@ -365,9 +421,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "Try 'kvmap-bench --help'.\n");
         return 2;
     }
-    for (size_t w = 0; w < bench_nworkloads; w++)
-        if (m.selected[w] && bench_workloads[w].kind == WL_FILLED)
-            m.need_fill = 1;
+    for (size_t w = 0, lead = 0; w < bench_nworkloads; w++) {
+        if (bench_workloads[w].kind != WL_FILLED)
+            lead = w; /* the WL_FILL that the WL_FILLED after it read */
+        else if (m.selected[w] && bench_workloads[lead].kind == WL_FILL)
+            m.needed[lead] = 1;
+    }
     if (!m.quiet)
         m.progress = isatty(STDERR_FILENO) ? 1 : m.cfg.n >= 100000 ? 2 : 0;
 

@@ -4,6 +4,8 @@
  * Every number is the median over the repetitions.  The last column is
  * kvmap / LMDB: above 1 kvmap is faster (ops/s); below 1 it is smaller
  * (space amplification) or slows down less (commit_large_freelist ratio).
+ * A *_named workload run with its namesake follows it in the table, with a
+ * "named/main" row: per engine, its ops/s over the namesake's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -66,6 +68,35 @@ static double ratio(const bench_results *res, size_t w, int out)
     return isnan(a) || isnan(b) || b <= 0 ? NAN : a / b;
 }
 
+/* The selected namesake of workload w (a *_named one), or -1. */
+static long main_of(const bench_results *res, size_t w)
+{
+    long m = bench_workloads[w].main_of ? bench_find_workload(bench_workloads[w].main_of) : -1;
+
+    return m >= 0 && res->selected[m] ? m : -1;
+}
+
+/* Engine e's ops/s of named workload w over its namesake's, or NaN. */
+static double named_ratio(const bench_results *res, size_t e, size_t w)
+{
+    long m = main_of(res, w);
+    double a, b;
+
+    if (m < 0)
+        return NAN;
+    a = median(res, e, w, 0);
+    b = median(res, e, (size_t)m, 0);
+    return isnan(a) || isnan(b) || b <= 0 ? NAN : a / b;
+}
+
+static int any_named(const bench_results *res)
+{
+    for (size_t w = 0; w < bench_nworkloads; w++)
+        if (res->selected[w] && bench_workloads[w].main_of)
+            return 1;
+    return 0;
+}
+
 static void print_cell(double v, const char *unit, int width)
 {
     if (isnan(v))
@@ -81,6 +112,26 @@ static const char *mode_name(const bench_cfg *cfg)
     return cfg->nosync ? "nosync" : "durable";
 }
 
+/* The rows of workload w: one per output. */
+static void print_rows(const bench_results *res, size_t w, int has_ratio)
+{
+    const bench_workload *wl = &bench_workloads[w];
+
+    for (int o = 0; o < wl->nout; o++) {
+        const bench_out *out = &wl->out[o];
+        char label[64];
+
+        snprintf(label, sizeof label, out->label ? "  %s" : "%s",
+                 out->label ? out->label : wl->name);
+        printf("%-32s %-6s", label, out->unit);
+        for (size_t e = 0; e < res->nengines; e++)
+            print_cell(median(res, e, w, o), out->unit, 12);
+        if (has_ratio)
+            print_cell(ratio(res, w, o), "x", 11);
+        printf("\n");
+    }
+}
+
 void bench_report_table(const bench_results *res)
 {
     const bench_cfg *cfg = res->cfg;
@@ -90,29 +141,30 @@ void bench_report_table(const bench_results *res)
            (unsigned long long)cfg->n, cfg->ksize, cfg->vsize, mode_name(cfg), cfg->reps);
     for (size_t e = 0; e < res->nengines; e++)
         printf("  %-7s %s\n", res->engines[e]->name, res->engines[e]->version());
+    if (any_named(res)) {
+        printf("  *_named: in database \"%s\", not the main one:\n", BENCH_DB_NAME);
+        for (size_t e = 0; e < res->nengines; e++)
+            printf("    %-7s %s\n", res->engines[e]->name, res->engines[e]->named_how);
+    }
     printf("\n%-32s %-6s", "workload", "unit");
     for (size_t e = 0; e < res->nengines; e++)
         printf(" %12s", res->engines[e]->name);
     printf("%s\n", has_ratio ? "  kvmap/lmdb" : "");
 
     for (size_t w = 0; w < bench_nworkloads; w++) {
-        const bench_workload *wl = &bench_workloads[w];
-
-        if (!res->selected[w])
-            continue;
-        for (int o = 0; o < wl->nout; o++) {
-            const bench_out *out = &wl->out[o];
-            char label[64];
-
-            snprintf(label, sizeof label, out->label ? "  %s" : "%s",
-                     out->label ? out->label : wl->name);
-            printf("%-32s %-6s", label, out->unit);
-            for (size_t e = 0; e < res->nengines; e++)
-                print_cell(median(res, e, w, o), out->unit, 12);
-            if (has_ratio)
-                print_cell(ratio(res, w, o), "x", 11);
-            printf("\n");
-        }
+        if (!res->selected[w] || main_of(res, w) >= 0)
+            continue; /* a named workload comes after its namesake */
+        print_rows(res, w, has_ratio);
+        for (size_t v = 0; v < bench_nworkloads; v++)
+            if (res->selected[v] && main_of(res, v) == (long)w) {
+                print_rows(res, v, has_ratio);
+                printf("%-32s %-6s", "  named/main ops/s", "x");
+                for (size_t e = 0; e < res->nengines; e++)
+                    print_cell(named_ratio(res, e, v), "x", 12);
+                if (has_ratio)
+                    print_cell(NAN, "x", 11);
+                printf("\n");
+            }
     }
 }
 
@@ -122,6 +174,18 @@ static void json_number(double v)
         printf("null");
     else
         printf("%.6g", v);
+}
+
+/* A JSON string of s (which holds no control characters). */
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            putchar('\\');
+        putchar(*s);
+    }
+    putchar('"');
 }
 
 static void json_metric(const bench_results *res, size_t w, int o)
@@ -150,6 +214,14 @@ void bench_report_json(const bench_results *res)
     for (size_t e = 0; e < res->nengines; e++)
         printf("%s\"%s\": \"%s\"", e ? ", " : "", res->engines[e]->name,
                res->engines[e]->version());
+    if (any_named(res)) {
+        printf("},\n \"named_db\": {\"name\": \"%s\"", BENCH_DB_NAME);
+        for (size_t e = 0; e < res->nengines; e++)
+        {
+            printf(", \"%s\": ", res->engines[e]->name);
+            json_string(res->engines[e]->named_how);
+        }
+    }
     printf("},\n \"workloads\": {");
     for (size_t w = 0; w < bench_nworkloads; w++) {
         if (!res->selected[w])
@@ -158,6 +230,15 @@ void bench_report_json(const bench_results *res)
         for (int o = 0; o < bench_workloads[w].nout; o++) {
             printf("%s", o ? ", " : "");
             json_metric(res, w, o);
+        }
+        if (main_of(res, w) >= 0) {
+            printf(", \"named_over_main\": {\"unit\": \"x\", \"of\": \"%s\"",
+                   bench_workloads[w].main_of);
+            for (size_t e = 0; e < res->nengines; e++) {
+                printf(", \"%s\": ", res->engines[e]->name);
+                json_number(named_ratio(res, e, w));
+            }
+            printf("}");
         }
         printf("}");
         sep = ",";

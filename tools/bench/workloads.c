@@ -5,7 +5,9 @@
  * bench_make_value(i, gen[i]); gen[i] counts its overwrites, so every read can
  * check the exact bytes.  Key number 2i+1 (KEY_MISSING) is never stored.
  * Write workloads put BATCH entries per transaction; read workloads run BATCH
- * operations per read transaction.
+ * operations per read transaction.  The *_named workloads are their
+ * namesakes run in the named database BENCH_DB_NAME (r->db) of a fresh file
+ * instead of the main one; each engine's adapter resolves it at open.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,8 +150,24 @@ static int space_amp(bench_run *r, double *out)
     r->h = NULL;
     bytes = bench_file_bytes(r->eng, r->path);
     *out = (double)bytes / ((double)r->cfg->n * (double)(r->cfg->ksize + r->cfg->vsize));
-    r->h = r->eng->open(r->path, r->cfg);
-    return r->h ? 0 : -1;
+    return bench_reopen(r);
+}
+
+/* After a fill of all n entries: they are in r's database, and when that is
+ * a named one, none went to the main one.  Not timed. */
+static int check_fill(bench_run *r)
+{
+    int64_t own = r->eng->entries(r->h, 0), in_main = r->db ? r->eng->entries(r->h, 1) : 0;
+
+    if (own < 0 || in_main < 0)
+        return -1;
+    if ((uint64_t)own == r->cfg->n && in_main == 0)
+        return 0;
+    fprintf(stderr, "kvmap-bench: %s: VERIFICATION FAILED: after the fill of %llu entries"
+            " the %s database holds %lld, the main one %lld\n", r->eng->name,
+            (unsigned long long)r->cfg->n, r->db ? "named" : "main", (long long)own,
+            (long long)(r->db ? in_main : own));
+    return -1;
 }
 
 /* ---- Fills --------------------------------------------------------------- */
@@ -171,6 +189,8 @@ static int wl_fillrandom_batch(bench_run *r, double *out)
     if (put_batched(r, r->data->perm_fill, r->cfg->n, BATCH, 0) != 0)
         return -1;
     out[0] = rate(r->cfg->n, t0);
+    if (check_fill(r) != 0)
+        return -1;
     return space_amp(r, &out[1]);
 }
 
@@ -583,17 +603,11 @@ static int pages_read(bench_run *r, int64_t before, double *out)
     return 0;
 }
 
-static int reopen(bench_run *r)
-{
-    r->h = r->eng->open(r->path, r->cfg);
-    return r->h ? 0 : -1;
-}
-
 static int wl_readrandom_cold(bench_run *r, double *out)
 {
     uint64_t count = r->cfg->n < COLD_GETS ? r->cfg->n : COLD_GETS;
     int64_t before;
-    if (go_cold(r, &before) != 0 || reopen(r) != 0)
+    if (go_cold(r, &before) != 0 || bench_reopen(r) != 0)
         return -1;
     double t0 = bench_now();
     CHECK(r->eng->begin(r->h, 0));
@@ -608,7 +622,7 @@ static int wl_readrandom_cold(bench_run *r, double *out)
 static int wl_readseq_cold(bench_run *r, double *out)
 {
     int64_t before;
-    if (go_cold(r, &before) != 0 || reopen(r) != 0)
+    if (go_cold(r, &before) != 0 || bench_reopen(r) != 0)
         return -1;
     double t0 = bench_now();
     if (scan(r, 0) != 0)
@@ -624,7 +638,7 @@ static int open_and_get(bench_run *r, double *out)
     if (go_cold(r, &before) != 0)
         return -1;
     double t0 = bench_now();
-    if (reopen(r) != 0)
+    if (bench_reopen(r) != 0)
         return -1;
     CHECK(r->eng->begin(r->h, 0));
     if (read_entry(r, r->data->uniform[0]) != 0)
@@ -661,32 +675,36 @@ static int wl_open_cold_bulk(bench_run *r, double *out)
 
 /*
  * In execution order.  The WL_FILLED workloads run on the database that
- * fillrandom_batch made, in this order; deleterandom_batch empties it, so it
- * comes last.
+ * the WL_FILL before them made, in this order: those after fillrandom_batch
+ * on its database (deleterandom_batch empties it, so it comes last), those
+ * after fillrandom_batch_named on its named database.
  */
 const bench_workload bench_workloads[] = {
-    { "fillseq_batch", WL_FRESH, wl_fillseq_batch, 2, { OPS, SPACE } },
-    { "fillrandom_batch", WL_FILL, wl_fillrandom_batch, 2, { OPS, SPACE } },
-    { "readrandom", WL_FILLED, wl_readrandom, 1, { OPS } },
-    { "readmissing", WL_FILLED, wl_readmissing, 1, { OPS } },
-    { "readseq", WL_FILLED, wl_readseq, 1, { OPS } },
-    { "readreverse", WL_FILLED, wl_readreverse, 1, { OPS } },
-    { "open_cold", WL_FILLED, wl_open_cold, 2, { OPS, PAGES_READ } },
-    { "readrandom_cold", WL_FILLED, wl_readrandom_cold, 2, { OPS, PAGES_READ } },
-    { "readseq_cold", WL_FILLED, wl_readseq_cold, 2, { OPS, PAGES_READ } },
-    { "seekrandom", WL_FILLED, wl_seekrandom, 1, { OPS } },
-    { "ycsb_c", WL_FILLED, wl_ycsb_c, 1, { OPS } },
-    { "ycsb_b", WL_FILLED, wl_ycsb_b, 1, { OPS } },
-    { "ycsb_a", WL_FILLED, wl_ycsb_a, 1, { OPS } },
-    { "overwrite_batch", WL_FILLED, wl_overwrite_batch, 1, { OPS } },
-    { "txn_begin_end", WL_FILLED, wl_txn_begin_end, 1, { OPS } },
-    { "deleterandom_batch", WL_FILLED, wl_deleterandom_batch, 1, { OPS } },
-    { "fillrandom_sync", WL_FRESH, wl_fillrandom_sync, 1, { OPS } },
-    { "open_cold_bulk", WL_FRESH, wl_open_cold_bulk, 2, { OPS, PAGES_READ } },
+    { "fillseq_batch", WL_FRESH, wl_fillseq_batch, 2, { OPS, SPACE }, NULL },
+    { "fillrandom_batch", WL_FILL, wl_fillrandom_batch, 2, { OPS, SPACE }, NULL },
+    { "readrandom", WL_FILLED, wl_readrandom, 1, { OPS }, NULL },
+    { "readmissing", WL_FILLED, wl_readmissing, 1, { OPS }, NULL },
+    { "readseq", WL_FILLED, wl_readseq, 1, { OPS }, NULL },
+    { "readreverse", WL_FILLED, wl_readreverse, 1, { OPS }, NULL },
+    { "open_cold", WL_FILLED, wl_open_cold, 2, { OPS, PAGES_READ }, NULL },
+    { "readrandom_cold", WL_FILLED, wl_readrandom_cold, 2, { OPS, PAGES_READ }, NULL },
+    { "readseq_cold", WL_FILLED, wl_readseq_cold, 2, { OPS, PAGES_READ }, NULL },
+    { "seekrandom", WL_FILLED, wl_seekrandom, 1, { OPS }, NULL },
+    { "ycsb_c", WL_FILLED, wl_ycsb_c, 1, { OPS }, NULL },
+    { "ycsb_b", WL_FILLED, wl_ycsb_b, 1, { OPS }, NULL },
+    { "ycsb_a", WL_FILLED, wl_ycsb_a, 1, { OPS }, NULL },
+    { "overwrite_batch", WL_FILLED, wl_overwrite_batch, 1, { OPS }, NULL },
+    { "txn_begin_end", WL_FILLED, wl_txn_begin_end, 1, { OPS }, NULL },
+    { "deleterandom_batch", WL_FILLED, wl_deleterandom_batch, 1, { OPS }, NULL },
+    { "fillrandom_batch_named", WL_FILL, wl_fillrandom_batch, 2, { OPS, SPACE },
+      "fillrandom_batch" },
+    { "readrandom_named", WL_FILLED, wl_readrandom, 1, { OPS }, "readrandom" },
+    { "fillrandom_sync", WL_FRESH, wl_fillrandom_sync, 1, { OPS }, NULL },
+    { "open_cold_bulk", WL_FRESH, wl_open_cold_bulk, 2, { OPS, PAGES_READ }, NULL },
     { "commit_large_freelist", WL_FRESH, wl_commit_large_freelist, 4,
       { OPS, { "none_ops_per_sec", "same, no free pages", "ops/s" },
         { "large_over_none", "ratio large/none", "x" },
-        { "free_pages", "free pages", "pages" } } },
+        { "free_pages", "free pages", "pages" } }, NULL },
 };
 
 const size_t bench_nworkloads = sizeof bench_workloads / sizeof bench_workloads[0];
@@ -697,8 +715,21 @@ int bench_open_fresh(bench_run *r, const char *name)
 {
     snprintf(r->path, sizeof r->path, "%s/%s-%s.db", r->cfg->dir, r->eng->name, name);
     bench_remove_db(r->path);
-    r->h = r->eng->open(r->path, r->cfg);
+    return bench_reopen(r);
+}
+
+int bench_reopen(bench_run *r)
+{
+    r->h = r->eng->open(r->path, r->db, r->cfg);
     return r->h ? 0 : -1;
+}
+
+long bench_find_workload(const char *name)
+{
+    for (size_t w = 0; w < bench_nworkloads; w++)
+        if (strcmp(bench_workloads[w].name, name) == 0)
+            return (long)w;
+    return -1;
 }
 
 void bench_close_remove(bench_run *r)
