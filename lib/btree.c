@@ -562,18 +562,15 @@ static int write_overflow(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t
     uint64_t n = kv_overflow_pages(t->db->psize, vsize);
     if (n > UINT32_MAX)
         return KVMAP_VAL_SIZE;
-    uint8_t *p;
-    int r = kv_page_alloc(t, (uint32_t)n, pgno, &p);
+    uint8_t hdr[KV_PAGE_HDR] = {0};
+    kv_put64(hdr + KV_PG_TXNID, t->txnid);
+    kv_put16(hdr + KV_PG_TYPE, KV_OVERFLOW);
+    kv_put16(hdr + KV_PG_TREE, (uint16_t)treeid);
+    kv_put32(hdr + KV_PG_COUNT, (uint32_t)n);
+    /* from the caller's buffer to the file: no copy into the map */
+    int r = kv_run_write(t, (uint32_t)n, hdr, val, vsize, pgno);
     if (r < 0)
         return r;
-    memset(p, 0, KV_PAGE_HDR);
-    kv_put64(p + KV_PG_PGNO, *pgno);
-    kv_put64(p + KV_PG_TXNID, t->txnid);
-    kv_put16(p + KV_PG_TYPE, KV_OVERFLOW);
-    kv_put16(p + KV_PG_TREE, (uint16_t)treeid);
-    kv_put32(p + KV_PG_COUNT, (uint32_t)n);
-    if (vsize)
-        memcpy(p + KV_PAGE_HDR, val, vsize);
     tree->overflow_pages += n;
     return 0;
 }

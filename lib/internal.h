@@ -81,6 +81,9 @@ int kv_os_size(int fd, uint64_t *size);
 int kv_os_identity(int fd, uint64_t *dev, uint64_t *ino);
 int kv_os_pread(int fd, void *buf, size_t len, uint64_t off);
 int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+/* pwritev of all n buffers (iov is consumed). */
+struct iovec;
+int kv_os_pwritev(int fd, struct iovec *iov, int n, uint64_t off);
 int kv_os_map(int fd, size_t len, bool writable, uint8_t **map);
 void kv_os_unmap(uint8_t *map, size_t len);
 void kv_os_prefault(uint8_t *map, uint64_t off, uint64_t len);
@@ -123,6 +126,9 @@ bool kv_tree_sane(const kv_tree *t, uint64_t hwm);
 
 /* ---- node.c: one slotted page in memory --------------------------------- */
 uint64_t kv_page_checksum(const uint8_t *p, size_t len);
+/* kv_page_checksum of a run made of hdr (KV_PAGE_HDR bytes), val, and
+ * zeros zero bytes, without the run in memory. */
+uint64_t kv_run_checksum(const uint8_t *hdr, const uint8_t *val, size_t vsize, size_t zeros);
 typedef struct kv_cell {
     const uint8_t *key;
     uint32_t ksize;
@@ -274,11 +280,15 @@ struct kvmap_txn {
     bool meta_dirty;      /* the meta changed beyond its trees (the main sequence) */
     /* write transactions only */
     kv_pgset dirty;       /* pages (first page of runs) written by this txn */
+    kv_pgset sealed;      /* runs of dirty written with their checksums set
+                             (kv_run_write): commit takes them as they are */
     kv_pgvec freed;       /* pages it freed that older snapshots may still read */
     kv_pgvec reclaim;     /* pages free for its reuse, in descending order */
     uint64_t oldest;      /* oldest snapshot any reader holds */
     uint64_t base_hwm;    /* the high-water mark of the meta it started from */
     uint64_t prefaulted;  /* pages below this past base_hwm are faulted in writable */
+    bool runs_at_end;     /* it wrote overflow runs past the old end (pwrite):
+                             pages ahead are as likely theirs, not prefaulted */
     bool in_free_op;      /* inside a free-tree update: do not pull more pages */
     /* The allocator's one way up to the free tree (pager.c < btree.c <
      * freelist.c): move a reusable record's pages into reclaim (set to
@@ -318,6 +328,11 @@ int kv_overflow_get(kvmap_txn *t, uint64_t pgno, uint32_t vsize, const uint8_t *
 bool kv_page_dirty(kvmap_txn *t, uint64_t pgno);
 int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p);
 int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p);
+/* Allocate an npages overflow run and write it with pwrite: hdr (its
+ * KV_PAGE_HDR bytes, pg_pgno and pg_checksum set here), val, zeros to its
+ * end.  It is sealed: commit does not checksum it again. */
+int kv_run_write(kvmap_txn *t, uint32_t npages, uint8_t *hdr, const uint8_t *val,
+                 size_t vsize, uint64_t *pgno);
 int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages);
 int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p);
 int kv_page_free_defer(kvmap_txn *t, uint64_t pgno, uint32_t npages, kv_pgvec *mine);

@@ -4,6 +4,7 @@
  * length read from a page is checked against the page before it is used, so
  * that a damaged page yields KVMAP_CORRUPTED, never a read outside it.
  */
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "internal.h"
@@ -12,6 +13,20 @@
 uint64_t kv_page_checksum(const uint8_t *p, size_t len)
 {
     return XXH3_64bits(p + 8, len - 8);
+}
+
+uint64_t kv_run_checksum(const uint8_t *hdr, const uint8_t *val, size_t vsize, size_t zeros)
+{
+    static const uint8_t zero[4096];
+    XXH3_state_t st;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, hdr + 8, KV_PAGE_HDR - 8);
+    XXH3_64bits_update(&st, val, vsize);
+    for (size_t n; zeros > 0; zeros -= n) {
+        n = zeros < sizeof zero ? zeros : sizeof zero;
+        XXH3_64bits_update(&st, zero, n);
+    }
+    return XXH3_64bits_digest(&st);
 }
 
 static inline uint16_t slot_get(const uint8_t *p, uint32_t i)

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -241,6 +242,33 @@ int kv_os_pwrite(int fd, const void *buf, size_t len, uint64_t off)
         b += n;
         len -= (size_t)n;
         off += (uint64_t)n;
+    }
+    return 0;
+}
+
+int kv_os_pwritev(int fd, struct iovec *iov, int n, uint64_t off)
+{
+    while (n > 0) {
+        int r = fault(KVMAP__FAULT_PWRITE);
+        if (r < 0)
+            return r;
+        ssize_t w = pwritev(fd, iov, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        if (w == 0)
+            return -EIO;
+        off += (uint64_t)w;
+        while (n > 0 && (size_t)w >= iov->iov_len) { /* a short write: go on after it */
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
     }
     return 0;
 }

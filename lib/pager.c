@@ -12,9 +12,14 @@
  *      touched through the map, so a full disk is an error, not a SIGBUS.
  *  (3) A page is read only after its number is checked against the
  *      snapshot's high-water mark and its header against its number.
+ *  (4) An overflow run is written with pwrite (kv_run_write), never through
+ *      the map: the page cache is one, so readers of the map see it, the
+ *      commit's flush of the map's range writes it back, and a page written
+ *      whole is neither read (zero-filled) nor faulted in first.
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 
 #include "internal.h"
 
@@ -350,11 +355,13 @@ static uint64_t take_free_tail(kvmap_txn *t)
  * Fault them in ahead, in one call per step, rather than one by one.  The
  * step grows with what the transaction has taken past the end so far (at
  * most 64 pages), and a small commit prefaults nothing: a page faulted in
- * writable is written back at the flush, used or not. */
+ * writable is written back at the flush, used or not.  Nor does one that
+ * writes overflow runs at the end: the pages ahead would as likely be
+ * written by pwrite (kv_run_write), for which a prefault is wasted work. */
 static void prefault_new(kvmap_txn *t, uint64_t start, uint64_t end)
 {
     kvmap *db = t->db;
-    if (end <= t->prefaulted)
+    if (end <= t->prefaulted || t->runs_at_end)
         return;
     uint64_t used = end > t->base_hwm ? end - t->base_hwm : end - start;
     if (used < 16)
@@ -371,8 +378,9 @@ static void prefault_new(kvmap_txn *t, uint64_t start, uint64_t end)
 }
 
 /* Allocate n contiguous pages for t: reused ones when it can, else past the
- * high-water mark.  The pages join t's dirty set. */
-int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
+ * high-water mark (prefaulted ahead when faults are to come: the pages are
+ * written through the map).  The pages join t's dirty set. */
+static int alloc_pages(kvmap_txn *t, uint32_t npages, bool prefault, uint64_t *pgno)
 {
     kvmap *db = t->db;
     kv_assert(!t->rdonly && npages > 0);
@@ -389,7 +397,10 @@ int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
             return r;
         *pgno = start;
         t->m.hwm = end;
-        prefault_new(t, start, end);
+        if (prefault)
+            prefault_new(t, start, end);
+        else
+            t->runs_at_end = true;
     }
     kv_assert(*pgno >= KV_FIRST_PGNO && *pgno + npages <= t->m.hwm);
     /* A page this transaction holds already: the free tree listed a page
@@ -397,11 +408,41 @@ int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
     for (uint32_t i = 0; i < npages; i++)
         if (KV_UNLIKELY(kv_pgset_has(&t->dirty, *pgno + i)))
             return KV_CORRUPT();
-    r = kv_pgset_add(&t->dirty, *pgno);
+    return kv_pgset_add(&t->dirty, *pgno);
+}
+
+int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
+{
+    int r = alloc_pages(t, npages, true, pgno);
     if (r < 0)
         return r;
-    *p = db->map + *pgno * db->psize;
+    *p = t->db->map + *pgno * t->db->psize;
     return 0;
+}
+
+int kv_run_write(kvmap_txn *t, uint32_t npages, uint8_t *hdr, const uint8_t *val,
+                 size_t vsize, uint64_t *pgno)
+{
+    kvmap *db = t->db;
+    size_t len = (size_t)npages * db->psize;
+    kv_assert(KV_PAGE_HDR + vsize <= len);
+    int r = alloc_pages(t, npages, false, pgno);
+    if (r < 0)
+        return r;
+    r = kv_pgset_add(&t->sealed, *pgno);
+    if (r < 0) {
+        kv_page_free(t, *pgno, npages);
+        return r;
+    }
+    kv_put64(hdr + KV_PG_PGNO, *pgno);
+    size_t zeros = len - KV_PAGE_HDR - vsize;
+    kv_put64(hdr + KV_PG_CHECKSUM, kv_run_checksum(hdr, val, vsize, zeros));
+    static const uint8_t zero[KV_MAX_PAGE];
+    struct iovec iov[3] = {{hdr, KV_PAGE_HDR}, {(void *)val, vsize}, {(void *)zero, zeros}};
+    r = kv_os_pwritev(db->fd, iov, 3, *pgno * db->psize);
+    if (r < 0) /* the pages are this transaction's: reusable at once */
+        kv_page_free(t, *pgno, npages);
+    return r;
 }
 
 int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p)
@@ -421,6 +462,8 @@ int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages)
     /* the callers free only pages they reached from the snapshot's trees */
     kv_assert(!t->rdonly && npages > 0 && pgno >= KV_FIRST_PGNO && pgno + npages <= t->m.hwm);
     bool dirty = kv_pgset_del(&t->dirty, pgno);
+    if (dirty)
+        kv_pgset_del(&t->sealed, pgno);
     for (uint32_t i = 0; i < npages; i++) {
         int r = dirty ? kv_pgvec_insert_desc(&t->reclaim, pgno + i)
                       : kv_pgvec_push(&t->freed, pgno + i);
@@ -439,6 +482,8 @@ int kv_page_free_defer(kvmap_txn *t, uint64_t pgno, uint32_t npages, kv_pgvec *m
     if (npages == 0 || pgno < KV_FIRST_PGNO || pgno >= t->m.hwm || npages > t->m.hwm - pgno)
         return KV_CORRUPT(); /* read from the tree being dropped: not trusted */
     bool dirty = kv_pgset_del(&t->dirty, pgno);
+    if (dirty)
+        kv_pgset_del(&t->sealed, pgno);
     for (uint32_t i = 0; i < npages; i++) {
         int r = kv_pgvec_push(dirty ? mine : &t->freed, pgno + i);
         if (r < 0)

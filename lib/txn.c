@@ -236,6 +236,7 @@ static void end_write(kvmap_txn *t)
 {
     kvmap *db = t->db;
     kv_pgset_free(&t->dirty);
+    kv_pgset_free(&t->sealed);
     kv_pgvec_free(&t->freed);
     kv_pgvec_free(&t->reclaim);
     free(t->dbx);
@@ -252,6 +253,7 @@ void kvmap_abort(kvmap_txn *t)
     if (t->db->forked) { /* the parent's: free only this process's memory */
         if (!t->rdonly) {
             kv_pgset_free(&t->dirty);
+            kv_pgset_free(&t->sealed);
             kv_pgvec_free(&t->freed);
             kv_pgvec_free(&t->reclaim);
             free(t->dbx);
@@ -311,11 +313,15 @@ static void seal_pages(kvmap_txn *t)
         if (pgno < KV_FIRST_PGNO)
             continue; /* empty or tombstone */
         uint8_t *p = db->map + pgno * db->psize;
-        uint64_t len = db->psize;
+        uint64_t len = db->psize, c;
         if (kv_pg_type(p) == KV_OVERFLOW)
             len *= kv_pg_count(p);
-        uint64_t c = kv_page_checksum(p, (size_t)len);
-        kv_put64(p + KV_PG_CHECKSUM, c);
+        if (kv_pgset_has(&t->sealed, pgno)) { /* kv_run_write's: read, not written */
+            c = kv_get64(p + KV_PG_CHECKSUM);
+        } else {
+            c = kv_page_checksum(p, (size_t)len);
+            kv_put64(p + KV_PG_CHECKSUM, c);
+        }
         sum += c;
         count++;
         pages += len / db->psize;

@@ -26,6 +26,7 @@
 
 #include "internal.h"
 #include "kvmap.h"
+#include "kvmap_file.h"
 #include "testhook.h"
 #include "testutil.h"
 
@@ -3093,6 +3094,61 @@ static int collect_name(void *ctx, const char *name)
     return 0;
 }
 
+/* Overflow runs are written with pwrite and sealed as they are written; a
+ * run freed in its own transaction gives its pages back, and a leaf that
+ * reuses them must still get its checksum at commit (not the run's). */
+START_TEST(test_sealed_run_reused_in_txn)
+{
+    kvmap *db = open_flags("sealed", KVMAP_CREATE, 4096);
+    kvmap_txn *t = tu_wbegin(db);
+    static char big[30000];
+    memset(big, 'r', sizeof big);
+    char k[32], v[64];
+    for (int i = 0; i < 20; i++) {
+        snprintf(k, sizeof k, "run%02d", i);
+        ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_val(big, sizeof big), 0));
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(k, sizeof k, "run%02d", i);
+        ck_assert_kv_ok(kvmap_del(t, tu_str(k)));
+    }
+    for (int i = 0; i < 4000; i++) {
+        snprintf(k, sizeof k, "key%05d", i);
+        snprintf(v, sizeof v, "value of %d", i);
+        ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_str(v), 0));
+    }
+    ck_assert_kv_ok(kvmap_put(t, tu_str("last run"), tu_val(big, sizeof big), 0));
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+    /* the leaves took the freed runs' pages (past them, the pages in use
+     * would reach beyond the 20 runs' 160) */
+    kvmap_file *f;
+    char *path = dbpath("sealed");
+    ck_assert_kv_ok(kvmap_file_open(path, &f));
+    free(path);
+    kvmap_file_info fi;
+    ck_assert_kv_ok(kvmap_file_info_get(f, &fi));
+    kvmap_file_close(f);
+    ck_assert_uint_lt(fi.hwm, 2 + 20 * 8);
+
+    db = open_flags("sealed", KVMAP_VERIFY, 0);
+    t = tu_rbegin(db);
+    tu_check_txn(t);
+    kvmap_val got;
+    for (int i = 0; i < 4000; i += 7) {
+        snprintf(k, sizeof k, "key%05d", i);
+        snprintf(v, sizeof v, "value of %d", i);
+        ck_assert_kv_ok(kvmap_get(t, tu_str(k), &got));
+        ck_assert(tu_val_eq_str(got, v));
+    }
+    ck_assert_kv_ok(kvmap_get(t, tu_str("last run"), &got));
+    ck_assert(tu_val_eq(got, big, sizeof big));
+    ck_assert_uint_eq(tu_txn_stat(t).entries, 4001);
+    kvmap_abort(t);
+    kvmap_close(db);
+}
+END_TEST
+
 /* Both databases of test_dbi_basics, their sequences and the main
  * database's entry in a copy of db made with flags; the copy checks. */
 static void check_dbi_copy(kvmap *db, unsigned flags)
@@ -3662,6 +3718,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_bad_newer_version);
     tcase_add_test(tc, test_put_value_from_map);
     tcase_add_test(tc, test_dbi_basics);
+    tcase_add_test(tc, test_sealed_run_reused_in_txn);
     tcase_add_test(tc, test_dbi_thousands);
     tcase_add_loop_test(tc, test_bad_flips, 0, 2);
     suite_add_tcase(s, tc);
