@@ -1090,6 +1090,15 @@ run 0 dump -a only.kvmap
 [ "$(grep -c '^VERSION=3$' out)" -eq 1 ] || fail "$last: not one section"
 has out '^database=only$'
 run 2 dump -a -s users nd.kvmap
+# a name with a newline: mdb_dump's format cannot carry it
+nl=$(printf 'a\nb')
+run 0 put -s "$nl" nl.kvmap k v
+run 0 get -s "$nl" nl.kvmap k
+is out v
+run 3 dump -a nl.kvmap
+has err 'holds a newline'
+run 3 dump -s "$nl" nl.kvmap
+has err 'holds a newline'
 run 2 dump --rescue -s users nd.kvmap
 run 2 dump --rescue -a nd.kvmap
 # dump -a | load into a fresh database: every database, byte for byte

@@ -169,7 +169,7 @@ static int dump_db(dumper *d, const char *name, bool all)
     int st = cli_open(d->path, false, false, &db);
     if (st != EX_OK)
         return st;
-    kvmap_txn *txn;
+    kvmap_txn *txn = NULL;
     kvmap_stat s;
     int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
     if (e == 0)
