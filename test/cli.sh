@@ -1,6 +1,6 @@
 #!/bin/sh
 # cli.sh - kvmap-cli end to end: every command and option, exit statuses and
-# outputs, round trips with LMDB's mdb_dump/mdb_load, check on damaged files
+# outputs, named databases, check on damaged files
 # (test/cli_helper corrupts them), compact under a concurrent writer, and
 # bad input.  Run by `make check` with KVMAP_CLI and CLI_HELPER set to the
 # built programs; works in a scratch directory under $TMPDIR.
@@ -121,7 +121,7 @@ run 0 --version
 has out '^kvmap-cli [0-9][0-9.]* (libkvmap [0-9.]*)$'
 run 0 --help
 has out '^Usage: kvmap-cli \[--max-size SIZE\] COMMAND'
-for c in get put del scan stat check dump load compact pages page readers; do
+for c in get put del scan stat check dump load compact pages page readers dbs drop; do
     run 0 "$c" --help
     has out "^Usage: kvmap-cli $c "
     run 0 help "$c"
@@ -500,8 +500,10 @@ printf 'VERSION=3\nformat=bytevalue\ngarbage\nHEADER=END\nDATA=END\n' >bad.dump
 bad_dump header-line 3 'bad header line'
 printf 'VERSION=3\nformat=bytevalue\n' >bad.dump
 bad_dump no-header-end 2 'unexpected end of input in the header'
-printf 'VERSION=3\ndatabase=sub\nHEADER=END\nDATA=END\n' >bad.dump
-bad_dump database 2 'named databases'
+printf 'VERSION=3\ndatabase=\nHEADER=END\nDATA=END\n' >bad.dump
+bad_dump database-empty 2 'bad database name (0 bytes): a name is 1 to 255 bytes'
+printf 'VERSION=3\ndatabase=%s\nHEADER=END\nDATA=END\n' "$(awk 'BEGIN { while (i++ < 256) printf "n" }')" >bad.dump
+bad_dump database-long 2 'bad database name (256 bytes): a name is 1 to 255 bytes'
 printf 'VERSION=3\nduplicates=1\nHEADER=END\nDATA=END\n' >bad.dump
 bad_dump dupsort 2 'duplicates=1 is not supported'
 printf 'VERSION=3\nHEADER=END\n 6b31\n 7631\n 6b3\n 76\nDATA=END\n' >bad.dump
@@ -516,8 +518,14 @@ printf 'VERSION=3\nHEADER=END\n 6b31\n' >bad.dump
 bad_dump key-at-eof 3 'unexpected end of input: a key without a value'
 printf 'VERSION=3\nHEADER=END\n 6b31\n 7631\nkey\n' >bad.dump
 bad_dump no-space 5 'expected a data line'
-printf 'VERSION=3\nHEADER=END\nDATA=END\nVERSION=3\n' >bad.dump
-bad_dump two-dbs 4 'data after DATA=END'
+# several sections (dump -a): each one whole; the first one's data is not
+# kept when a later one is bad (one transaction)
+printf 'VERSION=3\nHEADER=END\n 6b31\n 7631\nDATA=END\nVERSION=3\n' >bad.dump
+bad_dump two-dbs 6 'unexpected end of input in the header'
+printf 'VERSION=3\nHEADER=END\nDATA=END\n\ngarbage\n' >bad.dump
+bad_dump after-data-end 5 "bad header: expected VERSION=3, not 'garbage'"
+printf 'VERSION=3\nHEADER=END\nDATA=END\nVERSION=3\ndatabase=a\nHEADER=END\n 6b\n' >bad.dump
+bad_dump second-section 7 'unexpected end of input: a key without a value'
 printf 'VERSION=3\nformat=bytevalue\nmapsize=1\nfuture=1\nHEADER=END\nDATA=END\n' >ok.dump
 runin 0 ok.dump load lo.kvmap
 has err 'line 4: unrecognized keyword ignored: future'
@@ -950,60 +958,232 @@ wait "$hpid_dst" 2>/dev/null || true
 run 0 compact --force src.kvmap dst.kvmap
 has out "src.kvmap: $(size src.kvmap) bytes -> dst.kvmap: $(size dst.kvmap) bytes"
 
-# ---- round trips with LMDB's tools ----------------------------------------------
+# ---- named databases (DESIGN 7) -------------------------------------------------
 
-if command -v mdb_dump >/dev/null 2>&1 && command -v mdb_load >/dev/null 2>&1; then
-    {
-        cat base.dump | sed '$d'
-        awk 'BEGIN { for (i = 0; i < 256; i++) printf " ff%02x00\n %02x5c%02x\n", i, i, 255 - i }'
-        printf 'DATA=END\n'
-    } >lm.dump
-    mdb_load -n -f lm.dump lm.mdb || fail "mdb_load of the test data"
-    mdb_dump -n lm.mdb >lm.out
-    last="mdb_dump -n lm.mdb | kvmap-cli load fromlm.kvmap"
-    mdb_dump -n lm.mdb | "$CLI" load fromlm.kvmap || fail "$last"
-    run 0 dump fromlm.kvmap
-    data lm.out >a
-    data out >b
-    same a b
-    last="kvmap-cli dump fromlm.kvmap | mdb_load -n tolm.mdb"
-    "$CLI" dump fromlm.kvmap | mdb_load -n tolm.mdb 2>mdb.err || fail "$last"
-    mdb_dump -n tolm.mdb >c.out
-    data c.out >c
-    same a c
-    # mdb_dump -p (0.9.24 leaves a backslash bare) into kvmap-cli load
-    printf 'VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n 615c7a7a\n 785c79\n 6b\n 5c\nDATA=END\n' >bs.dump
-    mdb_load -n -f bs.dump bs.mdb
-    last="mdb_dump -n -p bs.mdb | kvmap-cli load bs.kvmap"
-    mdb_dump -n -p bs.mdb | "$CLI" load bs.kvmap || fail "$last"
-    run 0 get -x bs.kvmap 615c7a7a
-    is out 785c79
-    run 0 get -x bs.kvmap 6b
-    is out 5c
-    # the keys the dump warns about are those mdb_load refuses
-    cp bytes.kvmap lmk.kvmap
-    run 0 dump -o lmk.dump lmk.kvmap
-    has err "$lmdb_warn"
-    last="mdb_load -n -f lmk.dump lmk.mdb"
-    mdb_load -n -f lmk.dump lmk.mdb 2>mdb.err && fail "$last accepted an empty key"
-    run 0 del lmk.kvmap ''
-    run 0 dump -o lmk.dump lmk.kvmap
-    has err 'warning: 1 key LMDB cannot hold (0 empty, 1 longer than 511 bytes)'
-    last="mdb_load -n -f lmk.dump lmk2.mdb"
-    mdb_load -n -f lmk.dump lmk2.mdb 2>mdb.err && fail "$last accepted a 1000-byte key"
-    run 0 scan -x -k lmk.kvmap
-    long=$(awk 'length($0) == 2000' out)
-    run 0 del -x lmk.kvmap "$long"
-    run 0 dump -o lmk.dump lmk.kvmap
-    [ -s err ] && fail "$last: a warning for keys LMDB holds"
-    last="mdb_load -n -f lmk.dump lmk3.mdb"
-    mdb_load -n -f lmk.dump lmk3.mdb 2>mdb.err || fail "$last: $(cat mdb.err)"
-    [ "$(mdb_dump -n lmk3.mdb | data | wc -l)" -eq $((2 * 256 + 1)) ] ||
-        fail "$last: not the 256 entries"
-else
-    # a dependency (./quickstart installs it): not a skip inside a pass
-    fail "round trips with LMDB: mdb_dump or mdb_load not found (apt-get install lmdb-utils)"
-fi
+run 0 put nd.kvmap k main
+run 0 put -s users nd.kvmap k alice
+run 0 put --db users nd.kvmap u2 bob
+run 0 put -s zeta -x nd.kvmap 00ff 5c0a
+run 0 put --db=alpha nd.kvmap a 1
+run 0 dbs nd.kvmap
+is out 'alpha
+users
+zeta'
+[ -s err ] && fail "$last: wrote to stderr"
+run 0 get nd.kvmap k
+is out main
+run 0 get -s users nd.kvmap k
+is out alice
+run 0 get --db zeta -x nd.kvmap 00ff
+is out 5c0a
+run 1 get nd.kvmap u2
+run 1 get -s users nd.kvmap u3
+oneline nd.kvmap
+has err 'key not found: u3$'
+run 0 scan -s users nd.kvmap
+printf 'k\talice\nu2\tbob\n' >expected
+same out expected
+run 0 scan --db users -c nd.kvmap
+is out 2
+run 0 scan -s users -k -r nd.kvmap
+is out 'u2
+k'
+run 3 put -n -s users nd.kvmap k other
+has err 'key exists: k$'
+run 0 get -s users nd.kvmap k
+is out alice
+run 0 del -s users nd.kvmap u2
+run 1 del -s users nd.kvmap u2
+run 0 get nd.kvmap k
+is out main
+# an absent name: status 1, one line, nothing created
+for c in "get nd.kvmap k" "del nd.kvmap k" "scan nd.kvmap" "stat nd.kvmap" "stat --json nd.kvmap" \
+    "dump nd.kvmap" "dump -p nd.kvmap" "drop nd.kvmap" "drop --delete nd.kvmap"; do
+    # shellcheck disable=SC2086
+    set -- $c
+    cmd=$1
+    shift
+    run 1 "$cmd" -s nope "$@"
+    oneline nd.kvmap
+    has err '^kvmap-cli: nd.kvmap: no database nope$'
+    [ -s out ] && fail "$last: wrote to stdout"
+done
+run 0 dbs nd.kvmap
+is out 'alpha
+users
+zeta'
+# names of 1..255 bytes: 256 bytes or none is a usage error, before the file
+# is opened (put and load create nothing)
+n255=$(awk 'BEGIN { while (i++ < 255) printf "n" }')
+n256=${n255}n
+printf 'VERSION=3\nHEADER=END\n 6b\n 76\nDATA=END\n' >kv.dump
+for c in "get nd.kvmap k" "put fresh.kvmap k v" "del nd.kvmap k" "scan nd.kvmap" "stat nd.kvmap" \
+    "dump nd.kvmap" "load -f kv.dump fresh.kvmap" "drop nd.kvmap"; do
+    # shellcheck disable=SC2086
+    set -- $c
+    cmd=$1
+    shift
+    run 2 "$cmd" -s "$n256" "$@"
+    oneline "$cmd"
+    has err 'a database name is 1 to 255 bytes, not 256'
+    run 2 "$cmd" --db '' "$@"
+    oneline "$cmd"
+    has err 'a database name is 1 to 255 bytes, not 0'
+    [ -e fresh.kvmap ] && fail "$last: created fresh.kvmap"
+done
+run 0 put -s "$n255" nd.kvmap k v
+run 0 get -s "$n255" nd.kvmap k
+is out v
+run 0 drop --delete -s "$n255" nd.kvmap
+run 0 dbs nd.kvmap
+hasnt out "^$n255$"
+# stat: -s NAME describes NAME; -a adds every named database; --json lists them
+run 0 stat -s users nd.kvmap
+has out '^Status of users$'
+has out '^  Entries: 1$'
+has out '^  Sequence: 0$'
+has out '^  File: nd.kvmap$'
+hasnt out '^Status of Main DB$'
+run 0 stat nd.kvmap
+has out '^Status of Main DB$'
+hasnt out '^Status of users$'
+run 0 stat -a nd.kvmap
+grep '^Status of' out >b
+printf 'Status of Main DB\nStatus of alpha\nStatus of users\nStatus of zeta\n' >a
+same a b
+[ "$(grep -c '^  Entries: 1$' out)" -eq 4 ] || fail "$last: not 4 databases of one entry"
+run 0 stat --json nd.kvmap
+has out '"entries": 1, "sequence": 0, "readers": 0, '
+has out '"databases": \[{"name": "alpha", "entries": 1, "depth": 1, "branch_pages": 0, "leaf_pages": 1, "overflow_pages": 0, "sequence": 0}, {"name": "users", "entries": 1, "depth": 1, "branch_pages": 0, "leaf_pages": 1, "overflow_pages": 0, "sequence": 0}, {"name": "zeta", "entries": 1, "depth": 1, '
+has out '"metas": \[{"page": 0, '
+run 0 stat --json -s zeta nd.kvmap
+has out '"databases": \[{"name": "zeta", "entries": 1, "depth": 1, "branch_pages": 0, "leaf_pages": 1, "overflow_pages": 0, "sequence": 0}\], "metas"'
+run 0 stat --json base.kvmap
+has out '"databases": \[\], '
+run 2 stat -a -s users nd.kvmap
+# dump -s NAME: a database= line after format=, as mdb_dump -s writes it
+run 0 dump -s users nd.kvmap
+[ "$(sed -n 3p out)" = database=users ] || fail "$last: line 3 is not database=users"
+[ "$(sed -n 4p out)" = type=btree ] || fail "$last: line 4 is not type=btree"
+data out >a
+printf ' 6b\n 616c696365\nDATA=END\n' >b
+same a b
+# dump -a: the main database first (no database= line), then the named ones
+run 0 dump -a nd.kvmap
+cp out nd.all
+[ "$(grep -c '^VERSION=3$' out)" -eq 4 ] || fail "$last: not 4 sections"
+[ "$(sed -n 3p out)" = type=btree ] || fail "$last: the main database is not first"
+grep '^database=' out >a
+printf 'database=alpha\ndatabase=users\ndatabase=zeta\n' >b
+same a b
+run 0 dump -a -p nd.kvmap
+cp out nd.pall
+[ "$(grep -c '^format=print$' out)" -eq 4 ] || fail "$last: not 4 printable sections"
+# without named databases, dump -a is dump; with an empty main database the
+# main section is left out
+run 0 dump base.kvmap
+cp out a
+run 0 dump -a base.kvmap
+same out a
+run 0 put -s only only.kvmap k v
+run 0 dump -a only.kvmap
+[ "$(grep -c '^VERSION=3$' out)" -eq 1 ] || fail "$last: not one section"
+has out '^database=only$'
+run 2 dump -a -s users nd.kvmap
+# a name with a newline: mdb_dump's format cannot carry it
+nl=$(printf 'a\nb')
+run 0 put -s "$nl" nl.kvmap k v
+run 0 get -s "$nl" nl.kvmap k
+is out v
+run 3 dump -a nl.kvmap
+has err 'holds a newline'
+run 3 dump -s "$nl" nl.kvmap
+has err 'holds a newline'
+run 2 dump --rescue -s users nd.kvmap
+run 2 dump --rescue -a nd.kvmap
+# dump -a | load into a fresh database: every database, byte for byte
+runin 0 nd.all load nd2.kvmap
+run 0 dump -a nd2.kvmap
+same out nd.all
+runin 0 nd.pall load nd3.kvmap
+run 0 dump -a -p nd3.kvmap
+same out nd.pall
+runin 0 nd.all load --batch 1 nd4.kvmap
+run 0 dump -a nd4.kvmap
+same out nd.all
+run 0 check nd2.kvmap
+# load -s NAME: sections without database= go into NAME, created; a
+# database= line replaces NAME for its section and those after it
+runin 0 kv.dump load -s loaded nd5.kvmap
+run 0 dbs nd5.kvmap
+is out loaded
+run 0 scan -c nd5.kvmap
+is out 0
+run 0 get -s loaded nd5.kvmap k
+is out v
+{
+    cat kv.dump
+    printf '\nVERSION=3\nformat=print\ndatabase=second\nHEADER=END\n a\n b\\\\\nDATA=END\n'
+    printf 'VERSION=3\nHEADER=END\n 63\n 64\nDATA=END\n\n'
+} >multi.dump
+runin 0 multi.dump load --db first nd6.kvmap
+run 0 dbs nd6.kvmap
+is out 'first
+second'
+run 0 scan -s second nd6.kvmap
+printf 'a\tb\\\\\nc\td\n' >expected
+same out expected
+run 0 scan -s first nd6.kvmap
+printf 'k\tv\n' >expected
+same out expected
+runin 0 multi.dump load nd7.kvmap
+run 0 scan nd7.kvmap
+printf 'k\tv\n' >expected
+same out expected
+# --no-overwrite in a named database
+printf 'VERSION=3\ndatabase=users\nHEADER=END\n 6b\n 6e6577\n 6e6577\n 31\nDATA=END\n' >nw.dump
+runin 0 nw.dump load -n nd.kvmap
+run 0 get -s users nd.kvmap k
+is out alice
+run 0 get -s users nd.kvmap new
+is out 1
+# a failed load of several sections creates no database (one transaction)
+printf 'VERSION=3\ndatabase=one\nHEADER=END\n 6b\n 76\nDATA=END\nVERSION=3\ndatabase=two\nHEADER=END\n 6b\n' >bad2.dump
+runin 3 bad2.dump load nd.kvmap
+run 0 dbs nd.kvmap
+is out 'alpha
+users
+zeta'
+# drop: empties (the main database without --db); --delete removes the name
+run 0 drop -s users nd.kvmap
+run 0 dbs nd.kvmap
+has out '^users$'
+run 0 scan -c -s users nd.kvmap
+is out 0
+run 0 stat -s users nd.kvmap
+has out '^  Entries: 0$'
+run 0 drop --delete --db users nd.kvmap
+run 0 dbs nd.kvmap
+is out 'alpha
+zeta'
+run 1 get -s users nd.kvmap k
+has err '^kvmap-cli: nd.kvmap: no database users$'
+run 2 drop --delete nd.kvmap
+oneline drop
+has err '\-\-delete needs \-\-db NAME'
+run 0 drop nd.kvmap
+run 0 scan -c nd.kvmap
+is out 0
+run 0 get -s alpha nd.kvmap a
+is out 1
+run 3 drop nothere.kvmap
+[ -e nothere.kvmap ] && fail "$last: created nothere.kvmap"
+run 3 dbs nothere.kvmap
+run 2 dbs nd.kvmap extra
+run 0 check nd.kvmap
+has out '^nd.kvmap: ok: '
+
+# The round trips with LMDB's own tools (mdb_dump, mdb_load) are test/lmdb.sh.
 
 echo "cli.sh: $ran commands, $failed failures"
 [ "$failed" -eq 0 ]

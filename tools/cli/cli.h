@@ -1,7 +1,7 @@
 /*
  * cli.h - kvmap-cli: what the command files share (util.c).  One file per
- * command group: cmd_data.c (get, put, del), cmd_scan.c, cmd_stat.c (stat,
- * readers), cmd_check.c, cmd_dump.c (dump, dump --rescue), cmd_load.c,
+ * command group: cmd_data.c (get, put, del; dbs, drop: the named databases),
+ * cmd_scan.c, cmd_stat.c (stat, readers), cmd_check.c, cmd_dump.c (dump, dump --rescue), cmd_load.c,
  * cmd_compact.c, cmd_pages.c (pages, page).  Only the public header.
  */
 #ifndef KVMAP_CLI_H
@@ -19,7 +19,7 @@
 /* Exit statuses. */
 enum {
     EX_OK = 0,
-    EX_NOTFOUND = 1, /* get, del: no such key */
+    EX_NOTFOUND = 1, /* get, del: no such key; no such named database */
     EX_USAGE = 2,    /* bad command line */
     EX_ERROR = 3,    /* any other error: I/O, not a database, bad input */
     EX_CORRUPT = 4   /* the database is damaged (check found problems) */
@@ -49,6 +49,8 @@ int cmd_load(const cli_cmd *, int, char **);
 int cmd_compact(const cli_cmd *, int, char **);
 int cmd_pages(const cli_cmd *, int, char **);
 int cmd_page(const cli_cmd *, int, char **);
+int cmd_dbs(const cli_cmd *, int, char **);
+int cmd_drop(const cli_cmd *, int, char **);
 
 /* How keys and values are written and read. */
 typedef enum { FMT_TEXT, FMT_HEX, FMT_RAW } cli_fmt;
@@ -130,5 +132,24 @@ int cli_fail_key(const char *what, kvmap *db, size_t size);
  * of the file: kvmap_open fell back because the last commit is damaged. */
 /* Does path exist (as anything)? */
 bool cli_exists(const char *path);
+
+/* ---- named databases ---------------------------------------------------- */
+
+/* The longest name of a named database (DESIGN 7: 1..255 bytes). */
+#define CLI_DBNAME_MAX 255u
+/* The value of --db/-s: a name of 1..255 bytes; false after a usage
+ * message.  Checked before the file is opened, so that nothing is created
+ * for a name the library would refuse. */
+bool cli_dbname(const cli_cmd *cmd, const char *name);
+/* The handle of the database name in txn (NULL: KVMAP_MAIN_DBI); with
+ * create, created when absent (a write transaction).  On failure print one
+ * line, "kvmap-cli: PATH: no database NAME" for an absent one, and return
+ * the exit status (EX_NOTFOUND then). */
+int cli_dbi_open(kvmap_txn *txn, const char *path, const char *name, bool create,
+                 kvmap_dbi *dbi);
+/* The names of txn's named databases, in name order, into a NULL-terminated
+ * array (free with cli_names_free); -errno or a kvmap error. */
+int cli_names(kvmap_txn *txn, char ***names, size_t *count);
+void cli_names_free(char **names);
 
 #endif

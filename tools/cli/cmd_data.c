@@ -1,6 +1,8 @@
 /*
- * cmd_data.c - get, put, del: one key at a time.
+ * cmd_data.c - get, put, del: one key at a time, in the main database or
+ * the named one of --db; dbs and drop: the named databases themselves.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,14 +23,18 @@ int cmd_get(const cli_cmd *cmd, int argc, char **argv)
 {
     static const struct option lo[] = {{"hex", no_argument, 0, 'x'},
                                        {"raw", no_argument, 0, OPT_RAW},
+                                       {"db", required_argument, 0, 's'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     bool hex = false, raw = false;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "xh", lo)) != -1;) {
+    const char *name = NULL;
+    for (int c; (c = cli_getopt(cmd, argc, argv, "xs:h", lo)) != -1;) {
         if (c == 'x')
             hex = true;
         else if (c == OPT_RAW)
             raw = true;
+        else if (c == 's' && cli_dbname(cmd, optarg))
+            name = optarg;
         else
             return c == 'h' ? EX_OK : EX_USAGE;
     }
@@ -41,11 +47,13 @@ int cmd_get(const cli_cmd *cmd, int argc, char **argv)
     kvmap *db = NULL;
     int st = cli_open(path, false, false, &db);
     kvmap_txn *txn = NULL;
+    kvmap_dbi dbi = KVMAP_MAIN_DBI;
     kvmap_val val;
     int r = 0;
     if (st == EX_OK && (r = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn)) == 0)
+        st = cli_dbi_open(txn, path, name, false, &dbi);
     if (st == EX_OK && r == 0 &&
-        (r = kvmap_get(txn, (kvmap_val){key.data, key.size}, &val)) == 0) {
+        (r = kvmap_dbi_get(txn, dbi, (kvmap_val){key.data, key.size}, &val)) == 0) {
         cli_print(stdout, val.data, val.size, raw ? FMT_RAW : hex ? FMT_HEX : FMT_TEXT);
         if (!raw)
             putchar('\n');
@@ -67,20 +75,27 @@ int cmd_get(const cli_cmd *cmd, int argc, char **argv)
     return st;
 }
 
-/* One write transaction: put (val != NULL) or del. */
-static int write_one(const char *path, const cli_buf *key, const cli_buf *val, unsigned flags,
-                     bool hex)
+/* One write transaction in database name (NULL: the main one): put
+ * (val != NULL; the database is created when absent) or del. */
+static int write_one(const char *path, const char *name, const cli_buf *key,
+                     const cli_buf *val, unsigned flags, bool hex)
 {
     kvmap *db;
     int st = cli_open(path, true, val != NULL, &db);
     if (st != EX_OK)
         return st;
     kvmap_txn *txn;
+    kvmap_dbi dbi = KVMAP_MAIN_DBI;
     kvmap_val k = {key->data, key->size};
     int r = kvmap_begin(db, 0, &txn);
+    if (r == 0 && (st = cli_dbi_open(txn, path, name, val != NULL, &dbi)) != EX_OK) {
+        kvmap_abort(txn);
+        kvmap_close(db);
+        return st;
+    }
     if (r == 0) {
-        r = val ? kvmap_put(txn, k, (kvmap_val){val->data, val->size}, flags)
-                : kvmap_del(txn, k);
+        r = val ? kvmap_dbi_put(txn, dbi, k, (kvmap_val){val->data, val->size}, flags)
+                : kvmap_dbi_del(txn, dbi, k);
         if (r == 0)
             r = kvmap_commit(txn);
         else
@@ -133,15 +148,19 @@ int cmd_put(const cli_cmd *cmd, int argc, char **argv)
 {
     static const struct option lo[] = {{"hex", no_argument, 0, 'x'},
                                        {"no-overwrite", no_argument, 0, 'n'},
+                                       {"db", required_argument, 0, 's'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     bool hex = false;
     unsigned flags = 0;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "xnh", lo)) != -1;) {
+    const char *name = NULL;
+    for (int c; (c = cli_getopt(cmd, argc, argv, "xns:h", lo)) != -1;) {
         if (c == 'x')
             hex = true;
         else if (c == 'n')
             flags |= KVMAP_NOOVERWRITE;
+        else if (c == 's' && cli_dbname(cmd, optarg))
+            name = optarg;
         else
             return c == 'h' ? EX_OK : EX_USAGE;
     }
@@ -155,7 +174,7 @@ int cmd_put(const cli_cmd *cmd, int argc, char **argv)
         free(key.data);
         return st;
     }
-    st = write_one(argv[optind], &key, &val, flags, hex);
+    st = write_one(argv[optind], name, &key, &val, flags, hex);
     free(key.data);
     free(val.data);
     return st;
@@ -163,14 +182,104 @@ int cmd_put(const cli_cmd *cmd, int argc, char **argv)
 
 int cmd_del(const cli_cmd *cmd, int argc, char **argv)
 {
-    bool hex;
-    int done = cli_switch_args(cmd, argc, argv, 'x', "hex", &hex, 2, 2);
-    if (done >= 0)
-        return done;
+    static const struct option lo[] = {{"hex", no_argument, 0, 'x'},
+                                       {"db", required_argument, 0, 's'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    bool hex = false;
+    const char *name = NULL;
+    for (int c; (c = cli_getopt(cmd, argc, argv, "xs:h", lo)) != -1;) {
+        if (c == 'x')
+            hex = true;
+        else if (c == 's' && cli_dbname(cmd, optarg))
+            name = optarg;
+        else
+            return c == 'h' ? EX_OK : EX_USAGE;
+    }
+    if (!cli_nargs(cmd, argc, 2, 2))
+        return EX_USAGE;
     cli_buf key;
     if (!key_arg(cmd, argv[optind + 1], hex, &key))
         return EX_USAGE;
-    int st = write_one(argv[optind], &key, NULL, 0, hex);
+    int st = write_one(argv[optind], name, &key, NULL, 0, hex);
     free(key.data);
     return st;
+}
+
+/* ---- the named databases ------------------------------------------------ */
+
+static int print_name(void *ctx, const char *name)
+{
+    (void)ctx;
+    puts(name);
+    return ferror(stdout) ? -EIO : 0;
+}
+
+int cmd_dbs(const cli_cmd *cmd, int argc, char **argv)
+{
+    static const struct option lo[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c = cli_getopt(cmd, argc, argv, "h", lo);
+    if (c != -1)
+        return c == 'h' ? EX_OK : EX_USAGE;
+    if (!cli_nargs(cmd, argc, 1, 1))
+        return EX_USAGE;
+    const char *path = argv[optind];
+    kvmap *db;
+    int st = cli_open(path, false, false, &db);
+    if (st != EX_OK)
+        return st;
+    kvmap_txn *txn;
+    int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
+    if (e == 0) {
+        e = kvmap_dbi_list(txn, print_name, NULL);
+        kvmap_abort(txn);
+    }
+    kvmap_close(db);
+    return e ? cli_fail(path, e) : EX_OK;
+}
+
+int cmd_drop(const cli_cmd *cmd, int argc, char **argv)
+{
+    enum { OPT_DELETE = 256 };
+    static const struct option lo[] = {{"delete", no_argument, 0, OPT_DELETE},
+                                       {"db", required_argument, 0, 's'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    unsigned flags = 0;
+    const char *name = NULL;
+    for (int c; (c = cli_getopt(cmd, argc, argv, "s:h", lo)) != -1;) {
+        if (c == OPT_DELETE)
+            flags |= KVMAP_DROP_DELETE;
+        else if (c == 's' && cli_dbname(cmd, optarg))
+            name = optarg;
+        else
+            return c == 'h' ? EX_OK : EX_USAGE;
+    }
+    if (!cli_nargs(cmd, argc, 1, 1))
+        return EX_USAGE;
+    if ((flags & KVMAP_DROP_DELETE) && !name)
+        return cli_usage(cmd, "--delete needs --db NAME (the main database can be emptied,"
+                         " not deleted)");
+    const char *path = argv[optind];
+    kvmap *db;
+    int st = cli_open(path, true, false, &db);
+    if (st != EX_OK)
+        return st;
+    kvmap_txn *txn;
+    kvmap_dbi dbi = KVMAP_MAIN_DBI;
+    int e = kvmap_begin(db, 0, &txn);
+    if (e == 0 && (st = cli_dbi_open(txn, path, name, false, &dbi)) != EX_OK) {
+        kvmap_abort(txn);
+        kvmap_close(db);
+        return st;
+    }
+    if (e == 0) {
+        e = kvmap_dbi_drop(txn, dbi, flags);
+        if (e == 0)
+            e = kvmap_commit(txn);
+        else
+            kvmap_abort(txn);
+    }
+    kvmap_close(db);
+    return e ? cli_fail(path, e) : EX_OK;
 }

@@ -4,6 +4,7 @@
  *
  *   VERSION=3
  *   format=bytevalue          (or format=print with -p)
+ *   database=NAME             (a named database only: --db NAME, -a)
  *   type=btree
  *   mapsize=N                 (room enough for mdb_load to hold the data)
  *   maxreaders=126
@@ -12,6 +13,10 @@
  *    6b6579                   (each key, then its value, one line each with a
  *    76616c7565                leading space: hex, or printable text in which
  *   DATA=END                   a byte outside isprint is \xx and \ is \\)
+ *
+ * dump -a writes one such section per database, as mdb_dump -a: the main
+ * database first (when it has entries, or there is no named one), then the
+ * named ones in name order.
  *
  * dump --rescue reads the raw file with kvmap_file_rescue instead.
  */
@@ -29,6 +34,7 @@ typedef struct dumper {
     FILE *out;
     bool print;
     const char *path;
+    const char *name;    /* the database of the section being written, NULL: main */
     uint64_t damaged_notes;
     uint64_t empty_keys, long_keys; /* keys LMDB cannot hold */
 } dumper;
@@ -70,9 +76,11 @@ static uint64_t map_size(uint64_t file_size)
 
 static void header(const dumper *d, uint64_t file_size, unsigned page_size)
 {
-    fprintf(d->out, "VERSION=3\nformat=%s\ntype=btree\nmapsize=%" PRIu64
-            "\nmaxreaders=126\ndb_pagesize=%u\nHEADER=END\n",
-            d->print ? "print" : "bytevalue", map_size(file_size), page_size);
+    fprintf(d->out, "VERSION=3\nformat=%s\n", d->print ? "print" : "bytevalue");
+    if (d->name)
+        fprintf(d->out, "database=%s\n", d->name);
+    fprintf(d->out, "type=btree\nmapsize=%" PRIu64 "\nmaxreaders=126\ndb_pagesize=%u\n"
+            "HEADER=END\n", map_size(file_size), page_size);
 }
 
 static int entry(void *ctx, kvmap_val k, kvmap_val v)
@@ -100,38 +108,91 @@ static void warn_lmdb(const dumper *d)
             LMDB_MAX_KEY);
 }
 
-static int dump_db(dumper *d)
+/* One database's section: its header, its entries, DATA=END. */
+static int dump_section(dumper *d, kvmap_txn *txn, kvmap_dbi dbi, const kvmap_stat *s)
+{
+    kvmap_cursor *cur;
+    int e = kvmap_dbi_cursor_open(txn, dbi, &cur);
+    if (e < 0)
+        return e;
+    header(d, s->file_size, s->page_size);
+    kvmap_val k, v;
+    for (e = kvmap_cursor_first(cur, &k, &v); e == 0; e = kvmap_cursor_next(cur, &k, &v))
+        if ((e = entry(d, k, v)) < 0)
+            break;
+    kvmap_cursor_close(cur);
+    if (e != KVMAP_NOTFOUND)
+        return e;
+    fputs("DATA=END\n", d->out);
+    return 0;
+}
+
+/* mdb_dump's format ends the name at the end of its line. */
+static int check_name(const dumper *d, const char *name)
+{
+    if (!strchr(name, '\n'))
+        return EX_OK;
+    return cli_failf(EX_ERROR, d->path, "the name of database '%s' holds a newline, which"
+                     " mdb_dump's format cannot carry", name);
+}
+
+/* dump -a: the main database (when it has entries or is alone), then
+ * every named one in name order. */
+static int dump_all(dumper *d, kvmap_txn *txn, const kvmap_stat *s)
+{
+    char **names;
+    size_t n;
+    int e = cli_names(txn, &names, &n);
+    if (e < 0)
+        return cli_fail(d->path, e);
+    int st = EX_OK;
+    for (size_t i = 0; i < n && st == EX_OK; i++)
+        st = check_name(d, names[i]);
+    if (st == EX_OK && (s->entries || n == 0))
+        e = dump_section(d, txn, KVMAP_MAIN_DBI, s);
+    for (size_t i = 0; st == EX_OK && e == 0 && i < n; i++) {
+        kvmap_dbi dbi;
+        d->name = names[i];
+        e = kvmap_dbi_open(txn, names[i], 0, &dbi);
+        if (e == 0)
+            e = dump_section(d, txn, dbi, s);
+    }
+    d->name = NULL;
+    cli_names_free(names);
+    return st != EX_OK ? st : e ? cli_fail(d->path, e) : EX_OK;
+}
+
+/* dump (the main database, or name), dump -a. */
+static int dump_db(dumper *d, const char *name, bool all)
 {
     kvmap *db;
     int st = cli_open(d->path, false, false, &db);
     if (st != EX_OK)
         return st;
-    kvmap_txn *txn;
-    kvmap_cursor *cur = NULL;
+    kvmap_txn *txn = NULL;
     kvmap_stat s;
     int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
-    if (e == 0) {
+    if (e == 0)
         e = kvmap_stat_get(txn, &s);
-        if (e == 0)
-            e = kvmap_cursor_open(txn, &cur);
-        if (e == 0) {
-            header(d, s.file_size, s.page_size);
-            kvmap_val k, v;
-            for (e = kvmap_cursor_first(cur, &k, &v); e == 0;
-                 e = kvmap_cursor_next(cur, &k, &v))
-                if ((e = entry(d, k, v)) < 0)
-                    break;
-            if (e == KVMAP_NOTFOUND) {
-                fputs("DATA=END\n", d->out);
-                warn_lmdb(d);
-                e = 0;
-            }
-        }
-        kvmap_cursor_close(cur);
-        kvmap_abort(txn);
+    if (e == 0 && all) {
+        st = dump_all(d, txn, &s);
+    } else if (e == 0) {
+        kvmap_dbi dbi;
+        st = name ? check_name(d, name) : EX_OK;
+        if (st == EX_OK)
+            st = cli_dbi_open(txn, d->path, name, false, &dbi);
+        d->name = name;
+        if (st == EX_OK && (e = dump_section(d, txn, dbi, &s)) < 0)
+            st = cli_fail(d->path, e);
+        d->name = NULL;
+    } else {
+        st = cli_fail(d->path, e);
     }
+    if (st == EX_OK)
+        warn_lmdb(d);
+    kvmap_abort(txn);
     kvmap_close(db);
-    return e ? cli_fail(d->path, e) : EX_OK;
+    return st;
 }
 
 static void rescue_note(void *ctx, uint64_t pgno, const char *what)
@@ -189,15 +250,22 @@ int cmd_dump(const cli_cmd *cmd, int argc, char **argv)
                                        {"output", required_argument, 0, 'o'},
                                        {"rescue", no_argument, 0, OPT_RESCUE},
                                        {"damaged", no_argument, 0, OPT_DAMAGED},
+                                       {"db", required_argument, 0, 's'},
+                                       {"all", no_argument, 0, 'a'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
     dumper d = {.out = stdout};
-    bool rescue = false;
+    bool rescue = false, all = false;
+    const char *name = NULL;
     unsigned flags = 0;
     const char *output = NULL;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "po:h", lo)) != -1;) {
+    for (int c; (c = cli_getopt(cmd, argc, argv, "po:s:ah", lo)) != -1;) {
         if (c == 'p')
             d.print = true;
+        else if (c == 's' && cli_dbname(cmd, optarg))
+            name = optarg;
+        else if (c == 'a')
+            all = true;
         else if (c == 'o')
             output = optarg;
         else if (c == OPT_RESCUE)
@@ -211,10 +279,14 @@ int cmd_dump(const cli_cmd *cmd, int argc, char **argv)
         return EX_USAGE;
     if (flags && !rescue)
         return cli_usage(cmd, "--damaged goes with --rescue");
+    if (rescue && (name || all))
+        return cli_usage(cmd, "--rescue reads the main database only (not --db or --all)");
+    if (all && name)
+        return cli_usage(cmd, "--all and --db NAME exclude each other");
     d.path = argv[optind];
     if (output && !(d.out = fopen(output, "w")))
         return cli_fail(output, -errno);
-    int st = rescue ? dump_rescue(&d, flags) : dump_db(&d);
+    int st = rescue ? dump_rescue(&d, flags) : dump_db(&d, name, all);
     if (output && fclose(d.out) != 0 && st == EX_OK)
         st = cli_fail(output, -errno);
     return st;

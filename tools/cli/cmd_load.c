@@ -3,11 +3,18 @@
  * into a database, in one write transaction unless --batch: a malformed
  * line changes nothing, and its number is in the message.
  *
+ * The input is one or more sections (header, data, DATA=END; blank lines
+ * may come between them), as mdb_dump -a writes.  A section goes into the
+ * database its database= line names; a section without one goes into the
+ * database of the section before it, the first into --db NAME or the main
+ * database: what mdb_load does (its database= line replaces -s, and stays
+ * for the sections after it).  Named databases are created when absent.
+ *
  * Header keys: VERSION=3 first; format=bytevalue or print; type=btree;
- * db_pagesize sets the page size of a database created by the load;
- * mapsize, maxreaders, mapaddr are read and ignored; database= (named
- * databases) and the duplicate-key and integer-key flags are refused; other
- * keys are ignored with a warning, as mdb_load does.  In the printable
+ * database=NAME (1..255 bytes); db_pagesize sets the page size of a
+ * database created by the load (the first section's); mapsize, maxreaders,
+ * mapaddr are read and ignored; the duplicate-key and integer-key flags are
+ * refused; other keys are ignored with a warning, as mdb_load does.  In the printable
  * format \\ is a backslash and \xx a byte; a backslash followed by anything
  * else is taken as itself (LMDB's mdb_dump before 0.9.25 wrote it so).
  */
@@ -29,7 +36,15 @@ typedef struct loader {
     uint64_t lineno;
     bool print;
     unsigned page_size; /* db_pagesize, 0 when absent or unusable */
+    const char *db_opt; /* --db NAME, NULL: the main database */
+    char *db_line;      /* the last database= line's name (owned), NULL: none yet */
 } loader;
+
+/* The database the current section goes into (NULL: the main one). */
+static const char *section_db(const loader *l)
+{
+    return l->db_line ? l->db_line : l->db_opt;
+}
 
 /* The next line without its newline; false at the end of the input. */
 static bool next_line(loader *l)
@@ -82,7 +97,15 @@ static int header_line(loader *l, char *key, const char *val)
         if (ps >= 512 && ps <= 65536 && (ps & (ps - 1)) == 0)
             l->page_size = (unsigned)ps;
     } else if (strcmp(key, "database") == 0) {
-        return bad(l, "named databases (database=%s) are not supported", val);
+        size_t n = strlen(val);
+        if (n == 0 || n > CLI_DBNAME_MAX || val + n != l->line + l->len)
+            return bad(l, "bad database name (%zu bytes): a name is 1 to %u bytes, without"
+                       " NUL", n, CLI_DBNAME_MAX);
+        char *name = strdup(val);
+        if (!name)
+            return cli_fail(l->input, -ENOMEM);
+        free(l->db_line);
+        l->db_line = name;
     } else if (is_flag(key, refused)) {
         if (strcmp(val, "0") != 0)
             return bad(l, "%s=%s is not supported (kvmap keys are unique byte strings)", key,
@@ -94,10 +117,13 @@ static int header_line(loader *l, char *key, const char *val)
     return EX_OK;
 }
 
-static int read_header(loader *l)
+/* A section's header, from its first line (read already when first is
+ * false: the caller skipped the blank lines before it). */
+static int read_header(loader *l, bool first)
 {
-    if (!next_line(l))
+    if (first && !next_line(l))
         return bad(l, "empty input: expected VERSION=3");
+    l->print = false;
     if (strcmp(l->line, "VERSION=3") != 0)
         return bad(l, "bad header: expected VERSION=3, not '%.40s'", l->line);
     while (next_line(l)) {
@@ -184,10 +210,12 @@ static int data_line(loader *l, bool want_value, kvmap_val *v, bool *end)
 typedef struct load_state {
     kvmap *db;
     kvmap_txn *txn;
+    kvmap_dbi dbi;      /* the current section's database */
     const char *path;
     uint64_t batch, in_batch, loaded;
     unsigned flags;
-    bool append;        /* keys so far ascend and the database was empty */
+    bool append;        /* the section's keys so far ascend and its database was empty */
+    bool have_last;     /* last holds a key of this section */
     uint8_t *last;      /* the last key put with KVMAP_APPEND */
     size_t last_size;
 } load_state;
@@ -203,12 +231,12 @@ static int cmp(const void *a, size_t an, const void *b, size_t bn)
  * packs the pages as a sequential load should. */
 static int put(load_state *s, kvmap_val k, kvmap_val v)
 {
-    if (s->append && s->loaded && cmp(k.data, k.size, s->last, s->last_size) <= 0)
+    if (s->append && s->have_last && cmp(k.data, k.size, s->last, s->last_size) <= 0)
         s->append = false;
-    int e = kvmap_put(s->txn, k, v, s->flags | (s->append ? KVMAP_APPEND : 0));
+    int e = kvmap_dbi_put(s->txn, s->dbi, k, v, s->flags | (s->append ? KVMAP_APPEND : 0));
     if (e == KVMAP_EXISTS && s->append && !(s->flags & KVMAP_NOOVERWRITE)) {
         s->append = false;
-        e = kvmap_put(s->txn, k, v, s->flags);
+        e = kvmap_dbi_put(s->txn, s->dbi, k, v, s->flags);
     }
     if (e == KVMAP_EXISTS && (s->flags & KVMAP_NOOVERWRITE))
         e = 0;
@@ -219,6 +247,7 @@ static int put(load_state *s, kvmap_val k, kvmap_val v)
         memcpy(nl, k.data, k.size);
         s->last = nl;
         s->last_size = k.size;
+        s->have_last = true;
     }
     if (e == 0)
         s->loaded++;
@@ -268,20 +297,38 @@ static int load_data(loader *l, load_state *s)
         }
     }
     free(key);
-    if (st == EX_OK) {
-        while (next_line(l)) { /* blank lines may follow; another database may not */
-            if (l->len) {
-                st = bad(l, "data after DATA=END (one database per input)");
-                break;
-            }
-        }
-    }
     return st;
+}
+
+/* Past the blank lines after DATA=END: false at the end of the input, true
+ * on the first line of another section. */
+static bool next_section(loader *l)
+{
+    while (next_line(l))
+        if (l->len)
+            return true;
+    return false;
+}
+
+/* The current section's data into its database (created when absent). */
+static int load_section(loader *l, load_state *s)
+{
+    const char *name = section_db(l);
+    int st = cli_dbi_open(s->txn, s->path, name, name != NULL, &s->dbi);
+    if (st != EX_OK)
+        return st;
+    kvmap_stat info;
+    int e = kvmap_dbi_stat(s->txn, s->dbi, &info);
+    if (e < 0)
+        return cli_fail(s->path, e);
+    s->append = info.entries == 0;
+    s->have_last = false;
+    return load_data(l, s);
 }
 
 static int load(loader *l, const char *path, uint64_t batch, unsigned flags)
 {
-    int st = read_header(l);
+    int st = read_header(l, true);
     if (st != EX_OK)
         return st;
     bool existed = cli_exists(path);
@@ -291,17 +338,14 @@ static int load(loader *l, const char *path, uint64_t batch, unsigned flags)
     int e = kvmap_open(path, &o, &s.db);
     if (e < 0)
         return cli_fail(path, e);
-    kvmap_stat info;
     e = kvmap_begin(s.db, 0, &s.txn);
-    if (e == 0)
-        e = kvmap_stat_get(s.txn, &info);
     if (e < 0) {
-        kvmap_abort(s.txn);
         kvmap_close(s.db);
         return cli_fail(path, e);
     }
-    s.append = info.entries == 0;
-    st = load_data(l, &s);
+    while ((st = load_section(l, &s)) == EX_OK && next_section(l))
+        if ((st = read_header(l, false)) != EX_OK)
+            break;
     if (st == EX_OK) {
         e = kvmap_commit(s.txn);
         if (e < 0)
@@ -333,13 +377,18 @@ int cmd_load(const cli_cmd *cmd, int argc, char **argv)
     static const struct option lo[] = {{"file", required_argument, 0, 'f'},
                                        {"batch", required_argument, 0, 'b'},
                                        {"no-overwrite", no_argument, 0, 'n'},
+                                       {"db", required_argument, 0, 's'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
-    const char *file = NULL;
+    const char *file = NULL, *name = NULL;
     uint64_t batch = 0;
     unsigned flags = 0;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "f:b:nh", lo)) != -1;) {
-        if (c == 'f') {
+    for (int c; (c = cli_getopt(cmd, argc, argv, "f:b:ns:h", lo)) != -1;) {
+        if (c == 's') {
+            if (!cli_dbname(cmd, optarg))
+                return EX_USAGE;
+            name = optarg;
+        } else if (c == 'f') {
             file = optarg;
         } else if (c == 'b') {
             if (!cli_uint(cmd, "--batch", optarg, &batch))
@@ -352,7 +401,7 @@ int cmd_load(const cli_cmd *cmd, int argc, char **argv)
     }
     if (!cli_nargs(cmd, argc, 1, 1))
         return EX_USAGE;
-    loader l = {.in = stdin, .input = "standard input"};
+    loader l = {.in = stdin, .input = "standard input", .db_opt = name};
     if (file && strcmp(file, "-") != 0) {
         if (!(l.in = fopen(file, "r")))
             return cli_fail(file, -errno);
@@ -362,5 +411,6 @@ int cmd_load(const cli_cmd *cmd, int argc, char **argv)
     if (l.in != stdin)
         fclose(l.in);
     free(l.line);
+    free(l.db_line);
     return st;
 }

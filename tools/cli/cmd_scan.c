@@ -90,10 +90,11 @@ typedef struct scan_opts {
     cli_fmt fmt;
 } scan_opts;
 
-static int run_scan(kvmap_txn *txn, const range *r, const scan_opts *o, uint64_t *n)
+static int run_scan(kvmap_txn *txn, kvmap_dbi dbi, const range *r, const scan_opts *o,
+                    uint64_t *n)
 {
     kvmap_cursor *cur;
-    int e = kvmap_cursor_open(txn, &cur);
+    int e = kvmap_dbi_cursor_open(txn, dbi, &cur);
     if (e < 0)
         return e;
     kvmap_val k, v;
@@ -108,6 +109,33 @@ static int run_scan(kvmap_txn *txn, const range *r, const scan_opts *o, uint64_t
     }
     kvmap_cursor_close(cur);
     return e == KVMAP_NOTFOUND ? 0 : e;
+}
+
+/* Scan database name (NULL: the main one) of the file at path. */
+static int scan_db(const char *path, const char *name, const range *r, const scan_opts *o)
+{
+    kvmap *db;
+    int st = cli_open(path, false, false, &db);
+    if (st != EX_OK)
+        return st;
+    kvmap_txn *txn;
+    kvmap_dbi dbi;
+    uint64_t n = 0;
+    int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
+    if (e == 0) {
+        st = cli_dbi_open(txn, path, name, false, &dbi);
+        if (st == EX_OK)
+            e = run_scan(txn, dbi, r, o, &n);
+        kvmap_abort(txn);
+    }
+    if (st == EX_OK && e == 0 && o->count)
+        printf("%llu\n", (unsigned long long)n);
+    if (st == EX_OK && e == KVMAP_KEY_SIZE) /* the seek to where the scan starts */
+        st = cli_fail_key(path, db, o->reverse ? r->hi.size : r->lo.size);
+    else if (st == EX_OK && e)
+        st = cli_fail(path, e);
+    kvmap_close(db);
+    return st;
 }
 
 static bool bound_arg(const cli_cmd *cmd, const char *name, const char *s, bool hex,
@@ -129,12 +157,12 @@ int cmd_scan(const cli_cmd *cmd, int argc, char **argv)
         {"prefix", required_argument, 0, 'p'}, {"from", required_argument, 0, OPT_FROM},
         {"to", required_argument, 0, OPT_TO}, {"limit", required_argument, 0, 'l'},
         {"reverse", no_argument, 0, 'r'},   {"keys-only", no_argument, 0, 'k'},
-        {"count", no_argument, 0, 'c'},     {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"count", no_argument, 0, 'c'},     {"db", required_argument, 0, 's'},
+        {"help", no_argument, 0, 'h'},      {0, 0, 0, 0}};
     scan_opts o = {.limit = UINT64_MAX, .fmt = FMT_TEXT};
-    const char *pfx = NULL, *from = NULL, *to = NULL;
+    const char *pfx = NULL, *from = NULL, *to = NULL, *name = NULL;
     bool hex = false, raw = false;
-    for (int c; (c = cli_getopt(cmd, argc, argv, "xp:l:rkch", lo)) != -1;) {
+    for (int c; (c = cli_getopt(cmd, argc, argv, "xp:l:rkcs:h", lo)) != -1;) {
         switch (c) {
         case 'x': hex = true; break;
         case OPT_RAW: raw = true; break;
@@ -148,6 +176,11 @@ int cmd_scan(const cli_cmd *cmd, int argc, char **argv)
         case 'r': o.reverse = true; break;
         case 'k': o.keys_only = true; break;
         case 'c': o.count = true; break;
+        case 's':
+            if (!cli_dbname(cmd, optarg))
+                return EX_USAGE;
+            name = optarg;
+            break;
         default: return c == 'h' ? EX_OK : EX_USAGE;
         }
     }
@@ -160,25 +193,7 @@ int cmd_scan(const cli_cmd *cmd, int argc, char **argv)
         (!from || bound_arg(cmd, "--from", from, hex, &r.lo, &r.has_lo)) &&
         (!to || bound_arg(cmd, "--to", to, hex, &r.hi, &r.has_hi))) {
         fold_prefix(&r);
-        const char *path = argv[optind];
-        kvmap *db;
-        st = cli_open(path, false, false, &db);
-        if (st == EX_OK) {
-            kvmap_txn *txn;
-            uint64_t n = 0;
-            int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
-            if (e == 0) {
-                e = run_scan(txn, &r, &o, &n);
-                kvmap_abort(txn);
-            }
-            if (e == 0 && o.count)
-                printf("%llu\n", (unsigned long long)n);
-            if (e == KVMAP_KEY_SIZE) /* the seek to where the scan starts */
-                st = cli_fail_key(path, db, o.reverse ? r.hi.size : r.lo.size);
-            else
-                st = e ? cli_fail(path, e) : EX_OK;
-            kvmap_close(db);
-        }
+        st = scan_db(argv[optind], name, &r, &o);
     }
     free(r.prefix.data);
     free(r.lo.data);

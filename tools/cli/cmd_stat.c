@@ -1,5 +1,10 @@
 /*
  * cmd_stat.c - stat (in the manner of mdb_stat, or JSON) and readers.
+ *
+ * stat describes the file and the main database; -a adds every named
+ * database (as mdb_stat -a), --db NAME describes NAME in place of the main
+ * one.  --json always lists the named databases (NAME alone with --db) in
+ * "databases", after the main database's fields at the top.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -8,9 +13,21 @@
 
 #include "cli.h"
 
+/* One database's own statistics. */
+typedef struct db_view {
+    const char *name;       /* NULL: the main database */
+    kvmap_stat st;
+    uint64_t sequence;
+} db_view;
+
 typedef struct stat_view {
     const char *path;
-    kvmap_stat st;
+    kvmap_stat st;          /* the file and the main database */
+    uint64_t sequence;      /* the main database's */
+    db_view *dbs;           /* the named databases shown */
+    size_t ndbs;
+    char **names;           /* their names (cli_names) */
+    bool main_db;           /* show the main database (not with --db) */
     uint64_t hwm;           /* pages in use (0 when the meta could not be read) */
     unsigned readers;       /* read transactions of other processes and threads */
     kvmap_file_meta meta[2];
@@ -41,6 +58,20 @@ static uint64_t free_bytes(const stat_view *v)
     return s->free_pages * s->page_size + tail;
 }
 
+/* A database's section, as mdb_stat prints it ("Status of Main DB" or
+ * "Status of NAME"), and its sequence counter. */
+static void print_db(const db_view *d)
+{
+    const kvmap_stat *s = &d->st;
+    printf("Status of %s\n", d->name ? d->name : "Main DB");
+    printf("  Tree depth: %u\n", s->depth);
+    printf("  Branch pages: %" PRIu64 "\n", s->branch_pages);
+    printf("  Leaf pages: %" PRIu64 "\n", s->leaf_pages);
+    printf("  Overflow pages: %" PRIu64 "\n", s->overflow_pages);
+    printf("  Entries: %" PRIu64 "\n", s->entries);
+    printf("  Sequence: %" PRIu64 "\n", d->sequence);
+}
+
 static void print_text(const stat_view *v)
 {
     const kvmap_stat *s = &v->st;
@@ -65,12 +96,10 @@ static void print_text(const stat_view *v)
     }
     printf("  Number of readers used: %u\n", v->readers);
     printf("  Oldest reader lag: %" PRIu64 " transactions\n", v->readers ? s->reader_lag : 0);
-    printf("Status of Main DB\n");
-    printf("  Tree depth: %u\n", s->depth);
-    printf("  Branch pages: %" PRIu64 "\n", s->branch_pages);
-    printf("  Leaf pages: %" PRIu64 "\n", s->leaf_pages);
-    printf("  Overflow pages: %" PRIu64 "\n", s->overflow_pages);
-    printf("  Entries: %" PRIu64 "\n", s->entries);
+    if (v->main_db)
+        print_db(&(db_view){NULL, v->st, v->sequence});
+    for (size_t i = 0; i < v->ndbs; i++)
+        print_db(&v->dbs[i]);
 }
 
 static void print_json(const stat_view *v)
@@ -86,8 +115,20 @@ static void print_json(const stat_view *v)
     printf(", \"depth\": %u, \"branch_pages\": %" PRIu64 ", \"leaf_pages\": %" PRIu64
            ", \"overflow_pages\": %" PRIu64 ", \"entries\": %" PRIu64,
            s->depth, s->branch_pages, s->leaf_pages, s->overflow_pages, s->entries);
+    printf(", \"sequence\": %" PRIu64, v->sequence);
     printf(", \"readers\": %u, \"oldest_reader_lag\": %" PRIu64, v->readers,
            v->readers ? s->reader_lag : 0);
+    printf(", \"databases\": [");
+    for (size_t i = 0; i < v->ndbs; i++) {
+        const db_view *d = &v->dbs[i];
+        printf("%s{\"name\": ", i ? ", " : "");
+        json_string(d->name);
+        printf(", \"entries\": %" PRIu64 ", \"depth\": %u, \"branch_pages\": %" PRIu64
+               ", \"leaf_pages\": %" PRIu64 ", \"overflow_pages\": %" PRIu64
+               ", \"sequence\": %" PRIu64 "}", d->st.entries, d->st.depth,
+               d->st.branch_pages, d->st.leaf_pages, d->st.overflow_pages, d->sequence);
+    }
+    putchar(']');
     printf(", \"metas\": [");
     for (int i = 0; i < v->nmeta; i++) {
         const kvmap_file_meta *m = &v->meta[i];
@@ -122,13 +163,69 @@ static void read_metas(stat_view *v)
     kvmap_file_close(f);
 }
 
+/* One database's statistics and sequence into d (d->name set). */
+static int stat_db(kvmap_txn *txn, kvmap_dbi dbi, db_view *d)
+{
+    int e = kvmap_dbi_stat(txn, dbi, &d->st);
+    return e ? e : kvmap_dbi_sequence(txn, dbi, 0, &d->sequence);
+}
+
+/* The named databases to show: NAME alone, or every one (for -a or --json). */
+static int stat_named(kvmap_txn *txn, stat_view *v, const char *name, bool all)
+{
+    size_t n = 0;
+    if (name) {
+        kvmap_dbi dbi;
+        int st = cli_dbi_open(txn, v->path, name, false, &dbi);
+        if (st != EX_OK)
+            return st;
+        if (!(v->dbs = calloc(1, sizeof *v->dbs)))
+            return cli_fail(v->path, -ENOMEM);
+        v->dbs[0].name = name;
+        v->ndbs = 1;
+        int e = stat_db(txn, dbi, &v->dbs[0]);
+        return e ? cli_fail(v->path, e) : EX_OK;
+    }
+    if (!all)
+        return EX_OK;
+    int e = cli_names(txn, &v->names, &n);
+    if (e == 0 && n && !(v->dbs = calloc(n, sizeof *v->dbs)))
+        e = -ENOMEM;
+    for (size_t i = 0; e == 0 && i < n; i++) {
+        kvmap_dbi dbi;
+        v->dbs[i].name = v->names[i];
+        e = kvmap_dbi_open(txn, v->names[i], 0, &dbi);
+        if (e == 0)
+            e = stat_db(txn, dbi, &v->dbs[i]);
+        v->ndbs = i + 1;
+    }
+    return e ? cli_fail(v->path, e) : EX_OK;
+}
+
 int cmd_stat(const cli_cmd *cmd, int argc, char **argv)
 {
-    bool json;
-    int done = cli_switch_args(cmd, argc, argv, 'j', "json", &json, 1, 1);
-    if (done >= 0)
-        return done;
-    stat_view v = {.path = argv[optind]};
+    static const struct option lo[] = {{"json", no_argument, 0, 'j'},
+                                       {"all", no_argument, 0, 'a'},
+                                       {"db", required_argument, 0, 's'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    bool json = false, all = false;
+    const char *name = NULL;
+    for (int c; (c = cli_getopt(cmd, argc, argv, "jas:h", lo)) != -1;) {
+        if (c == 'j')
+            json = true;
+        else if (c == 'a')
+            all = true;
+        else if (c == 's' && cli_dbname(cmd, optarg))
+            name = optarg;
+        else
+            return c == 'h' ? EX_OK : EX_USAGE;
+    }
+    if (!cli_nargs(cmd, argc, 1, 1))
+        return EX_USAGE;
+    if (all && name)
+        return cli_usage(cmd, "--all and --db NAME exclude each other");
+    stat_view v = {.path = argv[optind], .main_db = !name};
     kvmap *db;
     int st = cli_open(v.path, false, false, &db);
     if (st != EX_OK)
@@ -137,7 +234,11 @@ int cmd_stat(const cli_cmd *cmd, int argc, char **argv)
     int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &txn);
     if (e == 0) {
         e = kvmap_stat_get(txn, &v.st);
-        if (e == 0) {
+        if (e == 0)
+            e = kvmap_dbi_sequence(txn, KVMAP_MAIN_DBI, 0, &v.sequence);
+        if (e == 0)
+            st = stat_named(txn, &v, name, all || json);
+        if (e == 0 && st == EX_OK) {
             v.readers = v.st.readers ? v.st.readers - 1 : 0; /* not our own */
             e = kvmap_rollback_get(db, &v.rb);
             if (e == 0)
@@ -147,12 +248,14 @@ int cmd_stat(const cli_cmd *cmd, int argc, char **argv)
     }
     kvmap_close(db);
     if (e < 0)
-        return cli_fail(v.path, e);
-    if (json)
+        st = cli_fail(v.path, e);
+    else if (st == EX_OK && json)
         print_json(&v);
-    else
+    else if (st == EX_OK)
         print_text(&v);
-    return EX_OK;
+    free(v.dbs);
+    cli_names_free(v.names);
+    return st;
 }
 
 int cmd_readers(const cli_cmd *cmd, int argc, char **argv)

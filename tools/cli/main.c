@@ -14,14 +14,22 @@
 
 #define KEYFMT                                                                       \
     "  -x, --hex           keys and values are given and printed in hex\n"
+/* --db: the named database a command works in (DESIGN 7); 1..255 bytes. */
+#define DBOPT                                                                        \
+    "  -s, --db NAME       in the named database NAME, not the main one\n"
+#define DB_ABSENT                                                                    \
+    "                      (status 1 when it does not exist)\n"
 
 const cli_cmd cli_commands[] = {
     {"get", cmd_get, "[options] DB KEY", "Print the value of KEY.",
-     KEYFMT "      --raw           print the value's bytes as they are (no newline)\n"},
+     KEYFMT "      --raw           print the value's bytes as they are (no newline)\n"
+     DBOPT DB_ABSENT},
     {"put", cmd_put, "[options] DB KEY VALUE",
      "Store KEY = VALUE (VALUE '-' reads standard input); creates DB if missing.",
-     KEYFMT "  -n, --no-overwrite  fail (status 3) if KEY is present\n"},
-    {"del", cmd_del, "[options] DB KEY", "Delete KEY (status 1 if it is not there).", KEYFMT},
+     KEYFMT "  -n, --no-overwrite  fail (status 3) if KEY is present\n"
+     DBOPT "                      (created when it does not exist)\n"},
+    {"del", cmd_del, "[options] DB KEY", "Delete KEY (status 1 if it is not there).",
+     KEYFMT DBOPT DB_ABSENT},
     {"scan", cmd_scan, "[options] DB", "Print entries in key order, one per line: KEY<TAB>VALUE.",
      KEYFMT "      --raw           print keys and values as they are\n"
             "  -p, --prefix P      only keys starting with P\n"
@@ -30,10 +38,15 @@ const cli_cmd cli_commands[] = {
             "  -l, --limit N       at most N entries\n"
             "  -r, --reverse       in descending key order\n"
             "  -k, --keys-only     print keys only\n"
-            "  -c, --count         print the number of entries only\n"},
+            "  -c, --count         print the number of entries only\n"
+     DBOPT DB_ABSENT},
     {"stat", cmd_stat, "[options] DB",
      "Print the database's statistics, in the manner of mdb_stat.",
-     "  -j, --json          as one JSON object\n"},
+     "  -j, --json          as one JSON object (with a \"databases\" array: the\n"
+     "                      named databases, or NAME alone with --db)\n"
+     "  -a, --all           also the statistics of every named database\n"
+     "  -s, --db NAME       the named database NAME in place of the main one\n"
+     DB_ABSENT},
     {"check", cmd_check, "[options] DB",
      "Verify every page and tree invariant of the file; status 4 when damaged.",
      "  -m, --meta N        walk meta page N (0 or 1), not the newest valid one\n"
@@ -42,6 +55,11 @@ const cli_cmd cli_commands[] = {
      "Write every entry in the text format of LMDB's mdb_dump.",
      "  -p, --print         printable format (escaped text), not hex\n"
      "  -o, --output FILE   write to FILE, not standard output\n"
+     DBOPT "                      (with a database=NAME line, as mdb_dump -s writes;\n"
+     "                      status 1 when it does not exist)\n"
+     "  -a, --all           every database: the main one (when it has entries or\n"
+     "                      there is no named one), then each named one in name\n"
+     "                      order, each its own section, as mdb_dump -a\n"
      "      --rescue        read what can still be read of a damaged file\n"
      "      --damaged       with --rescue: also take entries of pages whose\n"
      "                      checksum fails (their bytes may be wrong)\n"},
@@ -49,7 +67,11 @@ const cli_cmd cli_commands[] = {
      "Read entries in mdb_dump's format (standard input) into DB; creates DB.",
      "  -f, --file FILE     read FILE, not standard input\n"
      "  -b, --batch N       commit every N entries (default: one transaction)\n"
-     "  -n, --no-overwrite  keep the value of keys already present\n"},
+     "  -n, --no-overwrite  keep the value of keys already present\n"
+     "  -s, --db NAME       load sections without a database= line into NAME\n"
+     "                      (created when absent); a section's database= line\n"
+     "                      names its database (created when absent), and that\n"
+     "                      name stays for the sections after it, as in mdb_load\n"},
     {"compact", cmd_compact, "[options] SRC DST",
      "Copy a consistent snapshot of SRC into DST, densely packed.",
      "  -f, --force         replace DST if it exists\n"},
@@ -58,6 +80,13 @@ const cli_cmd cli_commands[] = {
      "  -a, --all           also the pages past the high-water mark\n"},
     {"page", cmd_page, "[options] DB N", "Decode page N of the raw file: header and cells.",
      "  -x, --hex           add a hex view of the page's bytes; keys and values in hex\n"},
+    {"dbs", cmd_dbs, "[options] DB",
+     "List the names of the named databases, one per line, in name order.", ""},
+    {"drop", cmd_drop, "[options] DB",
+     "Empty a database (the main one without --db), or remove a named one.",
+     "  -s, --db NAME       the named database NAME (status 1 when it does not\n"
+     "                      exist)\n"
+     "      --delete        remove NAME itself, not only its entries (needs --db)\n"},
     {"readers", cmd_readers, "[options] DB", "List the reader slots of the lock file.",
      "      --clear-stale   first clear the slots of processes that are gone\n"},
 };

@@ -342,3 +342,78 @@ int cli_fail_key(const char *what, kvmap *db, size_t size)
     cli_key_limit(db, size, msg, sizeof msg);
     return cli_failf(EX_ERROR, what, "%s", msg);
 }
+
+/* ---- named databases ---------------------------------------------------- */
+
+bool cli_dbname(const cli_cmd *cmd, const char *name)
+{
+    size_t n = strlen(name);
+    if (n >= 1 && n <= CLI_DBNAME_MAX)
+        return true;
+    cli_usage(cmd, "a database name is 1 to %u bytes, not %zu", CLI_DBNAME_MAX, n);
+    return false;
+}
+
+int cli_dbi_open(kvmap_txn *txn, const char *path, const char *name, bool create,
+                 kvmap_dbi *dbi)
+{
+    int e = kvmap_dbi_open(txn, name, create ? KVMAP_CREATE : 0, dbi);
+    if (e == 0)
+        return EX_OK;
+    if (e == KVMAP_NOTFOUND)
+        return cli_failf(EX_NOTFOUND, path, "no database %s", name);
+    if (!name)
+        return cli_fail(path, e);
+    return cli_failf(cli_status(e), path, "database %s: %s%s", name, kvmap_strerror(e),
+                     e == KVMAP_CORRUPTED ? " (see 'kvmap-cli check')" : "");
+}
+
+typedef struct name_list {
+    char **names;
+    size_t count, cap;
+} name_list;
+
+static int add_name(void *ctx, const char *name)
+{
+    name_list *l = ctx;
+    if (l->count + 1 >= l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **nn = realloc(l->names, cap * sizeof *nn);
+        if (!nn)
+            return -ENOMEM;
+        l->names = nn;
+        l->cap = cap;
+    }
+    if (!(l->names[l->count] = strdup(name)))
+        return -ENOMEM;
+    l->names[++l->count] = NULL;
+    return 0;
+}
+
+int cli_names(kvmap_txn *txn, char ***names, size_t *count)
+{
+    name_list l = {0};
+    int e = add_name(&l, "");  /* room for the terminator even when there are none */
+    if (e == 0) {
+        free(l.names[0]);
+        l.names[0] = NULL;
+        l.count = 0;
+        e = kvmap_dbi_list(txn, add_name, &l);
+    }
+    if (e < 0) {
+        cli_names_free(l.names);
+        return e;
+    }
+    *names = l.names;
+    *count = l.count;
+    return 0;
+}
+
+void cli_names_free(char **names)
+{
+    if (!names)
+        return;
+    for (char **p = names; *p; p++)
+        free(*p);
+    free(names);
+}
