@@ -18,7 +18,9 @@
  * database first (when it has entries, or there is no named one), then the
  * named ones in name order.
  *
- * dump --rescue reads the raw file with kvmap_file_rescue instead.
+ * dump --rescue reads the raw file with kvmap_file_rescue_dbs instead, and
+ * writes every database it salvages as dump -a does (the main database's
+ * section always), or with --db NAME that one database alone.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -36,6 +38,15 @@ typedef struct dumper {
     const char *path;
     const char *name;    /* the database of the section being written, NULL: main */
     uint64_t damaged_notes;
+    /* dump --rescue */
+    const char *want;    /* --db NAME: that database only */
+    char *section;       /* the rescued database being written (strdup), */
+    bool in_section;     /* and whether a section is open */
+    bool skipping;       /* its entries are not written (not the one wanted, or
+                            a name the format cannot carry) */
+    uint64_t ndbs, skipped, written;
+    uint64_t file_size;
+    unsigned page_size;
     uint64_t empty_keys, long_keys; /* keys LMDB cannot hold */
 } dumper;
 
@@ -86,6 +97,9 @@ static void header(const dumper *d, uint64_t file_size, unsigned page_size)
 static int entry(void *ctx, kvmap_val k, kvmap_val v)
 {
     dumper *d = ctx;
+    if (d->skipping)
+        return 0;
+    d->written++;
     if (k.size == 0)
         d->empty_keys++;
     else if (k.size > LMDB_MAX_KEY)
@@ -205,6 +219,38 @@ static void rescue_note(void *ctx, uint64_t pgno, const char *what)
         fprintf(stderr, "kvmap-cli: %s: page %" PRIu64 ": %s\n", d->path, pgno, what);
 }
 
+/* kvmap_file_rescue_dbs's begin: end the open section, start this one. */
+static int rescue_db(void *ctx, const char *name, uint64_t sequence)
+{
+    dumper *d = ctx;
+    (void)sequence; /* mdb_dump's format has no place for it */
+    if (d->in_section)
+        fputs("DATA=END\n", d->out);
+    d->in_section = false;
+    free(d->section);
+    d->section = NULL;
+    d->skipping = d->want ? !name || strcmp(name, d->want) != 0 : false;
+    if (d->skipping)
+        return 0;
+    if (name && strchr(name, '\n')) {
+        fprintf(stderr, "kvmap-cli: %s: database ", d->path);
+        cli_print(stderr, name, strlen(name), FMT_TEXT);
+        fprintf(stderr, ": its name holds a newline, which mdb_dump's format cannot carry:"
+                " not written\n");
+        d->skipping = true;
+        d->skipped++;
+        return 0;
+    }
+    if (name && !(d->section = strdup(name)))
+        return -ENOMEM;
+    d->name = d->section;
+    header(d, d->file_size, d->page_size);
+    d->name = NULL;
+    d->in_section = true;
+    d->ndbs++;
+    return ferror(d->out) ? -EIO : 0;
+}
+
 static int dump_rescue(dumper *d, unsigned flags)
 {
     kvmap_file *f;
@@ -223,17 +269,26 @@ static int dump_rescue(dumper *d, unsigned flags)
                     " use, %" PRIu64 " in the file (truncated file)\n", d->path, s, m.txnid,
                     m.hwm, fi.pages);
     }
-    header(d, fi.file_size, fi.page_size);
+    d->file_size = fi.file_size;
+    d->page_size = fi.page_size;
     kvmap_file_rescue_result res;
-    e = kvmap_file_rescue(f, flags, entry, rescue_note, d, &res);
+    e = kvmap_file_rescue_dbs(f, flags, rescue_db, entry, rescue_note, d, &res);
     kvmap_file_close(f);
+    free(d->section);
+    d->section = NULL;
     if (e != 0)
         return cli_fail(d->path, e);
-    fputs("DATA=END\n", d->out);
+    if (d->in_section)
+        fputs("DATA=END\n", d->out);
+    if (d->want && d->ndbs == 0)
+        return cli_failf(EX_NOTFOUND, d->path, "no database %s found", d->want);
     warn_lmdb(d);
     fflush(d->out);
-    fprintf(stderr, "kvmap-cli: %s: rescued %" PRIu64 " entries%s", d->path, res.entries,
-            res.complete ? " (the tree is whole)" : "");
+    fprintf(stderr, "kvmap-cli: %s: rescued %" PRIu64 " entries", d->path, d->written);
+    if (!d->want && d->ndbs > 1)
+        fprintf(stderr, " in %" PRIu64 " databases", d->ndbs);
+    if (res.complete)
+        fprintf(stderr, " (%s whole)", d->ndbs > 1 || d->want ? "every tree is" : "the tree is");
     if (res.damaged_pages)
         fprintf(stderr, ", %" PRIu64 " damaged page%s", res.damaged_pages,
                 res.damaged_pages == 1 ? "" : "s");
@@ -241,7 +296,7 @@ static int dump_rescue(dumper *d, unsigned flags)
         fprintf(stderr, ", %" PRIu64 " value%s lost", res.lost_values,
                 res.lost_values == 1 ? "" : "s");
     fputc('\n', stderr);
-    return res.complete ? EX_OK : EX_CORRUPT;
+    return res.complete && !d->skipped ? EX_OK : EX_CORRUPT;
 }
 
 int cmd_dump(const cli_cmd *cmd, int argc, char **argv)
@@ -279,13 +334,12 @@ int cmd_dump(const cli_cmd *cmd, int argc, char **argv)
         return EX_USAGE;
     if (flags && !rescue)
         return cli_usage(cmd, "--damaged goes with --rescue");
-    if (rescue && (name || all))
-        return cli_usage(cmd, "--rescue reads the main database only (not --db or --all)");
     if (all && name)
         return cli_usage(cmd, "--all and --db NAME exclude each other");
     d.path = argv[optind];
     if (output && !(d.out = fopen(output, "w")))
         return cli_fail(output, -errno);
+    d.want = name;
     int st = rescue ? dump_rescue(&d, flags) : dump_db(&d, name, all);
     if (output && fclose(d.out) != 0 && st == EX_OK)
         st = cli_fail(output, -errno);
