@@ -9,6 +9,10 @@
  *   bench_kvmap.c   the kvmap adapter (include/kvmap.h only)
  *   bench_lmdb.c    the LMDB adapter   (built when configure found liblmdb)
  *   bench_sqlite.c  the SQLite adapter (built when configure found sqlite3)
+ *   bench_rocksdb.c the RocksDB adapter (built when configure found librocksdb)
+ *   bench_leveldb.c the LevelDB adapter (built when configure found libleveldb)
+ *   pending.c       a write batch's own writes, for reads in its transaction
+ *                   (the LSM adapters)
  */
 #ifndef KVMAP_BENCH_H
 #define KVMAP_BENCH_H
@@ -20,6 +24,9 @@
 
 /* ---- Configuration ------------------------------------------------------- */
 
+#define BENCH_MAX_THREADS 8   /* thread counts in --threads */
+#define BENCH_THREADS_MAX 128 /* the largest thread count */
+
 typedef struct bench_cfg {
     uint64_t n;        /* entries (-n) */
     size_t ksize;      /* key bytes (-k) */
@@ -27,6 +34,8 @@ typedef struct bench_cfg {
     unsigned reps;     /* repetitions (-r); the median is reported */
     int nosync;        /* --nosync: each engine's no-flush mode */
     const char *dir;   /* the temporary directory made under -d */
+    unsigned threads[BENCH_MAX_THREADS]; /* --threads: fillrandom_sync_mt's */
+    unsigned nthreads;
 } bench_cfg;
 
 /* ---- Engine adapters ----------------------------------------------------- */
@@ -50,7 +59,8 @@ typedef struct bench_kv {
 typedef struct bench_engine {
     const char *name;
     const char *(*version)(void);
-    /* Files making up the database, as suffixes of its path ("" = the path). */
+    /* Files making up the database, as suffixes of its path ("" = the path);
+     * one that is a directory stands for every file in it. */
     const char *const *data_suffixes;
 
     /*
@@ -88,6 +98,17 @@ typedef struct bench_engine {
     int64_t (*entries)(void *h, int main_db);
     /* What the named-database workloads run on in this engine (one line). */
     const char *named_how;
+
+    /*
+     * fillrandom_sync_mt: one-put commits, durable as the mode says, from
+     * several threads at once on the open handle h (no transaction open on
+     * it).  mt_writer gives each thread its writer (NULL: failed); mt_put
+     * commits one entry through it and may run in all the writers at once.
+     */
+    void *(*mt_writer)(void *h);
+    int (*mt_put)(void *w, bench_kv key, bench_kv val);
+    void (*mt_writer_close)(void *w);
+    const char *mt_how; /* how the threads' commits meet (one line) */
 } bench_engine;
 
 /* The named database of the *_named workloads. */
@@ -101,6 +122,33 @@ extern const bench_engine bench_lmdb;
 #ifdef HAVE_SQLITE
 extern const bench_engine bench_sqlite;
 #endif
+#ifdef HAVE_ROCKSDB
+extern const bench_engine bench_rocksdb;
+#endif
+#ifdef HAVE_LEVELDB
+extern const bench_engine bench_leveldb;
+#endif
+
+/* ---- A write batch's own writes (pending.c) ------------------------------ */
+
+typedef struct bench_pending {
+    unsigned char *log;   /* the records, in order */
+    size_t len, cap;
+    uint64_t count;       /* records */
+    size_t *slot;         /* the index: log offset + 1, 0 empty */
+    size_t nslot, used;
+    int indexed;
+} bench_pending;
+
+enum { PENDING_NONE, PENDING_PUT, PENDING_DEL, PENDING_ERR };
+
+/* Record a put of key (val) or, val NULL, its delete.  0, or -1 (memory). */
+int bench_pending_add(bench_pending *p, bench_kv key, const bench_kv *val);
+/* The newest record of key: PENDING_PUT (*val, valid until the next add or
+ * reset), PENDING_DEL, PENDING_NONE (not in the batch), or PENDING_ERR. */
+int bench_pending_find(bench_pending *p, bench_kv key, bench_kv *val);
+void bench_pending_reset(bench_pending *p); /* the batch was written or dropped */
+void bench_pending_free(bench_pending *p);
 
 /* ---- Data shared by all engines (data.c) --------------------------------- */
 
@@ -141,8 +189,11 @@ int64_t bench_resident_pages(const bench_engine *e, const char *path);
 /* Drop the (closed) database's files from the page cache: fsync, then
  * POSIX_FADV_DONTNEED.  Returns the pages still resident after, or -1. */
 int64_t bench_evict(const bench_engine *e, const char *path);
-/* Remove the database at path and every side file an engine may leave. */
+/* Remove the database at path and every side file an engine may leave
+ * (a database that is a directory: with everything in it). */
 void bench_remove_db(const char *path);
+/* Remove path, a directory with everything in it, or a file.  0 or -1. */
+int bench_remove_tree(const char *path);
 
 /* ---- Workloads (workloads.c) --------------------------------------------- */
 
@@ -165,12 +216,13 @@ enum bench_kind {
     WL_FILLED  /* runs on the filled database (in table order) */
 };
 
-#define BENCH_MAX_OUT 4
+#define BENCH_MAX_OUT (BENCH_MAX_THREADS + 2)
 
 typedef struct bench_out {
     const char *metric; /* JSON key: "ops_per_sec", "space_amp", ... */
     const char *label;  /* table row (NULL: the workload's name) */
     const char *unit;   /* "ops/s", "x", "pages" */
+    int vs_lmdb;        /* also a row of every engine's value over LMDB's */
 } bench_out;
 
 typedef struct bench_workload {
@@ -186,8 +238,11 @@ typedef struct bench_workload {
     const char *main_of;
 } bench_workload;
 
-extern const bench_workload bench_workloads[];
+/* Not const: fillrandom_sync_mt's outputs follow --threads (bench_set_threads). */
+extern bench_workload bench_workloads[];
 extern const size_t bench_nworkloads;
+/* Make fillrandom_sync_mt's outputs those of cfg's thread counts. */
+void bench_set_threads(const bench_cfg *cfg);
 
 /* Open a fresh database file named NAME in the temporary directory into r
  * (in r->db's database). */

@@ -280,6 +280,35 @@ static int64_t lm_entries(void *hv, int main_db)
     return (int64_t)st.ms_entries - (main_db && h->named ? 1 : 0);
 }
 
+/* fillrandom_sync_mt: every thread runs its own write transactions on the
+ * one environment; LMDB's write lock takes them one at a time. */
+static void *lm_mt_writer(void *hv)
+{
+    return hv;
+}
+
+static int lm_mt_put(void *w, bench_kv key, bench_kv val)
+{
+    mdb_handle *h = w;
+    MDB_val k = to_val(key), v = to_val(val);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(h->env, NULL, 0, &txn);
+
+    if (rc != 0)
+        return fail("txn_begin", rc);
+    if ((rc = mdb_put(txn, h->dbi, &k, &v, 0)) != 0) {
+        mdb_txn_abort(txn);
+        return fail("put", rc);
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == 0 ? BENCH_OK : fail("txn_commit", rc);
+}
+
+static void lm_mt_writer_close(void *w)
+{
+    (void)w;
+}
+
 static const char *const lm_files[] = { "", NULL };
 
 const bench_engine bench_lmdb = {
@@ -303,4 +332,8 @@ const bench_engine bench_lmdb = {
     .free_pages = lm_free_pages,
     .entries = lm_entries,
     .named_how = "mdb_dbi_open(\"" BENCH_DB_NAME "\", MDB_CREATE) at open, maxdbs 1",
+    .mt_writer = lm_mt_writer,
+    .mt_put = lm_mt_put,
+    .mt_writer_close = lm_mt_writer_close,
+    .mt_how = "a write transaction per put from every thread on one env: its write lock",
 };

@@ -7,9 +7,13 @@
  * synchronous=FULL.  --nosync: synchronous=OFF.  The database's size is the
  * main file plus the WAL.  SQLite has no named databases: a named one is a
  * table of that name instead of kv, the same thing as the main one.
+ * fillrandom_sync_mt: a connection of its own per thread (the same settings,
+ * a busy timeout), a BEGIN IMMEDIATE transaction per put; SQLite's write
+ * lock takes them one at a time.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <sqlite3.h>
 
@@ -17,7 +21,7 @@
 
 enum {
     ST_BEGIN, ST_COMMIT, ST_PUT, ST_GET, ST_DEL,
-    ST_FIRST, ST_LAST, ST_SEEK, ST_FREELIST, ST_COUNT
+    ST_FIRST, ST_LAST, ST_SEEK, ST_FREELIST, ST_BEGIN_IMM, ST_COUNT
 };
 
 static const char *const st_sql[ST_COUNT] = {
@@ -30,9 +34,11 @@ static const char *const st_sql[ST_COUNT] = {
     [ST_LAST] = "SELECT k, v FROM %s ORDER BY k DESC",
     [ST_SEEK] = "SELECT k, v FROM %s WHERE k >= ?1 ORDER BY k",
     [ST_FREELIST] = "PRAGMA freelist_count",
+    [ST_BEGIN_IMM] = "BEGIN IMMEDIATE",
 };
 
 #define MAIN_TABLE "kv"
+#define BUSY_MS 60000 /* a connection waits this long for another's lock */
 
 
 typedef struct sq_handle {
@@ -40,6 +46,9 @@ typedef struct sq_handle {
     sqlite3_stmt *st[ST_COUNT];
     sqlite3_stmt *cur; /* the statement a cursor steps, or NULL */
     char table[300];   /* kv, or the named database's name, quoted */
+    char *path;        /* what it was opened with (fillrandom_sync_mt) */
+    char *dbname;
+    bench_cfg cfg;
 } sq_handle;
 
 static int fail(sq_handle *h, const char *what)
@@ -61,6 +70,8 @@ static void sq_close(void *hv)
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(h->st[i]);
     sqlite3_close(h->db);
+    free(h->path);
+    free(h->dbname);
     free(h);
 }
 
@@ -93,12 +104,20 @@ static void *sq_open(const char *path, const char *db, const bench_cfg *cfg)
 
     if (!h)
         return NULL;
+    h->cfg = *cfg;
+    h->path = strdup(path);
+    h->dbname = db ? strdup(db) : NULL;
+    if (!h->path || (db && !h->dbname)) {
+        sq_close(h);
+        return NULL;
+    }
     if (sqlite3_open_v2(path, &h->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                         NULL) != SQLITE_OK) {
         fail(h, "open");
         sq_close(h);
         return NULL;
     }
+    sqlite3_busy_timeout(h->db, BUSY_MS);
     if (sq_setup(h, db, cfg) != BENCH_OK) {
         sq_close(h);
         return NULL;
@@ -302,6 +321,31 @@ static int64_t sq_entries(void *hv, int main_db)
     return query_int(h, sql);
 }
 
+/* fillrandom_sync_mt: a connection per thread. */
+static void *sq_mt_writer(void *hv)
+{
+    sq_handle *h = hv;
+
+    return sq_open(h->path, h->dbname, &h->cfg);
+}
+
+static int sq_mt_put(void *w, bench_kv key, bench_kv val)
+{
+    sq_handle *h = w;
+
+    if (exec_stmt(h, ST_BEGIN_IMM, "begin immediate") != BENCH_OK)
+        return BENCH_ERR;
+    if (sq_put(h, key, val) != BENCH_OK) {
+        sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+        return BENCH_ERR;
+    }
+    if (exec_stmt(h, ST_COMMIT, "commit") != BENCH_OK) {
+        sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+        return BENCH_ERR;
+    }
+    return BENCH_OK;
+}
+
 static const char *const sq_files[] = { "", "-wal", NULL };
 
 const bench_engine bench_sqlite = {
@@ -326,4 +370,9 @@ const bench_engine bench_sqlite = {
     .entries = sq_entries,
     .named_how = "table \"" BENCH_DB_NAME "\" instead of " MAIN_TABLE
                  " (no named databases: the same as main)",
+    .mt_writer = sq_mt_writer,
+    .mt_put = sq_mt_put,
+    .mt_writer_close = sq_close,
+    .mt_how = "a connection per thread (WAL, busy timeout), BEGIN IMMEDIATE per put:"
+              " its write lock",
 };

@@ -2,6 +2,7 @@
  * data.c - keys, values, key orders, the clock and file helpers of kvmap-bench.
  */
 #define _GNU_SOURCE /* mincore */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -201,18 +202,62 @@ double bench_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/*
+ * Call fn on every file of the database: each data suffix's file, or every
+ * file under it when it is a directory (an LSM's store).  A missing one is
+ * skipped.  Stops at the first fn that returns non-zero and returns that.
+ */
+typedef int file_fn(const char *name, const struct stat *st, void *ctx);
+
+static int each_under(const char *name, file_fn *fn, void *ctx)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *de;
+    int rc = 0;
+
+    if (stat(name, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return S_ISREG(st.st_mode) ? fn(name, &st, ctx) : 0;
+    if (!(d = opendir(name)))
+        return -1;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        char sub[4400];
+
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(sub, sizeof sub, "%s/%s", name, de->d_name);
+        rc = each_under(sub, fn, ctx);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int each_file(const bench_engine *e, const char *path, file_fn *fn, void *ctx)
+{
+    char name[4200];
+    int rc = 0;
+
+    for (const char *const *sfx = e->data_suffixes; *sfx && rc == 0; sfx++) {
+        snprintf(name, sizeof name, "%s%s", path, *sfx);
+        rc = each_under(name, fn, ctx);
+    }
+    return rc;
+}
+
+static int add_bytes(const char *name, const struct stat *st, void *ctx)
+{
+    (void)name;
+    *(uint64_t *)ctx += (uint64_t)st->st_size;
+    return 0;
+}
+
 uint64_t bench_file_bytes(const bench_engine *e, const char *path)
 {
-    const char *const *sfx;
-    char name[4200];
-    struct stat st;
     uint64_t total = 0;
 
-    for (sfx = e->data_suffixes; *sfx; sfx++) {
-        snprintf(name, sizeof name, "%s%s", path, *sfx);
-        if (stat(name, &st) == 0)
-            total += (uint64_t)st.st_size;
-    }
+    each_file(e, path, add_bytes, &total);
     return total;
 }
 
@@ -245,41 +290,72 @@ static int64_t file_resident(const char *name)
     return n;
 }
 
+static int add_resident(const char *name, const struct stat *st, void *ctx)
+{
+    int64_t n = file_resident(name);
+
+    (void)st;
+    if (n < 0)
+        return -1;
+    *(int64_t *)ctx += n;
+    return 0;
+}
+
 int64_t bench_resident_pages(const bench_engine *e, const char *path)
 {
-    char name[4200];
     int64_t total = 0;
 
-    for (const char *const *sfx = e->data_suffixes; *sfx; sfx++) {
-        snprintf(name, sizeof name, "%s%s", path, *sfx);
-        int64_t n = file_resident(name);
-        if (n < 0)
-            return -1;
-        total += n;
+    return each_file(e, path, add_resident, &total) == 0 ? total : -1;
+}
+
+static int evict_file(const char *name, const struct stat *st, void *ctx)
+{
+    int fd = open(name, O_RDONLY);
+
+    (void)st;
+    (void)ctx;
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    /* dirty pages are not dropped: write them first */
+    if (fsync(fd) != 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) {
+        close(fd);
+        return -1;
     }
-    return total;
+    close(fd);
+    return 0;
 }
 
 int64_t bench_evict(const bench_engine *e, const char *path)
 {
-    char name[4200];
-
-    for (const char *const *sfx = e->data_suffixes; *sfx; sfx++) {
-        snprintf(name, sizeof name, "%s%s", path, *sfx);
-        int fd = open(name, O_RDONLY);
-        if (fd < 0) {
-            if (errno == ENOENT)
-                continue;
-            return -1;
-        }
-        /* dirty pages are not dropped: write them first */
-        if (fsync(fd) != 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) {
-            close(fd);
-            return -1;
-        }
-        close(fd);
-    }
+    if (each_file(e, path, evict_file, NULL) != 0)
+        return -1;
     return bench_resident_pages(e, path);
+}
+
+int bench_remove_tree(const char *path)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *de;
+    int rc = 0;
+
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode))
+        return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+    if ((d = opendir(path)) != NULL) {
+        while ((de = readdir(d)) != NULL) {
+            char sub[4400];
+
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+            if (bench_remove_tree(sub) != 0)
+                rc = -1;
+        }
+        closedir(d);
+    }
+    return rmdir(path) == 0 && rc == 0 ? 0 : -1;
 }
 
 void bench_remove_db(const char *path)
@@ -289,7 +365,7 @@ void bench_remove_db(const char *path)
 
     for (size_t i = 0; i < sizeof side / sizeof side[0]; i++) {
         snprintf(name, sizeof name, "%s%s", path, side[i]);
-        if (unlink(name) != 0 && errno != ENOENT)
+        if (bench_remove_tree(name) != 0)
             fprintf(stderr, "kvmap-bench: cannot remove %s: %s\n", name,
                     strerror(errno));
     }

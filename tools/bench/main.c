@@ -1,8 +1,9 @@
 /*
- * kvmap-bench - kvmap against LMDB and SQLite on the same keys.
+ * kvmap-bench - kvmap against LMDB, SQLite, RocksDB and LevelDB on the same keys.
  *
  *   kvmap-bench [-n ENTRIES] [-k KEYBYTES] [-v VALUEBYTES] [-r REPS] [-d DIR]
- *               [--nosync] [--engines LIST] [--workloads LIST] [--json] [-q]
+ *               [--nosync] [--engines LIST] [--workloads LIST] [--threads LIST]
+ *               [--json] [-q]
  *
  * Each repetition runs every engine in turn (the starting engine rotates),
  * each on fresh files in a temporary directory under DIR, with the same key
@@ -11,7 +12,6 @@
  * they run before them.  Exit status:
  * 0 success, 1 an engine failed or a read returned wrong data, 2 usage.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -30,8 +30,39 @@ static const bench_engine *const all_engines[] = {
 #ifdef HAVE_SQLITE
     &bench_sqlite,
 #endif
+#ifdef HAVE_ROCKSDB
+    &bench_rocksdb,
+#endif
+#ifdef HAVE_LEVELDB
+    &bench_leveldb,
+#endif
 };
 #define NALL (sizeof all_engines / sizeof all_engines[0])
+
+/* The optional engines that configure did not find (skipped with a note). */
+static const char *const missing_engines[] = {
+#ifndef HAVE_LMDB
+    "lmdb",
+#endif
+#ifndef HAVE_SQLITE
+    "sqlite",
+#endif
+#ifndef HAVE_ROCKSDB
+    "rocksdb",
+#endif
+#ifndef HAVE_LEVELDB
+    "leveldb",
+#endif
+    NULL
+};
+
+static int is_missing(const char *name)
+{
+    for (const char *const *m = missing_engines; *m; m++)
+        if (strcmp(*m, name) == 0)
+            return 1;
+    return 0;
+}
 
 #define MAX_WORKLOADS 32
 
@@ -43,6 +74,7 @@ typedef struct bench_main {
     int selected[MAX_WORKLOADS];        /* per bench_workloads entry */
     int needed[MAX_WORKLOADS];          /* a WL_FILL: some WL_FILLED after it is selected */
     int json, quiet;
+    int engines_given;                  /* --engines */
     int progress;                       /* 0 none, 1 a tty line, 2 a line per run */
     bench_data data;
     bench_results res;
@@ -63,10 +95,23 @@ static void usage(FILE *f)
         "  -d DIR            where to make the temporary directory\n"
         "                    (default $TMPDIR, else /tmp)\n"
         "  --nosync          no flush on commit (kvmap KVMAP_NOSYNC, LMDB MDB_NOSYNC,\n"
-        "                    SQLite synchronous=OFF); default: durable commits\n"
+        "                    SQLite synchronous=OFF, RocksDB and LevelDB sync=false);\n"
+        "                    default: durable commits (RocksDB, LevelDB: a synced\n"
+        "                    WAL write per commit)\n"
         "  --engines LIST    comma-separated, from:");
     for (size_t e = 0; e < NALL; e++)
         fprintf(f, " %s", all_engines[e]->name);
+    if (missing_engines[0]) {
+        fprintf(f, "\n                    (not built, configure did not find them:");
+        for (const char *const *m = missing_engines; *m; m++)
+            fprintf(f, " %s", *m);
+        fprintf(f, "; named, they are skipped with a note)");
+    }
+    fprintf(f,
+        "\n                    RocksDB, LevelDB: no compression, a 10-bit bloom filter, a\n"
+        "                    WriteBatch per write transaction, blind deletes, default\n"
+        "                    read options; the store is a directory (its size and the\n"
+        "                    cold workloads' eviction: every file in it)");
     fprintf(f, "\n  --workloads LIST  comma-separated, from:");
     for (size_t w = 0, col = 80; w < bench_nworkloads; w++) {
         size_t len = strlen(bench_workloads[w].name);
@@ -84,9 +129,22 @@ static void usage(FILE *f)
         "                    main one (kvmap_dbi_*, LMDB mdb_dbi_open; SQLite has none:\n"
         "                    a table of that name); with its namesake the table adds a\n"
         "                    \"named/main\" row; odd repetitions run it before its namesake\n"
+        "                    (RocksDB: a column family; LevelDB: the main key space of\n"
+        "                    its own store, the same as main)\n"
+        "  --threads LIST    fillrandom_sync_mt's thread counts, comma-separated, at\n"
+        "                    most %d of 1..%d (default 1,2,4,8).  Each count makes\n"
+        "                    n/1000 one-put commits (durable unless --nosync) on a\n"
+        "                    fresh database, split between its threads, each its own\n"
+        "                    keys: kvmap through kvmap_batch on one handle (group\n"
+        "                    commit), RocksDB and LevelDB as synced puts on one DB\n"
+        "                    (their write groups), LMDB as a write transaction each\n"
+        "                    (its write lock), SQLite as a transaction each on a\n"
+        "                    connection per thread (WAL, busy timeout); every key is\n"
+        "                    checked after each count.  Rows: ops/s per count, each\n"
+        "                    engine's over LMDB's, the last count's over the first's\n"
         "  --json            print one JSON object instead of the table\n"
         "  -q                no progress on stderr\n"
-        "  -h, --help        this text\n");
+        "  -h, --help        this text\n", BENCH_MAX_THREADS, BENCH_THREADS_MAX);
 }
 
 /* A count: digits, optionally followed by k (x1000) or m (x1000000). */
@@ -121,17 +179,45 @@ static int select_engines(bench_main *m, const char *list)
 
         for (e = 0; e < NALL && strcmp(all_engines[e]->name, name) != 0; e++)
             ;
-        if (e == NALL) {
-            fprintf(stderr, "kvmap-bench: unknown engine '%s'%s\n", name,
-                    strcmp(name, "lmdb") == 0 || strcmp(name, "sqlite") == 0
-                        ? " (configure did not find it)" : "");
+        if (e == NALL && is_missing(name)) {
+            fprintf(stderr, "kvmap-bench: note: engine '%s' skipped: not built"
+                    " (configure did not find it)\n", name);
+        } else if (e == NALL) {
+            fprintf(stderr, "kvmap-bench: unknown engine '%s'\n", name);
             rc = -1;
         } else if (m->nengines < NALL) {
             m->engines[m->nengines++] = all_engines[e];
         }
     }
     free(copy);
+    if (rc == 0 && m->nengines == 0)
+        fprintf(stderr, "kvmap-bench: no engine to run\n");
     return rc == 0 && m->nengines > 0 ? 0 : -1;
+}
+
+static int select_threads(bench_main *m, const char *list)
+{
+    char *copy = strdup(list), *save = NULL, *item;
+    int rc = 0;
+
+    m->cfg.nthreads = 0;
+    for (item = strtok_r(copy, ",", &save); item && rc == 0;
+         item = strtok_r(NULL, ",", &save)) {
+        uint64_t t;
+
+        if (parse_count(item, 1, BENCH_THREADS_MAX, &t) != 0) {
+            fprintf(stderr, "kvmap-bench: bad thread count '%s' (1..%d)\n", item,
+                    BENCH_THREADS_MAX);
+            rc = -1;
+        } else if (m->cfg.nthreads == BENCH_MAX_THREADS) {
+            fprintf(stderr, "kvmap-bench: at most %d thread counts\n", BENCH_MAX_THREADS);
+            rc = -1;
+        } else {
+            m->cfg.threads[m->cfg.nthreads++] = (unsigned)t;
+        }
+    }
+    free(copy);
+    return rc == 0 && m->cfg.nthreads > 0 ? 0 : -1;
 }
 
 static int select_workloads(bench_main *m, const char *list)
@@ -163,6 +249,7 @@ static int parse_args(bench_main *m, int argc, char **argv, const char **base)
         { "nosync", no_argument, NULL, 'S' },
         { "engines", required_argument, NULL, 'E' },
         { "workloads", required_argument, NULL, 'W' },
+        { "threads", required_argument, NULL, 'T' },
         { "json", no_argument, NULL, 'J' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -178,8 +265,9 @@ static int parse_args(bench_main *m, int argc, char **argv, const char **base)
         case 'r': if (parse_count(optarg, 1, 255, &v)) goto bad; m->cfg.reps = (unsigned)v; break;
         case 'd': *base = optarg; break;
         case 'S': m->cfg.nosync = 1; break;
-        case 'E': if (select_engines(m, optarg)) return -1; break;
+        case 'E': if (select_engines(m, optarg)) return -1; m->engines_given = 1; break;
         case 'W': if (select_workloads(m, optarg)) return -1; break;
+        case 'T': if (select_threads(m, optarg)) return -1; break;
         case 'J': m->json = 1; break;
         case 'q': m->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
@@ -345,22 +433,11 @@ static int make_tmpdir(bench_main *m, const char *base)
     return 0;
 }
 
-/* Remove the temporary directory and anything left in it. */
+/* Remove the temporary directory and anything left in it (an LSM's store
+ * is a directory). */
 static void remove_tmpdir(bench_main *m)
 {
-    DIR *d = opendir(m->dir);
-    struct dirent *de;
-    char path[4400];
-
-    while (d && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", m->dir, de->d_name);
-        unlink(path);
-    }
-    if (d)
-        closedir(d);
-    if (rmdir(m->dir) != 0)
+    if (bench_remove_tree(m->dir) != 0)
         fprintf(stderr, "kvmap-bench: cannot remove %s: %s\n", m->dir, strerror(errno));
 }
 
@@ -406,6 +483,9 @@ static void set_defaults(bench_main *m)
     m->nengines = NALL;
     for (size_t w = 0; w < bench_nworkloads; w++)
         m->selected[w] = 1;
+    m->cfg.nthreads = 4;
+    for (unsigned i = 0; i < 4; i++)
+        m->cfg.threads[i] = 1u << i;
 }
 
 int main(int argc, char **argv)
@@ -421,6 +501,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "Try 'kvmap-bench --help'.\n");
         return 2;
     }
+    if (!m.engines_given && !m.quiet && missing_engines[0]) {
+        fprintf(stderr, "kvmap-bench: note: not built (configure did not find them),"
+                " skipped:");
+        for (const char *const *p = missing_engines; *p; p++)
+            fprintf(stderr, " %s", *p);
+        fprintf(stderr, "\n");
+    }
+    bench_set_threads(&m.cfg);
     for (size_t w = 0, lead = 0; w < bench_nworkloads; w++) {
         if (bench_workloads[w].kind != WL_FILLED)
             lead = w; /* the WL_FILL that the WL_FILLED after it read */

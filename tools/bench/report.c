@@ -5,7 +5,9 @@
  * kvmap / LMDB: above 1 kvmap is faster (ops/s); below 1 it is smaller
  * (space amplification) or slows down less (commit_large_freelist ratio).
  * A *_named workload run with its namesake follows it in the table, with a
- * "named/main" row: per engine, its ops/s over the namesake's.
+ * "named/main" row: per engine, its ops/s over the namesake's.  An output
+ * marked vs_lmdb (fillrandom_sync_mt's rates) is followed by a row of every
+ * engine's value over LMDB's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -112,7 +114,21 @@ static const char *mode_name(const bench_cfg *cfg)
     return cfg->nosync ? "nosync" : "durable";
 }
 
-/* The rows of workload w: one per output. */
+/* Engine e's value of output o of workload w over LMDB's, or NaN. */
+static double over_lmdb(const bench_results *res, size_t e, size_t w, int o)
+{
+    long l = find_engine(res, "lmdb");
+    double a, b;
+
+    if (l < 0)
+        return NAN;
+    a = median(res, e, w, o);
+    b = median(res, (size_t)l, w, o);
+    return isnan(a) || isnan(b) || b <= 0 ? NAN : a / b;
+}
+
+/* The rows of workload w: one per output (its first: the workload's name,
+ * then the output's label if it has one). */
 static void print_rows(const bench_results *res, size_t w, int has_ratio)
 {
     const bench_workload *wl = &bench_workloads[w];
@@ -121,15 +137,34 @@ static void print_rows(const bench_results *res, size_t w, int has_ratio)
         const bench_out *out = &wl->out[o];
         char label[64];
 
-        snprintf(label, sizeof label, out->label ? "  %s" : "%s",
-                 out->label ? out->label : wl->name);
+        if (o == 0)
+            snprintf(label, sizeof label, out->label ? "%s %s" : "%s", wl->name,
+                     out->label ? out->label : "");
+        else
+            snprintf(label, sizeof label, "  %s", out->label ? out->label : wl->name);
         printf("%-32s %-6s", label, out->unit);
         for (size_t e = 0; e < res->nengines; e++)
             print_cell(median(res, e, w, o), out->unit, 12);
         if (has_ratio)
             print_cell(ratio(res, w, o), "x", 11);
         printf("\n");
+        if (out->vs_lmdb && find_engine(res, "lmdb") >= 0) {
+            printf("%-32s %-6s", "    over lmdb", "x");
+            for (size_t e = 0; e < res->nengines; e++)
+                print_cell(over_lmdb(res, e, w, o), "x", 12);
+            if (has_ratio)
+                print_cell(NAN, "x", 11);
+            printf("\n");
+        }
     }
+}
+
+/* Whether fillrandom_sync_mt is selected. */
+static int mt_selected(const bench_results *res)
+{
+    long w = bench_find_workload("fillrandom_sync_mt");
+
+    return w >= 0 && res->selected[w];
 }
 
 void bench_report_table(const bench_results *res)
@@ -145,6 +180,12 @@ void bench_report_table(const bench_results *res)
         printf("  *_named: in database \"%s\", not the main one:\n", BENCH_DB_NAME);
         for (size_t e = 0; e < res->nengines; e++)
             printf("    %-7s %s\n", res->engines[e]->name, res->engines[e]->named_how);
+    }
+    if (mt_selected(res)) {
+        printf("  fillrandom_sync_mt: %llu one-put commits per thread count:\n",
+               (unsigned long long)(cfg->n / 1000 ? cfg->n / 1000 : 1));
+        for (size_t e = 0; e < res->nengines; e++)
+            printf("    %-7s %s\n", res->engines[e]->name, res->engines[e]->mt_how);
     }
     printf("\n%-32s %-6s", "workload", "unit");
     for (size_t e = 0; e < res->nengines; e++)
@@ -199,6 +240,14 @@ static void json_metric(const bench_results *res, size_t w, int o)
     }
     printf(", \"kvmap/lmdb\": ");
     json_number(ratio(res, w, o));
+    if (out->vs_lmdb && find_engine(res, "lmdb") >= 0) {
+        printf(", \"over_lmdb\": {");
+        for (size_t e = 0; e < res->nengines; e++) {
+            printf("%s\"%s\": ", e ? ", " : "", res->engines[e]->name);
+            json_number(over_lmdb(res, e, w, o));
+        }
+        printf("}");
+    }
     printf("}");
 }
 
@@ -220,6 +269,14 @@ void bench_report_json(const bench_results *res)
         {
             printf(", \"%s\": ", res->engines[e]->name);
             json_string(res->engines[e]->named_how);
+        }
+    }
+    if (mt_selected(res)) {
+        printf("},\n \"fillrandom_sync_mt\": {\"commits_per_thread_count\": %llu",
+               (unsigned long long)(cfg->n / 1000 ? cfg->n / 1000 : 1));
+        for (size_t e = 0; e < res->nengines; e++) {
+            printf(", \"%s\": ", res->engines[e]->name);
+            json_string(res->engines[e]->mt_how);
         }
     }
     printf("},\n \"workloads\": {");

@@ -9,6 +9,8 @@
  * namesakes run in the named database BENCH_DB_NAME (r->db) of a fresh file
  * instead of the main one; each engine's adapter resolves it at open.
  */
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -534,7 +536,9 @@ static int clf_run(bench_run *r, double *out, unsigned char *bigbuf, unsigned ch
     if (clf_populate(r, nbig, 1, big, pin) != 0 || clf_free_big(r, nbig) != 0)
         return -1;
     out[3] = (double)r->eng->free_pages(r->h);
-    if (out[3] >= 0 && out[3] < (double)want)
+    if (out[3] < 0)
+        out[3] = NAN; /* an engine without pages (the LSMs): "-" */
+    else if (out[3] < (double)want)
         fprintf(stderr, "kvmap-bench: %s: commit_large_freelist: only %.0f free "
                 "pages (wanted %llu)\n", r->eng->name, out[3], (unsigned long long)want);
     if (clf_commits(r, &out[0]) != 0)
@@ -667,11 +671,155 @@ static int wl_open_cold_bulk(bench_run *r, double *out)
     return rc;
 }
 
+/* ---- Durable commits from several threads --------------------------------- */
+
+/*
+ * fillrandom_sync_mt: for each thread count T of --threads, on a fresh
+ * database, T threads make count = n/1000 (at least 1) one-put commits in
+ * all through the engine's mt_put; thread t puts the entries
+ * perm_fill[t], perm_fill[t + T], ... (its own keys, in random order).  The
+ * time runs from the threads' common start to the last one's end.  Then,
+ * untimed, the database must hold exactly the count entries, each with its
+ * value.  out[i]: the ops/s at threads[i]; out[nthreads], with two counts or
+ * more: the last count's rate over the first's.
+ */
+typedef struct mt_thread {
+    bench_run *r;
+    void *w;                    /* the engine's writer for this thread */
+    unsigned t, nt;
+    uint64_t count;
+    pthread_barrier_t *start;
+    int rc;
+} mt_thread;
+
+static void *mt_main(void *arg)
+{
+    mt_thread *th = arg;
+    const bench_cfg *cfg = th->r->cfg;
+    const bench_engine *e = th->r->eng;
+    unsigned char *kbuf = malloc(cfg->ksize), *vbuf = malloc(cfg->vsize ? cfg->vsize : 1);
+    bench_kv k = { kbuf, cfg->ksize }, v = { vbuf, cfg->vsize };
+    int rc = kbuf && vbuf ? 0 : -1;
+
+    if (rc)
+        fprintf(stderr, "kvmap-bench: out of memory\n");
+    pthread_barrier_wait(th->start);
+    for (uint64_t j = th->t; j < th->count && rc == 0; j += th->nt) {
+        uint64_t x = th->r->data->perm_fill[j];
+
+        bench_make_key(kbuf, cfg->ksize, KEY_PRESENT(x));
+        bench_make_value(vbuf, cfg->vsize, x, 0);
+        if (e->mt_put(th->w, k, v) != BENCH_OK)
+            rc = -1;
+    }
+    free(kbuf);
+    free(vbuf);
+    th->rc = rc;
+    return NULL;
+}
+
+/* T threads, count commits in all; their rate in *ops. */
+static int mt_run(bench_run *r, unsigned nt, uint64_t count, double *ops)
+{
+    const bench_engine *e = r->eng;
+    mt_thread th[BENCH_THREADS_MAX];
+    pthread_t tid[BENCH_THREADS_MAX];
+    pthread_barrier_t start;
+    unsigned made = 0, started = 0;
+    int rc = 0;
+    double t0;
+
+    for (made = 0; made < nt; made++) {
+        th[made] = (mt_thread){ .r = r, .t = made, .nt = nt, .count = count,
+                                .start = &start };
+        if (!(th[made].w = e->mt_writer(r->h))) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && pthread_barrier_init(&start, NULL, nt + 1) != 0) {
+        fprintf(stderr, "kvmap-bench: pthread_barrier_init failed\n");
+        rc = -1;
+    }
+    if (rc == 0) {
+        for (started = 0; started < nt; started++)
+            if (pthread_create(&tid[started], NULL, mt_main, &th[started]) != 0)
+                break;
+        if (started < nt) {
+            /* the barrier can never open: this is fatal */
+            fprintf(stderr, "kvmap-bench: cannot start %u threads\n", nt);
+            exit(1);
+        }
+        pthread_barrier_wait(&start);
+        t0 = bench_now();
+        for (unsigned i = 0; i < nt; i++) {
+            pthread_join(tid[i], NULL);
+            if (th[i].rc != 0)
+                rc = -1;
+        }
+        *ops = rate(count, t0);
+        pthread_barrier_destroy(&start);
+    }
+    for (unsigned i = 0; i < made; i++)
+        e->mt_writer_close(th[i].w);
+    return rc;
+}
+
+/* Untimed: exactly the count entries perm_fill[0..count) are there, each
+ * with its value. */
+static int mt_verify(bench_run *r, unsigned nt, uint64_t count)
+{
+    const bench_engine *e = r->eng;
+    int64_t have = e->entries(r->h, 0);
+
+    if (have < 0)
+        return -1;
+    if ((uint64_t)have != count) {
+        fprintf(stderr, "kvmap-bench: %s: VERIFICATION FAILED: fillrandom_sync_mt with %u"
+                " threads committed %llu entries, the database holds %lld\n", e->name, nt,
+                (unsigned long long)count, (long long)have);
+        return -1;
+    }
+    CHECK(e->begin(r->h, 0));
+    for (uint64_t j = 0; j < count; j++)
+        if (read_entry(r, r->data->perm_fill[j]) != 0)
+            return -1;
+    CHECK(e->commit(r->h));
+    return 0;
+}
+
+static int wl_fillrandom_sync_mt(bench_run *r, double *out)
+{
+    const bench_cfg *cfg = r->cfg;
+    uint64_t count = cfg->n / 1000 ? cfg->n / 1000 : 1; /* as fillrandom_sync */
+    unsigned k = cfg->nthreads;
+
+    if (!r->eng->mt_put) {
+        fprintf(stderr, "kvmap-bench: %s: no fillrandom_sync_mt\n", r->eng->name);
+        return -1;
+    }
+    for (unsigned i = 0; i < k; i++) {
+        char name[64];
+
+        bench_close_remove(r); /* the fresh file of the workload, or the last count's */
+        snprintf(name, sizeof name, "fillrandom_sync_mt-%u", cfg->threads[i]);
+        if (bench_open_fresh(r, name) != 0)
+            return -1;
+        memset(r->gen, 0, cfg->n);
+        if (mt_run(r, cfg->threads[i], count, &out[i]) != 0 ||
+            mt_verify(r, cfg->threads[i], count) != 0)
+            return -1;
+    }
+    if (k >= 2)
+        out[k] = out[0] > 0 ? out[k - 1] / out[0] : NAN;
+    return 0;
+}
+
 /* ---- The table ----------------------------------------------------------- */
 
-#define OPS { "ops_per_sec", NULL, "ops/s" }
-#define SPACE { "space_amp", "space amplification", "x" }
-#define PAGES_READ { "pages_read", "pages read", "pages" }
+#define OPS { "ops_per_sec", NULL, "ops/s", 0 }
+#define SPACE { "space_amp", "space amplification", "x", 0 }
+#define PAGES_READ { "pages_read", "pages read", "pages", 0 }
 
 /*
  * In execution order.  The WL_FILLED workloads run on the database that
@@ -679,7 +827,7 @@ static int wl_open_cold_bulk(bench_run *r, double *out)
  * on its database (deleterandom_batch empties it, so it comes last), those
  * after fillrandom_batch_named on its named database.
  */
-const bench_workload bench_workloads[] = {
+bench_workload bench_workloads[] = {
     { "fillseq_batch", WL_FRESH, wl_fillseq_batch, 2, { OPS, SPACE }, NULL },
     { "fillrandom_batch", WL_FILL, wl_fillrandom_batch, 2, { OPS, SPACE }, NULL },
     { "readrandom", WL_FILLED, wl_readrandom, 1, { OPS }, NULL },
@@ -702,12 +850,42 @@ const bench_workload bench_workloads[] = {
     { "fillrandom_sync", WL_FRESH, wl_fillrandom_sync, 1, { OPS }, NULL },
     { "open_cold_bulk", WL_FRESH, wl_open_cold_bulk, 2, { OPS, PAGES_READ }, NULL },
     { "commit_large_freelist", WL_FRESH, wl_commit_large_freelist, 4,
-      { OPS, { "none_ops_per_sec", "same, no free pages", "ops/s" },
-        { "large_over_none", "ratio large/none", "x" },
-        { "free_pages", "free pages", "pages" } }, NULL },
+      { OPS, { "none_ops_per_sec", "same, no free pages", "ops/s", 0 },
+        { "large_over_none", "ratio large/none", "x", 0 },
+        { "free_pages", "free pages", "pages", 0 } }, NULL },
+    /* outputs: bench_set_threads */
+    { "fillrandom_sync_mt", WL_FRESH, wl_fillrandom_sync_mt, 1, { OPS }, NULL },
 };
 
 const size_t bench_nworkloads = sizeof bench_workloads / sizeof bench_workloads[0];
+
+void bench_set_threads(const bench_cfg *cfg)
+{
+    static char metric[BENCH_MAX_OUT][32], label[BENCH_MAX_OUT][48];
+    long w = bench_find_workload("fillrandom_sync_mt");
+    bench_workload *wl;
+    unsigned k = cfg->nthreads;
+
+    if (w < 0)
+        return;
+    wl = &bench_workloads[w];
+    for (unsigned i = 0; i < k; i++) {
+        snprintf(metric[i], sizeof metric[i], "ops_per_sec_t%u", cfg->threads[i]);
+        snprintf(label[i], sizeof label[i], "%u thread%s", cfg->threads[i],
+                 cfg->threads[i] == 1 ? "" : "s");
+        wl->out[i] = (bench_out){ metric[i], label[i], "ops/s", 1 };
+    }
+    wl->nout = (int)k;
+    if (k >= 2) {
+        snprintf(metric[k], sizeof metric[k], "t%u_over_t%u", cfg->threads[k - 1],
+                 cfg->threads[0]);
+        snprintf(label[k], sizeof label[k], "%u thread%s / %u thread%s", cfg->threads[k - 1],
+                 cfg->threads[k - 1] == 1 ? "" : "s", cfg->threads[0],
+                 cfg->threads[0] == 1 ? "" : "s");
+        wl->out[k] = (bench_out){ metric[k], label[k], "x", 0 };
+        wl->nout = (int)k + 1;
+    }
+}
 
 /* ---- Files --------------------------------------------------------------- */
 
