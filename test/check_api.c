@@ -3346,6 +3346,257 @@ START_TEST(test_dbi_thousands)
 }
 END_TEST
 
+/* ---- Named databases: a large drop, handles across aborts ---------------------- */
+
+/* Value of key i ("k%08u") in a database filled with tag: 8 bytes, or for
+ * one key in 4000 6000 bytes (an overflow run).  buf: 6000 bytes. */
+static size_t fill_val(unsigned tag, unsigned i, unsigned char *buf)
+{
+    size_t n = i % 4000 == 17 ? 6000 : 8;
+    for (size_t j = 0; j < n; j++)
+        buf[j] = (unsigned char)(tag * 31u + i * 7u + j);
+    return n;
+}
+
+/* Put keys 0..n-1 of tag into database dbi. */
+static void fill_dbi(kvmap_txn *t, kvmap_dbi dbi, unsigned tag, unsigned n)
+{
+    static unsigned char v[6000];
+    for (unsigned i = 0; i < n; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%08u", i);
+        ck_assert_kv_ok(kvmap_dbi_put(t, dbi, tu_str(k), tu_val(v, fill_val(tag, i, v)), 0));
+    }
+}
+
+/* Database dbi holds exactly keys 0..n-1 of tag (a cursor scan, and its stat). */
+static void expect_filled(kvmap_txn *t, kvmap_dbi dbi, unsigned tag, unsigned n)
+{
+    static unsigned char want[6000];
+    kvmap_cursor *c;
+    ck_assert_kv_ok(kvmap_dbi_cursor_open(t, dbi, &c));
+    kvmap_val k, v;
+    unsigned i = 0;
+    int rc;
+    for (rc = kvmap_cursor_first(c, &k, &v); rc == 0; rc = kvmap_cursor_next(c, &k, &v), i++) {
+        char kk[16];
+        snprintf(kk, sizeof kk, "k%08u", i);
+        size_t vn = fill_val(tag, i, want);
+        tu_require(tu_val_eq_str(k, kk) && tu_val_eq(v, want, vn),
+                   "database of tag %u: entry %u is not key %s with its value", tag, i, kk);
+    }
+    ck_assert_kv_rc(rc, KVMAP_NOTFOUND);
+    kvmap_cursor_close(c);
+    ck_assert_uint_eq(i, n);
+    kvmap_stat st;
+    ck_assert_kv_ok(kvmap_dbi_stat(t, dbi, &st));
+    ck_assert_uint_eq(st.entries, n);
+}
+
+static uint64_t dbi_pages(kvmap_txn *t, kvmap_dbi dbi)
+{
+    kvmap_stat st;
+    ck_assert_kv_ok(kvmap_dbi_stat(t, dbi, &st));
+    return st.branch_pages + st.leaf_pages + st.overflow_pages;
+}
+
+/*
+ * A named database of many pages (KVMAP_DROP_ENTRIES small entries, default
+ * 200000, and overflow values) emptied in one transaction, reloaded, then
+ * deleted in one and re-created and reloaded: each time kvmap_check passes,
+ * its pages are free (free_pages), the reload takes them back (free_pages
+ * falls by as many, the file does not grow), and the main database and
+ * another named one are intact.
+ */
+START_TEST(test_dbi_drop_large)
+{
+    uint64_t n64 = 200000;
+    tu_env_u64("KVMAP_DROP_ENTRIES", &n64); /* valgrind.sh: fewer */
+    unsigned n = (unsigned)n64;
+    kvmap *db = create_db("droplarge", 4096);
+    kvmap_txn *t = tu_wbegin(db);
+    kvmap_dbi big, other;
+    ck_assert_kv_ok(kvmap_dbi_open(t, "big", KVMAP_CREATE, &big));
+    ck_assert_kv_ok(kvmap_dbi_open(t, "other", KVMAP_CREATE, &other));
+    fill_dbi(t, KVMAP_MAIN_DBI, 1, 1000);
+    fill_dbi(t, other, 2, 1000);
+    fill_dbi(t, big, 3, n);
+    ck_assert_kv_ok(kvmap_commit(t));
+
+    t = tu_rbegin(db);
+    uint64_t pages = dbi_pages(t, big);
+    kvmap_stat st0 = tu_txn_stat(t);
+    kvmap_stat bs;
+    ck_assert_kv_ok(kvmap_dbi_stat(t, big, &bs));
+    ck_assert_uint_ge(bs.depth, n >= 100000 ? 3 : 2);
+    ck_assert_uint_gt(bs.overflow_pages, 0);
+    tu_check_txn(t);
+    kvmap_abort(t);
+    fprintf(stderr, "drop large: %u entries in %" PRIu64 " pages (depth %u), file %" PRIu64
+            " bytes, %" PRIu64 " free pages\n", n, pages, bs.depth, st0.file_size, st0.free_pages);
+
+    for (int round = 0; round < 2; round++) {
+        unsigned flags = round ? KVMAP_DROP_DELETE : 0;
+        t = tu_wbegin(db);
+        ck_assert_kv_ok(kvmap_dbi_drop(t, big, flags));
+        if (flags) {
+            kvmap_val v;
+            ck_assert_kv_rc(kvmap_dbi_get(t, big, tu_str("k00000001"), &v), KVMAP_BAD_DBI);
+        } else {
+            expect_filled(t, big, 3, 0);
+            ck_assert_uint_eq(dbi_pages(t, big), 0);
+        }
+        ck_assert_kv_ok(kvmap_commit(t));
+
+        t = tu_rbegin(db);
+        tu_check_txn(t);
+        expect_filled(t, KVMAP_MAIN_DBI, 1, 1000);
+        expect_filled(t, other, 2, 1000);
+        char names[64] = "";
+        ck_assert_kv_ok(kvmap_dbi_list(t, collect_name, names));
+        ck_assert_str_eq(names, flags ? "other," : "big,other,");
+        kvmap_stat sd = tu_txn_stat(t);
+        kvmap_abort(t);
+        /* every page of it is free (or given back at the end of the file) */
+        uint64_t hw0 = st0.file_size / 4096 - st0.free_pages, hwd = sd.file_size / 4096 - sd.free_pages;
+        tu_require(hwd + pages <= hw0 + 8,
+                   "round %d: after the drop, %" PRIu64 " pages of the file are not free, %" PRIu64
+                   " before it, with %" PRIu64 " pages dropped", round, hwd, hw0, pages);
+
+        /* an equal reload takes the freed pages back: the file does not grow */
+        t = tu_wbegin(db);
+        kvmap_dbi again;
+        ck_assert_kv_ok(kvmap_dbi_open(t, "big", KVMAP_CREATE, &again));
+        ck_assert_uint_eq(again, big);
+        fill_dbi(t, big, 3, n);
+        ck_assert_kv_ok(kvmap_commit(t));
+        t = tu_rbegin(db);
+        kvmap_stat sr = tu_txn_stat(t);
+        uint64_t reloaded = dbi_pages(t, big);
+        expect_filled(t, big, 3, n);
+        expect_filled(t, KVMAP_MAIN_DBI, 1, 1000);
+        expect_filled(t, other, 2, 1000);
+        tu_check_txn(t);
+        kvmap_abort(t);
+        fprintf(stderr, "drop large, round %d (%s): after the drop file %" PRIu64 " bytes, %" PRIu64
+                " free pages; reloaded in %" PRIu64 " pages: file %" PRIu64 " bytes, %" PRIu64
+                " free pages\n", round, flags ? "DELETE" : "empty", sd.file_size, sd.free_pages,
+                reloaded, sr.file_size, sr.free_pages);
+        ck_assert_uint_eq(reloaded, pages);
+        tu_require(sr.free_pages + pages <= sd.free_pages + 8,
+                   "round %d: the reload of %" PRIu64 " pages left %" PRIu64 " of %" PRIu64
+                   " free pages: the dropped pages were not reused", round, pages, sr.free_pages,
+                   sd.free_pages);
+        tu_require(sr.file_size <= st0.file_size,
+                   "round %d: the reload grew the file from %" PRIu64 " to %" PRIu64 " bytes: the"
+                   " dropped pages were not reused", round, st0.file_size, sr.file_size);
+    }
+    kvmap_close(db);
+    db = open_flags("droplarge", KVMAP_VERIFY, 0);
+    t = tu_rbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "big", 0, &big));
+    ck_assert_kv_ok(kvmap_dbi_open(t, "other", 0, &other));
+    expect_filled(t, big, 3, n);
+    expect_filled(t, KVMAP_MAIN_DBI, 1, 1000);
+    expect_filled(t, other, 2, 1000);
+    tu_check_txn(t);
+    kvmap_abort(t);
+    kvmap_close(db);
+}
+END_TEST
+
+/* Every call through handle h fails with KVMAP_BAD_DBI in t (writes too, when
+ * t is a write transaction), and leaves t usable. */
+static void expect_bad_dbi(kvmap_txn *t, kvmap_dbi h, int write)
+{
+    kvmap_val v;
+    kvmap_stat st;
+    kvmap_cursor *c = NULL;
+    uint64_t seq;
+    ck_assert_kv_rc(kvmap_dbi_get(t, h, tu_str("x"), &v), KVMAP_BAD_DBI);
+    ck_assert_kv_rc(kvmap_dbi_cursor_open(t, h, &c), KVMAP_BAD_DBI);
+    ck_assert_kv_rc(kvmap_dbi_stat(t, h, &st), KVMAP_BAD_DBI);
+    ck_assert_kv_rc(kvmap_dbi_sequence(t, h, 0, &seq), KVMAP_BAD_DBI);
+    if (!write)
+        return;
+    ck_assert_kv_rc(kvmap_dbi_put(t, h, tu_str("x"), tu_str("v"), 0), KVMAP_BAD_DBI);
+    ck_assert_kv_rc(kvmap_dbi_del(t, h, tu_str("x")), KVMAP_BAD_DBI);
+    ck_assert_kv_rc(kvmap_dbi_sequence(t, h, 1, &seq), KVMAP_BAD_DBI);
+    ck_assert_kv_rc(kvmap_dbi_drop(t, h, 0), KVMAP_BAD_DBI);
+    ck_assert_kv_rc(kvmap_dbi_drop(t, h, KVMAP_DROP_DELETE), KVMAP_BAD_DBI);
+}
+
+/* Handles across aborts, beyond test_dbi_basics: a handle made by an
+ * aborted creation gives KVMAP_BAD_DBI in a later write txn too (which
+ * stays usable), and in a reader begun before the name is created; a
+ * deletion aborted leaves the handle working; delete and re-create in one
+ * txn gives the same handle on an empty database with sequence 0. */
+START_TEST(test_dbi_handles_abort)
+{
+    kvmap *db = create_db("dbih", 4096);
+    kvmap_txn *t = tu_wbegin(db);
+    kvmap_dbi a, again;
+    ck_assert_kv_ok(kvmap_dbi_open(t, "h", KVMAP_CREATE, &a));
+    ck_assert_kv_ok(kvmap_dbi_put(t, a, tu_str("x"), tu_str("lost"), 0));
+    kvmap_abort(t);
+
+    t = tu_wbegin(db);
+    expect_bad_dbi(t, a, 1);
+    put_s(t, "main", "1"); /* the failures did not poison the txn */
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_txn *before = tu_rbegin(db);
+
+    t = tu_wbegin(db);
+    expect_bad_dbi(t, a, 1);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "h", KVMAP_CREATE, &again));
+    ck_assert_uint_eq(again, a);
+    ck_assert_kv_ok(kvmap_dbi_put(t, a, tu_str("x"), tu_str("kept"), 0));
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, a, 5, NULL));
+    ck_assert_kv_ok(kvmap_commit(t));
+
+    expect_bad_dbi(before, a, 0); /* its snapshot predates the name */
+    kvmap_val v;
+    ck_assert_kv_ok(kvmap_get(before, tu_str("main"), &v));
+    kvmap_abort(before);
+
+    for (int k = 0; k < 2; k++) { /* deleted in an aborted txn: still there */
+        t = tu_wbegin(db);
+        ck_assert_kv_ok(kvmap_dbi_drop(t, a, k ? 0 : KVMAP_DROP_DELETE));
+        kvmap_abort(t);
+        t = tu_rbegin(db);
+        ck_assert_kv_ok(kvmap_dbi_get(t, a, tu_str("x"), &v));
+        ck_assert(tu_val_eq_str(v, "kept"));
+        uint64_t seq;
+        ck_assert_kv_ok(kvmap_dbi_sequence(t, a, 0, &seq));
+        ck_assert_uint_eq(seq, 5);
+        kvmap_abort(t);
+    }
+
+    t = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_drop(t, a, KVMAP_DROP_DELETE));
+    expect_bad_dbi(t, a, 1);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "h", KVMAP_CREATE, &again));
+    ck_assert_uint_eq(again, a);
+    ck_assert_kv_rc(kvmap_dbi_get(t, a, tu_str("x"), &v), KVMAP_NOTFOUND);
+    ck_assert_kv_ok(kvmap_dbi_put(t, a, tu_str("y"), tu_str("new"), 0));
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+
+    db = open_flags("dbih", KVMAP_VERIFY, 0);
+    t = tu_rbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "h", 0, &a));
+    ck_assert_kv_rc(kvmap_dbi_get(t, a, tu_str("x"), &v), KVMAP_NOTFOUND);
+    ck_assert_kv_ok(kvmap_dbi_get(t, a, tu_str("y"), &v));
+    ck_assert(tu_val_eq_str(v, "new"));
+    uint64_t seq;
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, a, 0, &seq));
+    ck_assert_uint_eq(seq, 0); /* a new database: a new counter */
+    tu_check_txn(t);
+    kvmap_abort(t);
+    kvmap_close(db);
+}
+END_TEST
+
 /* A value returned by get may be passed straight back to put, for the same
  * key (same size: overwritten in place) or another one. */
 START_TEST(test_put_value_from_map)
@@ -3720,6 +3971,8 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_dbi_basics);
     tcase_add_test(tc, test_sealed_run_reused_in_txn);
     tcase_add_test(tc, test_dbi_thousands);
+    tcase_add_test(tc, test_dbi_drop_large);
+    tcase_add_test(tc, test_dbi_handles_abort);
     tcase_add_loop_test(tc, test_bad_flips, 0, 2);
     suite_add_tcase(s, tc);
     return s;

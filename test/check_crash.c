@@ -46,23 +46,29 @@
 
 #define MIX_KEYS 400u
 
-/* Crash test: txn i sets a few keys, sometimes a large value, a batch, or deletes. */
+/* Crash test: txn i sets a few keys, sometimes a large value, a batch, or
+ * deletes, in the main database and the named ones (txnmodel.h): half the
+ * batches go to a named database, and a txn may also put or delete a key
+ * in one, increment a sequence, or create, empty or delete a database. */
 static size_t gen_ops_mix(uint32_t txn, struct op *ops)
 {
     uint64_t s = mix64(0xc7a5ull ^ ((uint64_t)txn << 17));
     uint32_t r = rs_below(&s, 100), n = 0;
+    uint8_t named = (uint8_t)(1 + txn % TM_NDBS);
     if (r < 3) { /* a sequential batch: splits */
         uint32_t base = rs_below(&s, MIX_KEYS - 200), cnt = 100 + rs_below(&s, 100);
+        uint8_t db = txn % 2 ? named : 0;
         for (uint32_t k = 0; k < cnt; k++)
-            ops[n++] = (struct op){ base + k, (uint32_t)mix64(txn * 4096ull + k), 10 + rs_below(&s, 60), 0 };
+            ops[n++] = TM_DBOP(db, TM_KV, base + k, (uint32_t)mix64(txn * 4096ull + k),
+                               10 + rs_below(&s, 60), 0);
     } else if (r < 6) { /* a range of deletes: merges */
         uint32_t base = rs_below(&s, MIX_KEYS - 60);
         for (uint32_t k = 0; k < 60; k++)
-            ops[n++] = (struct op){ base + k, 0, 0, 1 };
+            ops[n++] = TM_OP(base + k, 0, 0, 1);
     } else {
         uint32_t cnt = 1 + rs_below(&s, 6);
         for (uint32_t k = 0; k < cnt; k++) {
-            struct op o = { rs_below(&s, MIX_KEYS), (uint32_t)mix64(txn * 4096ull + k), 0, 0 };
+            struct op o = TM_OP(rs_below(&s, MIX_KEYS), (uint32_t)mix64(txn * 4096ull + k), 0, 0);
             uint32_t d = rs_below(&s, 100), l = rs_below(&s, 100);
             if (d < 20)
                 o.del = 1;
@@ -72,9 +78,20 @@ static size_t gen_ops_mix(uint32_t txn, struct op *ops)
                 o.len = 500 + rs_below(&s, 3500);
             else
                 o.len = rs_below(&s, 120);
+            if (rs_below(&s, 100) < 30)
+                o.db = named;
             ops[n++] = o;
         }
     }
+    uint32_t x = rs_below(&s, 100);
+    if (x < 15)
+        ops[n++] = TM_DBOP(rs_below(&s, TM_NDBS + 1), TM_SEQ, 0, 0, 1 + rs_below(&s, 50), 0);
+    else if (x < 18)
+        ops[n++] = TM_DBOP(named, TM_DELETE, 0, 0, 0, 0);
+    else if (x < 20)
+        ops[n++] = TM_DBOP(named, TM_DROP, 0, 0, 0, 0);
+    else if (x < 22)
+        ops[n++] = TM_DBOP(named, TM_CREATE, 0, 0, 0, 0);
     return n;
 }
 
@@ -85,8 +102,8 @@ static size_t gen_ops_fill(uint32_t txn, struct op *ops, uint32_t nput, uint32_t
 {
     uint64_t s = mix64(0xf111ull ^ txn);
     for (uint32_t k = 0; k < nput; k++)
-        ops[k] = (struct op){ (txn * nput + k) % FILL_KEYS, (uint32_t)mix64(txn * 64ull + k),
-                              vlen + rs_below(&s, vlen / 4 + 1), 0 };
+        ops[k] = TM_OP((txn * nput + k) % FILL_KEYS, (uint32_t)mix64(txn * 64ull + k),
+                              vlen + rs_below(&s, vlen / 4 + 1), 0);
     return nput;
 }
 
@@ -96,13 +113,13 @@ static size_t gen_ops_sweep(uint32_t txn, struct op *ops)
     uint64_t s = mix64(0x5ee9ull ^ ((uint64_t)txn << 7));
     size_t n = 0;
     for (uint32_t k = 0; k < 3; k++)
-        ops[n++] = (struct op){ 3000 + (txn * 3 + k) % (FILL_KEYS - 3000),
-                                (uint32_t)mix64(txn * 64ull + k), 200 + rs_below(&s, 1000), 0 };
+        ops[n++] = TM_OP(3000 + (txn * 3 + k) % (FILL_KEYS - 3000),
+                                (uint32_t)mix64(txn * 64ull + k), 200 + rs_below(&s, 1000), 0);
     for (uint32_t k = 3; k < 6; k++)
-        ops[n++] = (struct op){ rs_below(&s, 3000), (uint32_t)mix64(txn * 64ull + k),
-                                200 + rs_below(&s, 1000), 0 };
+        ops[n++] = TM_OP(rs_below(&s, 3000), (uint32_t)mix64(txn * 64ull + k),
+                                200 + rs_below(&s, 1000), 0);
     if (rs_below(&s, 100) < 30)
-        ops[n++] = (struct op){ rs_below(&s, 3000), 0, 0, 1 };
+        ops[n++] = TM_OP(rs_below(&s, 3000), 0, 0, 1);
     return n;
 }
 
@@ -257,10 +274,13 @@ static void crash_rounds(unsigned flags, const char *what)
         prev_last = (uint32_t)last;
     }
     double dt = tu_now() - t0;
+    char dbs[512];
+    model_describe_dbs(&m, dbs, sizeof dbs);
     fprintf(stderr,
             "%s: %" PRIu64 " kills, %" PRIu32 " txns committed, %" PRIu32
-            " rounds recovered the in-flight txn, %" PRIu32 " rounds without an ack, %.1f s\n",
-            what, rounds, prev_last, in_flight_hits, no_ack_rounds, dt);
+            " rounds recovered the in-flight txn, %" PRIu32 " rounds without an ack, %.1f s;"
+            " named databases at the end: %s\n",
+            what, rounds, prev_last, in_flight_hits, no_ack_rounds, dt, dbs);
     ck_assert_msg(prev_last >= 10,
                   "only %" PRIu32 " transactions committed in %" PRIu64 " rounds", prev_last,
                   rounds);
@@ -337,7 +357,7 @@ static void rlimit_child(const char *path, unsigned flags, const struct model *s
 {
     static struct op ops[MAX_OPS];
     char msg[1536];
-    struct model m = { 0, 0, 0, NULL };
+    struct model m = { 0 };
     struct fill_report rep;
     memset(&rep, 0, sizeof rep);
     model_copy(&m, start);
@@ -636,7 +656,7 @@ START_TEST(test_max_size_full)
         /* Deleting frees space; that must be committable. */
         struct op dels[4];
         for (uint32_t k = 0; k < 4; k++)
-            dels[k] = (struct op){ (1 * 2 + k) % FILL_KEYS, 0, 0, 1 };
+            dels[k] = TM_OP((1 * 2 + k) % FILL_KEYS, 0, 0, 1);
         kvmap_txn *t;
         ck_assert_kv_ok(kvmap_begin(db, 0, &t));
         rc = db_apply(t, dels, 4, m.last + 1, NULL);
@@ -690,7 +710,7 @@ START_TEST(test_poisoned_txn)
     uint8_t *buf = scratch();
     char key[KEY_MAX];
     for (; n < 64; n++) {
-        ops[n] = (struct op){ 1000 + n, (uint32_t)mix64(777 + n), 100 * 1024, 0 };
+        ops[n] = TM_OP(1000 + n, (uint32_t)mix64(777 + n), 100 * 1024, 0);
         gen_val(ops[n].seed, ops[n].len, buf);
         kvmap_val k = { key, make_key(ops[n].idx, key) }, v = { buf, ops[n].len };
         rc = kvmap_put(t, k, v, 0);

@@ -362,8 +362,8 @@ static void check_image(struct pwrun *r, const uint8_t *buf, size_t size, const 
         else
             r->got_b++;
         if (write_test && pass == 0) {
-            struct op o = { MARKER_KEY, (uint32_t)mix64(r->images), 33 + (uint32_t)(r->images % 50),
-                            0 };
+            struct op o = TM_OP(MARKER_KEY, (uint32_t)mix64(r->images), 33 + (uint32_t)(r->images % 50),
+                            0);
             model_copy(&r->scratch, ok_b ? B : A);
             /* the interrupted commit, retried twice, then another one */
             rc = 0;
@@ -548,47 +548,96 @@ static int pw_process(struct pwrun *r, const struct model *A, const struct model
 
 /* Commit c's operations; the last commit (and commit 100) writes thousands
  * of pages: six values of 1 MiB, a commit flushed pages first (format.h,
- * COMMIT VERIFICATION). */
+ * COMMIT VERIFICATION).  Named databases (txnmodel.h): commit 4 creates
+ * them all; sequential batches (every other one), a range of deletes (every
+ * other one) and single puts, dels and sequence increments go to them too;
+ * commit 50 deletes database 2 (a thousand entries), 51 re-creates it, 64
+ * empties database 1, 80 deletes and re-creates database 3 in one commit,
+ * 90 deletes database 4 (and the range of deletes of 114 re-creates it). */
+/* The commits that create, empty or delete named databases: always checked. */
+static int catalog_commit(uint32_t c)
+{
+    return c == 4 || c == 50 || c == 51 || c == 64 || c == 80 || c == 90;
+}
+
 static size_t gen_ops_power(uint32_t c, int last, struct op *ops)
 {
     uint64_t s = mix64(0x90e4ull ^ ((uint64_t)c << 9));
     size_t n = 0;
     const uint32_t nk = POWER_KEYS - 8;
+    if (c == 4) {
+        for (uint8_t d = 1; d <= TM_NDBS; d++) {
+            ops[n++] = TM_DBOP(d, TM_CREATE, 0, 0, 0, 0);
+            for (uint32_t k = 0; k < 5; k++)
+                ops[n++] = TM_DBOP(d, TM_KV, rs_below(&s, TM_NAMED_KEYS),
+                                   (uint32_t)mix64(c * 8192ull + d * 8u + k), rs_below(&s, 900), 0);
+            ops[n++] = TM_DBOP(d, TM_SEQ, 0, 0, d, 0);
+        }
+        ops[n++] = TM_DBOP(0, TM_SEQ, 0, 0, 1000, 0);
+        return n;
+    } else if (c == 50 || c == 64 || c == 80 || c == 90) {
+        uint8_t d = c == 50 ? 2 : c == 64 ? 1 : c == 80 ? 3 : 4;
+        ops[n++] = TM_DBOP(d, c == 64 ? TM_DROP : TM_DELETE, 0, 0, 0, 0);
+        if (c == 80) {
+            ops[n++] = TM_DBOP(d, TM_CREATE, 0, 0, 0, 0);
+            ops[n++] = TM_DBOP(d, TM_KV, 7, (uint32_t)mix64(c), 3000, 0);
+        }
+        ops[n++] = TM_OP(rs_below(&s, nk), (uint32_t)mix64(c * 8192ull), 40, 0);
+        return n;
+    } else if (c == 51) {
+        ops[n++] = TM_DBOP(2, TM_KV, 11, (uint32_t)mix64(c), 100, 0);
+        ops[n++] = TM_DBOP(2, TM_SEQ, 0, 0, 5, 0);
+        return n;
+    } else if (c % 20 == 13) { /* a sequential batch into a named database */
+        uint8_t d = (uint8_t)(1 + (c / 20) % TM_NDBS);
+        uint32_t base = rs_below(&s, TM_NAMED_KEYS - 1000);
+        for (uint32_t k = 0; k < 1000; k++)
+            ops[n++] = TM_DBOP(d, TM_KV, base + k, (uint32_t)mix64(c * 8192ull + k),
+                               16 + rs_below(&s, 64), 0);
+        ops[n++] = TM_DBOP(d, TM_SEQ, 0, 0, 1000, 0);
+        return n;
+    } else if (c % 30 == 24) { /* a range of deletes in a named database */
+        uint8_t d = (uint8_t)(1 + (c / 30) % TM_NDBS);
+        uint32_t base = rs_below(&s, TM_NAMED_KEYS - 700);
+        for (uint32_t k = 0; k < 700; k++)
+            ops[n++] = TM_DBOP(d, TM_KV, base + k, 0, 0, 1);
+        return n;
+    }
     if (c == 100 || last) {
         for (uint32_t k = 0; k < 6; k++)
-            ops[n++] = (struct op){ HUGE_KEYS + k, (uint32_t)mix64(c * 8192ull + k), VAL_MAX - k, 0 };
+            ops[n++] = TM_OP(HUGE_KEYS + k, (uint32_t)mix64(c * 8192ull + k), VAL_MAX - k, 0);
     } else if (c == 104) {
         for (uint32_t k = 0; k < 6; k++)
-            ops[n++] = (struct op){ HUGE_KEYS + k, 0, 0, 1 };
+            ops[n++] = TM_OP(HUGE_KEYS + k, 0, 0, 1);
     } else if (c == 25) {
-        ops[n++] = (struct op){ BIG_KEY, (uint32_t)mix64(c), 300 * 1024, 0 };
+        ops[n++] = TM_OP(BIG_KEY, (uint32_t)mix64(c), 300 * 1024, 0);
     } else if (c == 70) {
-        ops[n++] = (struct op){ BIG_KEY, (uint32_t)mix64(c), VAL_MAX - 3, 0 };
+        ops[n++] = TM_OP(BIG_KEY, (uint32_t)mix64(c), VAL_MAX - 3, 0);
     } else if (c == 45) {
-        ops[n++] = (struct op){ BIG_KEY, (uint32_t)mix64(c), 10, 0 };
+        ops[n++] = TM_OP(BIG_KEY, (uint32_t)mix64(c), 10, 0);
     } else if (c == 95) {
-        ops[n++] = (struct op){ BIG_KEY, 0, 0, 1 };
+        ops[n++] = TM_OP(BIG_KEY, 0, 0, 1);
     } else if (c % 10 == 3) { /* sequential batch: right-edge splits */
         uint32_t base = rs_below(&s, nk - 1000);
         for (uint32_t k = 0; k < 1000; k++)
-            ops[n++] = (struct op){ base + k, (uint32_t)mix64(c * 8192ull + k),
-                                    16 + rs_below(&s, 64), 0 };
+            ops[n++] = TM_OP(base + k, (uint32_t)mix64(c * 8192ull + k),
+                                    16 + rs_below(&s, 64), 0);
     } else if (c % 10 == 7) { /* random batch: splits everywhere */
         for (uint32_t k = 0; k < 1000; k++)
-            ops[n++] = (struct op){ rs_below(&s, nk), (uint32_t)mix64(c * 8192ull + k),
-                                    rs_below(&s, 200), 0 };
+            ops[n++] = TM_OP(rs_below(&s, nk), (uint32_t)mix64(c * 8192ull + k),
+                                    rs_below(&s, 200), 0);
     } else if (c % 15 == 9) { /* a range of deletes: merges */
         uint32_t base = rs_below(&s, nk - 700);
         for (uint32_t k = 0; k < 700; k++)
-            ops[n++] = (struct op){ base + k, 0, 0, 1 };
+            ops[n++] = TM_OP(base + k, 0, 0, 1);
     } else if (c % 13 == 5) {
         for (uint32_t k = 0; k < 50; k++)
-            ops[n++] = (struct op){ rs_below(&s, nk), (uint32_t)mix64(c * 8192ull + k),
-                                    rs_below(&s, 1500), k < 40 };
+            ops[n++] = TM_OP(rs_below(&s, nk), (uint32_t)mix64(c * 8192ull + k),
+                                    rs_below(&s, 1500), k < 40);
     } else {
         uint32_t cnt = rs_below(&s, 100) < 60 ? 1 : 2 + rs_below(&s, 3);
         for (uint32_t k = 0; k < cnt; k++) {
-            struct op o = { rs_below(&s, nk), (uint32_t)mix64(c * 8192ull + k), 0, 0 };
+            struct op o = TM_OP(rs_below(&s, nk), (uint32_t)mix64(c * 8192ull + k), 0, 0);
             if (rs_below(&s, 100) < 25)
                 o.del = 1;
             else if (rs_below(&s, 100) < 10)
@@ -597,6 +646,14 @@ static size_t gen_ops_power(uint32_t c, int last, struct op *ops)
                 o.len = rs_below(&s, 300);
             ops[n++] = o;
         }
+        /* and in the named databases 1..3 */
+        uint32_t x = rs_below(&s, 100);
+        if (x < 35)
+            ops[n++] = TM_DBOP(1 + rs_below(&s, 3), TM_KV, rs_below(&s, TM_NAMED_KEYS),
+                               (uint32_t)mix64(c * 8192ull + 99), x < 5 ? 2500 : rs_below(&s, 300),
+                               x >= 5 && x < 12);
+        else if (x < 50)
+            ops[n++] = TM_DBOP(rs_below(&s, 4), TM_SEQ, 0, 0, 1 + rs_below(&s, 100), 0);
     }
     return n;
 }
@@ -658,7 +715,7 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
         int check = before >= 3;
         if (over_budget(&r)) {
             nrandom = 0;
-            check = check && c % 4 == 0;
+            check = check && (c % 4 == 0 || catalog_commit(c));
             light++;
         }
         RETRY_OPS = ops, RETRY_N = n, RETRY_C = c;
@@ -697,6 +754,9 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
             " past the time budget; %.1f s\n",
             label, ncommits, nflush, multi, r.flushes_checked, r.images, r.opens, r.got_a, r.got_b,
             r.retries, r.grew, r.shrank, light, tu_now() - r.t0);
+    char dbs[512];
+    model_describe_dbs(&A, dbs, sizeof dbs);
+    fprintf(stderr, "%s: named databases at the end: %s\n", label, dbs);
     ck_assert_msg(r.retries > 0, "no image took a retried commit");
     ck_assert_msg(r.images >= min_images, "only %lu images checked", r.images);
     model_free(&A);
@@ -968,8 +1028,8 @@ static void torn_run(const char *label, unsigned psize, uint32_t pre, unsigned n
         uint64_t s = mix64(0x7077ull + v);
         struct op add[3];
         for (unsigned k = 0; k < 3; k++)
-            add[k] = (struct op){ rs_below(&s, POWER_KEYS - 2), (uint32_t)mix64(v * 16ull + k),
-                                  rs_below(&s, 400), 0 };
+            add[k] = TM_OP(rs_below(&s, POWER_KEYS - 2), (uint32_t)mix64(v * 16ull + k),
+                                  rs_below(&s, 400), 0);
         model_copy(&S2, S);
         model_apply(&S2, add, 3, 1000 + v);
         commit_ops(db, add, 3, 1000 + v);

@@ -10,11 +10,14 @@
  *    and _cell_get over every page, _check (newest meta, slot 0, slot 1),
  *    _rescue (flags 0 and KVMAP_RESCUE_DAMAGED);
  *  - opened read-only: a full cursor walk forward and backward, lookups,
- *    seeks, kvmap_stat_get, kvmap_check;
+ *    seeks, kvmap_stat_get, kvmap_check; the same in every named database
+ *    kvmap_dbi_list gives (the first 48), opened by name, with its stat and
+ *    sequence;
  *  - opened read-write (KVMAP_NOSYNC: a flush per input would only be
  *    slow): one transaction of puts (splits, an overflow value, an append,
- *    an overwrite) and deletes (by key, through a cursor) committed, then
- *    kvmap_check.  On a damaged
+ *    an overwrite) and deletes (by key, through a cursor), a new named
+ *    database, a put and a sequence increment in a listed one, another
+ *    emptied and another deleted, committed, then kvmap_check.  On a damaged
  *    file these must fail with an error, not crash.
  * Every byte of every key and value handed out is read, so that
  * AddressSanitizer catches a pointer outside its buffer or map.
@@ -234,10 +237,10 @@ static void expect(int cond, const char *what, int r)
 /* Walk the whole snapshot with next (forward) or prev, reading every key
  * and value.  A damaged tree may hand out keys out of order (a page reached
  * twice): the walk stops there, as it is then not bounded by the file. */
-static void walk(kvmap_txn *txn, int forward)
+static void walk(kvmap_txn *txn, kvmap_dbi dbi, int forward)
 {
     kvmap_cursor *cur;
-    if (kvmap_cursor_open(txn, &cur) != 0)
+    if (kvmap_dbi_cursor_open(txn, dbi, &cur) != 0)
         return;
     kvmap_val k, v;
     g_prev.set = 0;
@@ -260,7 +263,7 @@ static void walk(kvmap_txn *txn, int forward)
     kvmap_cursor_close(cur);
 }
 
-static void lookups(kvmap_txn *txn)
+static void lookups(kvmap_txn *txn, kvmap_dbi dbi)
 {
     static const unsigned char high[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     kvmap_val probes[] = {
@@ -272,10 +275,10 @@ static void lookups(kvmap_txn *txn)
         {g_last.b, g_last.set ? g_last.n : 0},
     };
     kvmap_cursor *cur = NULL;
-    kvmap_cursor_open(txn, &cur);
+    kvmap_dbi_cursor_open(txn, dbi, &cur);
     for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
         kvmap_val v, k;
-        if (kvmap_get(txn, probes[i], &v) == 0)
+        if (kvmap_dbi_get(txn, dbi, probes[i], &v) == 0)
             touch_val(v);
         if (cur && kvmap_cursor_seek(cur, probes[i], &k, &v) == 0) {
             touch_val(k);
@@ -300,6 +303,46 @@ static void lookups(kvmap_txn *txn)
     kvmap_cursor_close(cur);
 }
 
+/* The first MAX_NAMES names kvmap_dbi_list gives (all are listed). */
+#define MAX_NAMES 48
+static char g_names[MAX_NAMES][256];
+static unsigned g_nnames, g_listed;
+
+static int list_name(void *ctx, const char *name)
+{
+    (void)ctx;
+    touch_str(name);
+    if (g_nnames < MAX_NAMES)
+        snprintf(g_names[g_nnames++], sizeof g_names[0], "%s", name);
+    if (++g_listed > KVFUZZ_MAX_INPUT) /* more names than the file can hold */
+        abort();
+    return 0;
+}
+
+/* Every named database: listed, opened by name, walked both ways, looked
+ * up, its stat and its sequence. */
+static void read_named(kvmap_txn *txn)
+{
+    g_nnames = g_listed = 0;
+    note("kvmap_dbi_list", kvmap_dbi_list(txn, list_name, NULL));
+    for (unsigned i = 0; i < g_nnames; i++) {
+        kvmap_dbi dbi;
+        if (kvmap_dbi_open(txn, g_names[i], 0, &dbi) != 0)
+            continue;
+        g_first.set = g_last.set = 0;
+        walk(txn, dbi, 1);
+        walk(txn, dbi, 0);
+        lookups(txn, dbi);
+        kvmap_stat st;
+        uint64_t seq;
+        if (kvmap_dbi_stat(txn, dbi, &st) == 0)
+            g_sink += (unsigned)st.entries;
+        if (kvmap_dbi_sequence(txn, dbi, 0, &seq) == 0)
+            g_sink += (unsigned)seq;
+    }
+    g_first.set = g_last.set = 0;
+}
+
 static void read_only(void)
 {
     kvmap *db;
@@ -309,9 +352,12 @@ static void read_only(void)
         return;
     kvmap_txn *txn;
     if (kvmap_begin(db, KVMAP_TXN_RDONLY, &txn) == 0) {
-        walk(txn, 1);
-        walk(txn, 0);
-        lookups(txn);
+        walk(txn, KVMAP_MAIN_DBI, 1);
+        walk(txn, KVMAP_MAIN_DBI, 0);
+        lookups(txn, KVMAP_MAIN_DBI);
+        keybuf first = g_first, last = g_last;
+        read_named(txn);
+        g_first = first, g_last = last;
         kvmap_stat st;
         if (kvmap_stat_get(txn, &st) == 0)
             g_txnid = st.txn_id;
@@ -377,7 +423,40 @@ static void writes(kvmap_txn *txn)
         expect(r == 0 || r == KVMAP_NOTFOUND, "kvmap_cursor_seek/next", r);
         kvmap_cursor_close(cur);
     }
-    walk(txn, 1);
+    walk(txn, KVMAP_MAIN_DBI, 1);
+}
+
+/* In the same transaction: a new named database with a few entries and its
+ * sequence, a put and a sequence increment in the first listed one, the
+ * second emptied and the third deleted (those the read-only pass listed). */
+static void named_writes(kvmap_txn *txn)
+{
+    kvmap_dbi dbi;
+    int r = note("kvmap_dbi_open create", kvmap_dbi_open(txn, "fuzz-new", KVMAP_CREATE, &dbi));
+    expect(r == 0, "kvmap_dbi_open(KVMAP_CREATE)", r);
+    for (unsigned i = 0; r == 0 && i < 20; i++) {
+        char k[16];
+        int n = snprintf(k, sizeof k, "n%03u", i);
+        r = kvmap_dbi_put(txn, dbi, (kvmap_val){k, (size_t)n}, (kvmap_val){k, (size_t)n}, 0);
+        expect(r == 0, "kvmap_dbi_put", r);
+    }
+    if (r == 0) {
+        r = kvmap_dbi_sequence(txn, dbi, 3, NULL);
+        expect(r == 0, "kvmap_dbi_sequence", r);
+    }
+    for (unsigned i = 0; i < g_nnames && i < 3; i++) {
+        if (kvmap_dbi_open(txn, g_names[i], 0, &dbi) != 0)
+            continue;
+        if (i == 0) {
+            r = kvmap_dbi_put(txn, dbi, (kvmap_val){"fuzz", 4}, (kvmap_val){"value", 5}, 0);
+            expect(r == 0 || r == KVMAP_EXISTS, "kvmap_dbi_put (listed)", r);
+            r = kvmap_dbi_sequence(txn, dbi, 1, NULL);
+            expect(r == 0 || r == -EOVERFLOW, "kvmap_dbi_sequence (listed)", r);
+        } else {
+            r = note("kvmap_dbi_drop", kvmap_dbi_drop(txn, dbi, i == 2 ? KVMAP_DROP_DELETE : 0));
+            expect(r == 0, "kvmap_dbi_drop", r);
+        }
+    }
 }
 
 static void read_write(void)
@@ -394,6 +473,7 @@ static void read_write(void)
     expect(r == 0 || (r == KVMAP_CORRUPTED && g_txnid == UINT64_MAX), "kvmap_begin", r);
     if (r == 0) {
         writes(txn);
+        named_writes(txn);
         r = note("kvmap_commit", kvmap_commit(txn));
         expect(r == 0, "kvmap_commit", r);
     }
@@ -464,6 +544,11 @@ static void commit_walk(fix *x, uint64_t pgno, int depth)
             if (off + 10 <= x->ps)
                 commit_walk(x, ld64(p + off), depth + 1);
         } else if (off + 8 <= x->ps && (p[off + 6] & 1)) {
+            uint64_t at = off + 8 + ld16(p + off + 4);
+            if (at + 8 <= x->ps)
+                commit_walk(x, ld64(p + at), depth + 1);
+        } else if (off + 8 <= x->ps && ld16(p + 26) == 2 && ld32(p + off) == 64) {
+            /* a catalog record: the named tree at its first 8 bytes */
             uint64_t at = off + 8 + ld16(p + off + 4);
             if (at + 8 <= x->ps)
                 commit_walk(x, ld64(p + at), depth + 1);

@@ -178,6 +178,93 @@ static int fill_odd_keys(kvmap *db)
     return r ? (kvmap_abort(t), r) : kvmap_commit(t);
 }
 
+/* Named databases: keys i of database name with values of sizes[i % nsizes]
+ * bytes (a sequence bumped by seq). */
+static int fill_named(kvmap_txn *t, const char *name, unsigned n, const size_t *sizes,
+                      unsigned nsizes, uint64_t seq)
+{
+    kvmap_dbi dbi;
+    int r = kvmap_dbi_open(t, name, KVMAP_CREATE, &dbi);
+    char v[4096];
+    for (unsigned i = 0; i < n && r == 0; i++) {
+        char k[16];
+        int kn = snprintf(k, sizeof k, "key%05u", i);
+        size_t vn = sizes[i % nsizes] < sizeof v ? sizes[i % nsizes] : sizeof v;
+        for (size_t j = 0; j < vn; j++)
+            v[j] = (char)('A' + (i + j) % 26);
+        r = kvmap_dbi_put(t, dbi, (kvmap_val){k, (size_t)kn}, (kvmap_val){v, vn}, 0);
+    }
+    if (r == 0 && seq)
+        r = kvmap_dbi_sequence(t, dbi, seq, NULL);
+    return r;
+}
+
+/* Four named databases beside the main one (one of two levels, one empty),
+ * over two commits, and one more deleted in the second. */
+static int fill_dbs(kvmap *db)
+{
+    static const size_t small[] = {5, 12, 30};
+    kvmap_txn *t;
+    int r = kvmap_begin(db, 0, &t);
+    if (r)
+        return r;
+    for (unsigned i = 0; i < 10 && r == 0; i++)
+        r = put_i(t, i, 8);
+    if (r == 0)
+        r = fill_named(t, "accounts", 40, small, 3, 7);
+    if (r == 0)
+        r = fill_named(t, "empty", 0, small, 3, 0);
+    if (r == 0)
+        r = fill_named(t, "gone", 5, small, 3, 1);
+    if (r == 0)
+        r = kvmap_dbi_sequence(t, KVMAP_MAIN_DBI, 42, NULL);
+    r = r ? (kvmap_abort(t), r) : kvmap_commit(t);
+    if (r || (r = kvmap_begin(db, 0, &t)))
+        return r;
+    kvmap_dbi gone;
+    r = fill_named(t, "idx", 8, small, 3, 0);
+    if (r == 0)
+        r = fill_named(t, "z\xff", 3, small, 3, 99);
+    if (r == 0 && (r = kvmap_dbi_open(t, "gone", 0, &gone)) == 0)
+        r = kvmap_dbi_drop(t, gone, KVMAP_DROP_DELETE);
+    return r ? (kvmap_abort(t), r) : kvmap_commit(t);
+}
+
+/* A named database whose values live in overflow runs of one, two and
+ * several pages, and a small one. */
+static int fill_dbs_overflow(kvmap *db)
+{
+    static const size_t sizes[] = {10, 300, 700, 1500, 3000};
+    static const size_t small[] = {3};
+    kvmap_txn *t;
+    int r = kvmap_begin(db, 0, &t);
+    if (r)
+        return r;
+    r = fill_named(t, "blobs", 10, sizes, 5, 3);
+    if (r == 0)
+        r = fill_named(t, "meta", 4, small, 1, 0);
+    if (r == 0)
+        r = put_i(t, 1, 600);
+    return r ? (kvmap_abort(t), r) : kvmap_commit(t);
+}
+
+/* A catalog of several levels: 300 names, most of them empty databases,
+ * every 25th with an entry. */
+static int fill_dbs_deep(kvmap *db)
+{
+    static const size_t small[] = {6};
+    kvmap_txn *t;
+    int r = kvmap_begin(db, 0, &t);
+    if (r)
+        return r;
+    for (unsigned i = 0; i < 300 && r == 0; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "table-%03u", i * 7 % 300);
+        r = fill_named(t, name, i % 25 == 0, small, 1, i % 3);
+    }
+    return r ? (kvmap_abort(t), r) : kvmap_commit(t);
+}
+
 static const seed seeds[] = {
     {"empty-512", 512, fill_empty},
     {"empty-4096", 4096, fill_empty},
@@ -192,6 +279,9 @@ static const seed seeds[] = {
     {"deletes-512", 512, fill_deletes},
     {"commits-512", 512, fill_commits},
     {"odd-keys-512", 512, fill_odd_keys},
+    {"dbs-512", 512, fill_dbs},
+    {"dbs-overflow-512", 512, fill_dbs_overflow},
+    {"dbs-deep-512", 512, fill_dbs_deep},
 };
 
 int kvfuzz_make_seeds(const char *dir, int verbose)
