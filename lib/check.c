@@ -12,7 +12,7 @@ static int map_page(kv_walk *w, uint64_t pgno, uint64_t level, const uint8_t **p
 {
     (void)level; /* nothing is copied: one pointer serves every level */
     const kvmap_txn *t = w->src;
-    *p = t->db->map + pgno * w->psize;
+    *p = kv_page_at(t, pgno);
     return 0;
 }
 

@@ -72,6 +72,15 @@ static int after_write(kvmap_txn *t, int r)
         t->changes++;
     else if (r != KVMAP_EXISTS && r != KVMAP_NOTFOUND)
         kv_txn_fail(t, r);
+    /* no pointer into the private copies is in use now: a large
+     * transaction writes them out here */
+    if (!t->poison) {
+        int s = kv_page_spill(t);
+        if (s < 0) {
+            kv_txn_fail(t, s);
+            r = s;
+        }
+    }
     return r;
 }
 

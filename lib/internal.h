@@ -86,7 +86,6 @@ struct iovec;
 int kv_os_pwritev(int fd, struct iovec *iov, int n, uint64_t off);
 int kv_os_map(int fd, size_t len, bool writable, uint8_t **map);
 void kv_os_unmap(uint8_t *map, size_t len);
-void kv_os_prefault(uint8_t *map, uint64_t off, uint64_t len);
 void kv_os_willneed(uint8_t *map, uint64_t off, uint64_t len);
 uint64_t kv_os_major_faults(void);
 int kv_os_grow(int fd, uint64_t from, uint64_t to);
@@ -195,6 +194,9 @@ struct kvmap {
     unsigned flags;
     uint32_t psize;
     uint8_t *map;
+    kv_pgvec page_pool;   /* page buffers for write transactions' private
+                             copies (pointers), kept between them: used by
+                             the writer only */
     size_t map_size;      /* reserved address space: max_size */
     uint64_t max_size;
     uint64_t file_size;   /* current length of the file (writer's view) */
@@ -262,6 +264,7 @@ typedef struct kv_dbx {
 
 typedef struct kv_pgset { /* open-addressing set of page numbers */
     uint64_t *slot;
+    uint8_t **val;        /* a pointer per page (kv_pgset_put), or NULL */
     size_t cap, n, used;
 } kv_pgset;
 
@@ -279,16 +282,15 @@ struct kvmap_txn {
     bool dbx_dirty;       /* some dbx entry is dirty */
     bool meta_dirty;      /* the meta changed beyond its trees (the main sequence) */
     /* write transactions only */
-    kv_pgset dirty;       /* pages (first page of runs) written by this txn */
+    kv_pgset dirty;       /* pages (first page of runs) written by this txn,
+                             each with its private copy (NULL: in the map) */
+    uint64_t private_pages; /* pages with a private copy */
     kv_pgset sealed;      /* runs of dirty written with their checksums set
                              (kv_run_write): commit takes them as they are */
     kv_pgvec freed;       /* pages it freed that older snapshots may still read */
     kv_pgvec reclaim;     /* pages free for its reuse, in descending order */
     uint64_t oldest;      /* oldest snapshot any reader holds */
     uint64_t base_hwm;    /* the high-water mark of the meta it started from */
-    uint64_t prefaulted;  /* pages below this past base_hwm are faulted in writable */
-    bool runs_at_end;     /* it wrote overflow runs past the old end (pwrite):
-                             pages ahead are as likely theirs, not prefaulted */
     bool in_free_op;      /* inside a free-tree update: do not pull more pages */
     /* The allocator's one way up to the free tree (pager.c < btree.c <
      * freelist.c): move a reusable record's pages into reclaim (set to
@@ -328,6 +330,15 @@ int kv_overflow_get(kvmap_txn *t, uint64_t pgno, uint32_t vsize, const uint8_t *
 bool kv_page_dirty(kvmap_txn *t, uint64_t pgno);
 int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p);
 int kv_page_new(kvmap_txn *t, int type, int tree, uint64_t *pgno, uint8_t **p);
+/* Where page pgno is for t: its private copy, else in the map. */
+uint8_t *kv_page_at(const kvmap_txn *t, uint64_t pgno);
+/* Write t's private copies (commit; kv_page_spill past a bound); free them
+ * all (the end of the transaction). */
+int kv_page_write_private(kvmap_txn *t);
+int kv_page_spill(kvmap_txn *t);
+void kv_page_private_free(kvmap_txn *t);
+/* The page buffers kept between transactions (kvmap_close). */
+void kv_page_pool_free(kvmap *db);
 /* Allocate an npages overflow run and write it with pwrite: hdr (its
  * KV_PAGE_HDR bytes, pg_pgno and pg_checksum set here), val, zeros to its
  * end.  It is sealed: commit does not checksum it again. */
@@ -344,6 +355,10 @@ int kv_pgset_add(kv_pgset *s, uint64_t k);
 bool kv_pgset_has(const kv_pgset *s, uint64_t k);
 bool kv_pgset_del(kv_pgset *s, uint64_t k);
 void kv_pgset_free(kv_pgset *s);
+/* k with a value (a set with values keeps one per member, NULL by default);
+ * the value's slot of member k, NULL when k is not a member. */
+int kv_pgset_put(kv_pgset *s, uint64_t k, uint8_t *v);
+uint8_t **kv_pgset_val(const kv_pgset *s, uint64_t k);
 int kv_file_ensure(kvmap *db, uint64_t pages);
 
 /* ---- freelist.c --------------------------------------------------------- */

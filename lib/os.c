@@ -324,18 +324,6 @@ uint64_t kv_os_major_faults(void)
     return (uint64_t)ru.ru_majflt;
 }
 
-/* Fault in [map+off, map+off+len) writable in one call, rather than one
- * fault per page as a copy into it would take.  A hint: on failure (an old
- * kernel without MADV_POPULATE_WRITE) the copy simply faults. */
-void kv_os_prefault(uint8_t *map, uint64_t off, uint64_t len)
-{
-#ifdef MADV_POPULATE_WRITE
-    (void)madvise(map + off, (size_t)len, MADV_POPULATE_WRITE);
-#else
-    (void)map, (void)off, (void)len;
-#endif
-}
-
 void kv_os_unmap(uint8_t *map, size_t len)
 {
     if (map)

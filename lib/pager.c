@@ -16,12 +16,19 @@
  *      the map: the page cache is one, so readers of the map see it, the
  *      commit's flush of the map's range writes it back, and a page written
  *      whole is neither read (zero-filled) nor faulted in first.
+ *  (5) So are branch and leaf pages: a page the transaction writes lives in
+ *      a private copy (its value in the dirty set) until commit writes it
+ *      with pwritev (kv_page_write_private) or a large transaction spills
+ *      it early (kv_page_spill; the page is then the map's, written
+ *      through it).  Readers of the map never see a page of an unfinished
+ *      transaction either way: it is free in every snapshot.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/uio.h>
 
 #include "internal.h"
+#include "testhook.h"
 
 /* ---- page-number vectors and sets --------------------------------------- */
 
@@ -106,14 +113,18 @@ static size_t set_hash(uint64_t k, size_t cap)
     return (size_t)((k * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
 }
 
-static int set_grow(kv_pgset *s)
+static int set_grow(kv_pgset *s, bool vals)
 {
     size_t cap = s->cap ? s->cap * 2 : 256;
     if (s->cap && s->n * 4 < s->cap)
         cap = s->cap; /* mostly tombstones: rebuild at the same size */
     uint64_t *slot = calloc(cap, sizeof *slot);
-    if (!slot)
+    uint8_t **val = vals ? calloc(cap, sizeof *val) : NULL;
+    if (!slot || (vals && !val)) {
+        free(slot);
+        free(val);
         return -ENOMEM;
+    }
     for (size_t i = 0; i < s->cap; i++) {
         uint64_t k = s->slot[i];
         if (k == SET_EMPTY || k == SET_TOMB)
@@ -122,31 +133,74 @@ static int set_grow(kv_pgset *s)
         while (slot[h] != SET_EMPTY)
             h = (h + 1) & (cap - 1);
         slot[h] = k;
+        if (val)
+            val[h] = s->val[i];
     }
     free(s->slot);
+    free(s->val);
     s->slot = slot;
+    s->val = val;
     s->cap = cap;
     s->used = s->n;
     return 0;
 }
 
-int kv_pgset_add(kv_pgset *s, uint64_t k)
+/* The slot of k, added when absent. */
+static int set_insert(kv_pgset *s, uint64_t k, bool vals, size_t *at)
 {
     if ((s->used + 1) * 4 > s->cap * 3) {
-        int r = set_grow(s);
+        int r = set_grow(s, vals);
         if (r < 0)
             return r;
     }
     size_t h = set_hash(k, s->cap);
     while (s->slot[h] != SET_EMPTY) {
-        if (s->slot[h] == k)
+        if (s->slot[h] == k) {
+            *at = h;
             return 0;
+        }
         h = (h + 1) & (s->cap - 1);
     }
     s->slot[h] = k;
+    if (s->val)
+        s->val[h] = NULL;
     s->n++;
     s->used++;
+    *at = h;
     return 0;
+}
+
+int kv_pgset_add(kv_pgset *s, uint64_t k)
+{
+    size_t at;
+    return set_insert(s, k, s->val != NULL, &at);
+}
+
+int kv_pgset_put(kv_pgset *s, uint64_t k, uint8_t *v)
+{
+    if (s->cap && !s->val) { /* values from now on */
+        s->val = calloc(s->cap, sizeof *s->val);
+        if (!s->val)
+            return -ENOMEM;
+    }
+    size_t at;
+    int r = set_insert(s, k, true, &at);
+    if (r == 0)
+        s->val[at] = v;
+    return r;
+}
+
+uint8_t **kv_pgset_val(const kv_pgset *s, uint64_t k)
+{
+    if (!s->cap || !s->val)
+        return NULL;
+    size_t h = set_hash(k, s->cap);
+    while (s->slot[h] != SET_EMPTY) {
+        if (s->slot[h] == k)
+            return &s->val[h];
+        h = (h + 1) & (s->cap - 1);
+    }
+    return NULL;
 }
 
 bool kv_pgset_has(const kv_pgset *s, uint64_t k)
@@ -181,6 +235,7 @@ bool kv_pgset_del(kv_pgset *s, uint64_t k)
 void kv_pgset_free(kv_pgset *s)
 {
     free(s->slot);
+    free(s->val);
     memset(s, 0, sizeof *s);
 }
 
@@ -202,13 +257,23 @@ static int verify_page(kvmap_txn *t, const uint8_t *p, uint64_t pgno, size_t len
     return 0;
 }
 
+uint8_t *kv_page_at(const kvmap_txn *t, uint64_t pgno)
+{
+    if (!t->rdonly && t->private_pages) {
+        uint8_t **v = kv_pgset_val(&t->dirty, pgno);
+        if (v && *v)
+            return *v;
+    }
+    return t->db->map + pgno * t->db->psize;
+}
+
 /* The branch or leaf page pgno of t's snapshot. */
 int kv_page_get(kvmap_txn *t, uint64_t pgno, uint8_t **pp)
 {
     kvmap *db = t->db;
     if (KV_UNLIKELY(pgno < KV_FIRST_PGNO || pgno >= t->m.hwm))
         return KV_CORRUPT();
-    uint8_t *p = db->map + pgno * db->psize;
+    uint8_t *p = kv_page_at(t, pgno);
     if (KV_UNLIKELY(kv_pg_pgno(p) != pgno))
         return KV_CORRUPT();
     int r = kv_node_check_header(p, db->psize);
@@ -350,37 +415,10 @@ static uint64_t take_free_tail(kvmap_txn *t)
     return k;
 }
 
-/* Pages past the old end of the data are not in the page cache yet, and
- * each costs a fault that reads (zero-fills) it before the copy into it.
- * Fault them in ahead, in one call per step, rather than one by one.  The
- * step grows with what the transaction has taken past the end so far (at
- * most 64 pages), and a small commit prefaults nothing: a page faulted in
- * writable is written back at the flush, used or not.  Nor does one that
- * writes overflow runs at the end: the pages ahead would as likely be
- * written by pwrite (kv_run_write), for which a prefault is wasted work. */
-static void prefault_new(kvmap_txn *t, uint64_t start, uint64_t end)
-{
-    kvmap *db = t->db;
-    if (end <= t->prefaulted || t->runs_at_end)
-        return;
-    uint64_t used = end > t->base_hwm ? end - t->base_hwm : end - start;
-    if (used < 16)
-        return; /* a small commit: a few faults cost less than stray writes */
-    uint64_t from = t->prefaulted > start ? t->prefaulted : start;
-    uint64_t to = end + (used < 64 ? used : 64);
-    uint64_t limit = kv_mapped_size(db) / db->psize;
-    if (to > limit)
-        to = limit;
-    if (to <= from)
-        return;
-    kv_os_prefault(db->map, from * db->psize, (to - from) * db->psize);
-    t->prefaulted = to;
-}
-
 /* Allocate n contiguous pages for t: reused ones when it can, else past the
- * high-water mark (prefaulted ahead when faults are to come: the pages are
- * written through the map).  The pages join t's dirty set. */
-static int alloc_pages(kvmap_txn *t, uint32_t npages, bool prefault, uint64_t *pgno)
+ * high-water mark.  The pages join t's dirty set; nothing is written
+ * through the map (invariants 4 and 5), so nothing is faulted in. */
+static int alloc_pages(kvmap_txn *t, uint32_t npages, uint64_t *pgno)
 {
     kvmap *db = t->db;
     kv_assert(!t->rdonly && npages > 0);
@@ -397,10 +435,6 @@ static int alloc_pages(kvmap_txn *t, uint32_t npages, bool prefault, uint64_t *p
             return r;
         *pgno = start;
         t->m.hwm = end;
-        if (prefault)
-            prefault_new(t, start, end);
-        else
-            t->runs_at_end = true;
     }
     kv_assert(*pgno >= KV_FIRST_PGNO && *pgno + npages <= t->m.hwm);
     /* A page this transaction holds already: the free tree listed a page
@@ -411,13 +445,143 @@ static int alloc_pages(kvmap_txn *t, uint32_t npages, bool prefault, uint64_t *p
     return kv_pgset_add(&t->dirty, *pgno);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Page buffers kept in the pool between transactions: a commit of this
+ * many pages or fewer allocates nothing once warm (and a buffer given back
+ * to the system would fault when taken again). */
+#define KV_POOL_BYTES (32u << 20)
+
+/* A page-sized buffer for a private copy: one from the pool (holding an
+ * earlier page of this file, as a reused page of the map does), else a new
+ * zeroed one. */
+static uint8_t *private_buf(kvmap_txn *t)
+{
+    kv_pgvec *pool = &t->db->page_pool;
+    if (pool->n)
+        return (uint8_t *)(uintptr_t)pool->v[--pool->n];
+    return calloc(1, t->db->psize);
+}
+
+static void pool_put(kvmap *db, uint8_t *buf)
+{
+    if ((db->page_pool.n + 1) * db->psize > KV_POOL_BYTES ||
+        kv_pgvec_push(&db->page_pool, (uint64_t)(uintptr_t)buf) < 0)
+        free(buf);
+}
+
+/* The private copy of dirty page pgno leaves it (freed, or written out). */
+static void drop_private(kvmap_txn *t, uint64_t pgno)
+{
+    uint8_t **v = kv_pgset_val(&t->dirty, pgno);
+    if (!v || !*v)
+        return;
+    pool_put(t->db, *v);
+    *v = NULL;
+    t->private_pages--;
+}
+
 int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
 {
-    int r = alloc_pages(t, npages, true, pgno);
-    if (r < 0)
+    kv_assert(npages == 1);
+    uint8_t *buf = private_buf(t);
+    if (!buf)
+        return -ENOMEM;
+    int r = alloc_pages(t, npages, pgno);
+    if (r == 0)
+        r = kv_pgset_put(&t->dirty, *pgno, buf);
+    if (r < 0) {
+        pool_put(t->db, buf);
         return r;
-    *p = t->db->map + *pgno * t->db->psize;
+    }
+    t->private_pages++;
+    *p = buf;
     return 0;
+}
+
+/* Write the private copies in pgno order, contiguous ones in one pwritev,
+ * and drop them (the pages are then the map's). */
+int kv_page_write_private(kvmap_txn *t)
+{
+    if (!t->private_pages)
+        return 0;
+    kvmap *db = t->db;
+    uint64_t *list = malloc(t->private_pages * sizeof *list);
+    if (!list)
+        return -ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < t->dirty.cap; i++)
+        if (t->dirty.slot[i] >= KV_FIRST_PGNO && t->dirty.val[i])
+            list[n++] = t->dirty.slot[i];
+    kv_assert(n == t->private_pages);
+    qsort(list, n, sizeof *list, cmp_u64);
+    enum { MAX_IOV = 256 };
+    struct iovec iov[MAX_IOV];
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0;) {
+        size_t k = 0;
+        uint64_t first = list[i];
+        while (i < n && k < MAX_IOV && list[i] == first + k) {
+            iov[k++] = (struct iovec){*kv_pgset_val(&t->dirty, list[i]), db->psize};
+            i++;
+        }
+        r = kv_os_pwritev(db->fd, iov, (int)k, first * db->psize);
+    }
+    for (size_t i = 0; r == 0 && i < n; i++)
+        drop_private(t, list[i]);
+    free(list);
+    return r;
+}
+
+/* A transaction holding more private copies than this writes them out
+ * (at the end of a write call, when no pointer into them is in use), so
+ * that its memory stays bounded whatever it writes. */
+#define KV_SPILL_BYTES (64u << 20)
+
+static uint64_t spill_pages, spills; /* the test hook's bound; spills done */
+
+void kvmap__set_spill_pages(uint64_t pages)
+{
+    __atomic_store_n(&spill_pages, pages, __ATOMIC_RELAXED);
+}
+
+uint64_t kvmap__spill_count(void)
+{
+    return __atomic_load_n(&spills, __ATOMIC_RELAXED);
+}
+
+int kv_page_spill(kvmap_txn *t)
+{
+    uint64_t bound = __atomic_load_n(&spill_pages, __ATOMIC_RELAXED);
+    if (!bound)
+        bound = KV_SPILL_BYTES / t->db->psize;
+    if (t->private_pages <= bound)
+        return 0;
+    __atomic_fetch_add(&spills, 1, __ATOMIC_RELAXED);
+    int r = kv_page_write_private(t);
+    t->changes++; /* cursors' paths may point into the copies: find their keys again */
+    return r;
+}
+
+void kv_page_private_free(kvmap_txn *t)
+{
+    for (size_t i = 0; t->private_pages && i < t->dirty.cap; i++)
+        if (t->dirty.slot[i] >= KV_FIRST_PGNO && t->dirty.val[i]) {
+            pool_put(t->db, t->dirty.val[i]);
+            t->dirty.val[i] = NULL;
+            t->private_pages--;
+        }
+}
+
+void kv_page_pool_free(kvmap *db)
+{
+    for (size_t i = 0; i < db->page_pool.n; i++)
+        free((void *)(uintptr_t)db->page_pool.v[i]);
+    kv_pgvec_free(&db->page_pool);
 }
 
 int kv_run_write(kvmap_txn *t, uint32_t npages, uint8_t *hdr, const uint8_t *val,
@@ -426,7 +590,7 @@ int kv_run_write(kvmap_txn *t, uint32_t npages, uint8_t *hdr, const uint8_t *val
     kvmap *db = t->db;
     size_t len = (size_t)npages * db->psize;
     kv_assert(KV_PAGE_HDR + vsize <= len);
-    int r = alloc_pages(t, npages, false, pgno);
+    int r = alloc_pages(t, npages, pgno);
     if (r < 0)
         return r;
     r = kv_pgset_add(&t->sealed, *pgno);
@@ -461,6 +625,7 @@ int kv_page_free(kvmap_txn *t, uint64_t pgno, uint32_t npages)
 {
     /* the callers free only pages they reached from the snapshot's trees */
     kv_assert(!t->rdonly && npages > 0 && pgno >= KV_FIRST_PGNO && pgno + npages <= t->m.hwm);
+    drop_private(t, pgno);
     bool dirty = kv_pgset_del(&t->dirty, pgno);
     if (dirty)
         kv_pgset_del(&t->sealed, pgno);
@@ -481,6 +646,7 @@ int kv_page_free_defer(kvmap_txn *t, uint64_t pgno, uint32_t npages, kv_pgvec *m
 {
     if (npages == 0 || pgno < KV_FIRST_PGNO || pgno >= t->m.hwm || npages > t->m.hwm - pgno)
         return KV_CORRUPT(); /* read from the tree being dropped: not trusted */
+    drop_private(t, pgno);
     bool dirty = kv_pgset_del(&t->dirty, pgno);
     if (dirty)
         kv_pgset_del(&t->sealed, pgno);
@@ -490,12 +656,6 @@ int kv_page_free_defer(kvmap_txn *t, uint64_t pgno, uint32_t npages, kv_pgvec *m
             return r;
     }
     return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
 }
 
 int kv_page_free_finish(kvmap_txn *t, kv_pgvec *mine)
@@ -523,7 +683,7 @@ static void copy_node(uint8_t *dst, const uint8_t *src, uint32_t psize)
  * parent's pointer when *pgno changes. */
 int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p)
 {
-    kv_assert(!t->rdonly && *p == t->db->map + *pgno * t->db->psize);
+    kv_assert(!t->rdonly && *p == kv_page_at(t, *pgno));
     if (kv_pgset_has(&t->dirty, *pgno))
         return 0;
     uint64_t npg;

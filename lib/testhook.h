@@ -79,4 +79,10 @@ unsigned kvmap__batch_queued(kvmap *db);
  * and long values (btree.c, pager.c). */
 uint64_t kvmap__readahead_count(void);
 
+/* Write transactions write their private page copies out once they hold
+ * more than pages of them (0: the default bound, 64 MiB), process-wide;
+ * and how many times one did so far. */
+void kvmap__set_spill_pages(uint64_t pages);
+uint64_t kvmap__spill_count(void);
+
 #endif

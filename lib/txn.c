@@ -43,9 +43,9 @@ int kv_txn_write_meta(kvmap *db, const kv_meta *m)
     kv_meta_publish(db, m);
     if (!(db->flags & KVMAP_NOSYNC)) {
         /* The whole file, not just up to the high-water mark: pages this
-         * transaction dirtied past it (prefaulted, or given back by
-         * trim_tail) would otherwise be written back later, and the next
-         * commit that writes them would wait for that write. */
+         * transaction dirtied past it (given back by trim_tail) would
+         * otherwise be written back later, and the next commit that writes
+         * them would wait for that write. */
         int r = kv_os_flush(db->fd, db->map, (size_t)kv_mapped_size(db));
         if (r < 0) { /* not durable: not a commit */
             kv_meta_unpublish(db, m);
@@ -235,6 +235,7 @@ int kvmap_begin(kvmap *db, unsigned flags, kvmap_txn **txn)
 static void end_write(kvmap_txn *t)
 {
     kvmap *db = t->db;
+    kv_page_private_free(t);
     kv_pgset_free(&t->dirty);
     kv_pgset_free(&t->sealed);
     kv_pgvec_free(&t->freed);
@@ -252,6 +253,7 @@ void kvmap_abort(kvmap_txn *t)
         return;
     if (t->db->forked) { /* the parent's: free only this process's memory */
         if (!t->rdonly) {
+            kv_page_private_free(t);
             kv_pgset_free(&t->dirty);
             kv_pgset_free(&t->sealed);
             kv_pgvec_free(&t->freed);
@@ -312,7 +314,7 @@ static void seal_pages(kvmap_txn *t)
         uint64_t pgno = t->dirty.slot[i];
         if (pgno < KV_FIRST_PGNO)
             continue; /* empty or tombstone */
-        uint8_t *p = db->map + pgno * db->psize;
+        uint8_t *p = kv_page_at(t, pgno);
         uint64_t len = db->psize, c;
         if (kv_pg_type(p) == KV_OVERFLOW)
             len *= kv_pg_count(p);
@@ -404,7 +406,9 @@ int kvmap_commit(kvmap_txn *t)
             kvmap *db = t->db;
             seal_pages(t);
             t->m.txnid = t->txnid;
-            r = kv_txn_write_meta(db, &t->m);
+            r = kv_page_write_private(t); /* pages before the meta that names them */
+            if (r == 0)
+                r = kv_txn_write_meta(db, &t->m);
             if (r == 0)
                 maybe_shrink(t);
         }

@@ -3094,6 +3094,73 @@ static int collect_name(void *ctx, const char *name)
     return 0;
 }
 
+/* A write transaction keeps the pages it writes in private copies and,
+ * past a bound, writes them out early (spills) between two calls; after
+ * that they are written through the map.  Across spills: a cursor open in
+ * the transaction finds its key again, a value read before a write is
+ * passed to that write, a refused NOOVERWRITE leaves everything as it was,
+ * and the commit reopens whole. */
+START_TEST(test_private_pages_spill)
+{
+    kvmap *db = open_flags("spill", KVMAP_CREATE, 4096);
+    kvmap__set_spill_pages(8);
+    uint64_t spills = kvmap__spill_count();
+    kvmap_txn *t = tu_wbegin(db);
+    tu_rng rng;
+    tu_rng_seed(&rng, 7);
+    char k[32], v[64];
+    ck_assert_kv_ok(kvmap_put(t, tu_str("cursor-key"), tu_str("c"), 0));
+    kvmap_cursor *c;
+    ck_assert_kv_ok(kvmap_cursor_open(t, &c));
+    kvmap_val ck, cv;
+    ck_assert_kv_ok(kvmap_cursor_seek(c, tu_str("cursor-key"), &ck, &cv));
+    enum { N = 6000 };
+    for (int i = 0; i < N; i++) {
+        unsigned x = (unsigned)(tu_rng_next(&rng) % 1000000);
+        snprintf(k, sizeof k, "key%07u-%05d", x, i);
+        snprintf(v, sizeof v, "value %d", i);
+        ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_str(v), 0));
+        if (i % 500 == 0) { /* a value from the map (or a copy) into a write */
+            kvmap_val got;
+            ck_assert_kv_ok(kvmap_get(t, tu_str(k), &got));
+            ck_assert_kv_ok(kvmap_put(t, tu_str("copied"), got, 0));
+            ck_assert_kv_rc(kvmap_put(t, tu_str(k), tu_str("no"), KVMAP_NOOVERWRITE),
+                            KVMAP_EXISTS);
+            ck_assert_kv_ok(kvmap_cursor_get(c, &ck, &cv));
+            ck_assert(tu_val_eq_str(ck, "cursor-key"));
+            ck_assert(tu_val_eq_str(cv, "c"));
+        }
+    }
+    ck_assert_uint_ge(kvmap__spill_count(), spills + 5);
+    ck_assert_kv_ok(kvmap_cursor_next(c, &ck, NULL));
+    ck_assert(ck.size > 3 && memcmp(ck.data, "key", 3) == 0); /* the entry after it */
+    kvmap_cursor_close(c);
+    tu_check_txn(t);
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap__set_spill_pages(0);
+    kvmap_close(db);
+
+    db = open_flags("spill", KVMAP_VERIFY, 0);
+    t = tu_rbegin(db);
+    tu_check_txn(t);
+    ck_assert_uint_eq(tu_txn_stat(t).entries, N + 2);
+    tu_rng_seed(&rng, 7);
+    for (int i = 0; i < N; i++) {
+        unsigned x = (unsigned)(tu_rng_next(&rng) % 1000000);
+        snprintf(k, sizeof k, "key%07u-%05d", x, i);
+        snprintf(v, sizeof v, "value %d", i);
+        kvmap_val got;
+        ck_assert_kv_ok(kvmap_get(t, tu_str(k), &got));
+        ck_assert(tu_val_eq_str(got, v));
+    }
+    kvmap_val got;
+    ck_assert_kv_ok(kvmap_get(t, tu_str("copied"), &got));
+    ck_assert(tu_val_eq_str(got, "value 5500"));
+    kvmap_abort(t);
+    kvmap_close(db);
+}
+END_TEST
+
 /* Overflow runs are written with pwrite and sealed as they are written; a
  * run freed in its own transaction gives its pages back, and a leaf that
  * reuses them must still get its checksum at commit (not the run's). */
@@ -3970,6 +4037,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_put_value_from_map);
     tcase_add_test(tc, test_dbi_basics);
     tcase_add_test(tc, test_sealed_run_reused_in_txn);
+    tcase_add_test(tc, test_private_pages_spill);
     tcase_add_test(tc, test_dbi_thousands);
     tcase_add_test(tc, test_dbi_drop_large);
     tcase_add_test(tc, test_dbi_handles_abort);
