@@ -144,6 +144,24 @@ static int emit(void *ctx, kvmap_val key, kvmap_val val)
     return 0;
 }
 
+/* Per database (kvmap_file_check_dbs, kvmap_file_rescue_dbs): the name and
+ * the counts are read whole. */
+static void each_db(void *ctx, const kvmap_file_db *db)
+{
+    (void)ctx;
+    touch_str(db->name);
+    g_sink += (unsigned)(db->problems + db->entries + db->pages + db->sequence +
+                         db->tree.root);
+}
+
+static int begin_db(void *ctx, const char *name, uint64_t sequence)
+{
+    (void)ctx;
+    touch_str(name);
+    g_sink += (unsigned)sequence;
+    return 0;
+}
+
 /* ---- the raw-file inspection API ---------------------------------------- */
 
 #define MAX_PAGES 4096u /* more than a 1 MiB input holds (2048 pages of 512) */
@@ -192,6 +210,10 @@ static void inspect(void)
     kvmap_file_rescue_result rr;
     note("kvmap_file_rescue", kvmap_file_rescue(f, 0, emit, report, &emitted, &rr));
     kvmap_file_rescue(f, KVMAP_RESCUE_DAMAGED, emit, NULL, &emitted, NULL);
+    note("kvmap_file_check_dbs", kvmap_file_check_dbs(f, -1, report, each_db, NULL, &cr));
+    note("kvmap_file_rescue_dbs",
+         kvmap_file_rescue_dbs(f, 0, begin_db, emit, report, &emitted, &rr));
+    kvmap_file_rescue_dbs(f, KVMAP_RESCUE_DAMAGED, begin_db, emit, NULL, &emitted, NULL);
     kvmap_file_close(f);
 }
 
