@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1086,6 +1087,193 @@ START_TEST(test_torn_meta_page_sizes)
 }
 END_TEST
 
+/* ======================================================================
+ * kvmap_batch under power loss: every call that returned 0 is on the disk.
+ * ====================================================================== */
+
+#define BT_THREADS 4
+#define BT_CALLS 25
+#define BT_MAX_FLUSHES 256
+
+/* Each flush of a batch run: the file about to be made durable, and the
+ * calls acknowledged (returned 0) and attempted (begun) before it, per
+ * thread (a call is numbered from 1; 0: none). */
+static struct {
+    kvmap *db;
+    const char *path;
+    int attempted[BT_THREADS], acked[BT_THREADS];
+    struct image img[BT_MAX_FLUSHES];
+    int lo[BT_MAX_FLUSHES][BT_THREADS], hi[BT_MAX_FLUSHES][BT_THREADS];
+    int n, dropped;
+} BT;
+
+static void bt_hook(void *ctx, int fd)
+{
+    (void)ctx;
+    struct stat a;
+    if (BT.n == BT_MAX_FLUSHES || fstat(fd, &a) != 0) {
+        __atomic_store_n(&BT.dropped, 1, __ATOMIC_SEQ_CST);
+        return;
+    }
+    int i = BT.n;
+    for (int t = 0; t < BT_THREADS; t++) {
+        BT.lo[i][t] = __atomic_load_n(&BT.acked[t], __ATOMIC_SEQ_CST);
+        BT.hi[i][t] = __atomic_load_n(&BT.attempted[t], __ATOMIC_SEQ_CST);
+    }
+    if (image_read_fd(fd, (size_t)a.st_size, &BT.img[i]) != 0) {
+        __atomic_store_n(&BT.dropped, 1, __ATOMIC_SEQ_CST);
+        return;
+    }
+    BT.n = i + 1; /* flushes are made by the writer alone: one at a time */
+}
+
+struct bt_call {
+    int thread, call;
+};
+
+/* Call c of thread t: its counter "t<t>" becomes c and "t<t>-<c>" appears,
+ * together.  Some calls fail on purpose (taken out of their group). */
+static int bt_fn(kvmap_txn *txn, void *ctx)
+{
+    const struct bt_call *bc = ctx;
+    char k[32];
+    uint32_t v = (uint32_t)bc->call;
+    snprintf(k, sizeof k, "t%d", bc->thread);
+    int r = kvmap_put(txn, tu_str(k), tu_val(&v, sizeof v), 0);
+    snprintf(k, sizeof k, "t%d-%d", bc->thread, bc->call);
+    if (r == 0)
+        r = kvmap_put(txn, tu_str(k), tu_str("x"), 0);
+    return r;
+}
+
+static void *bt_thread(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int c = 1; c <= BT_CALLS; c++) {
+        struct bt_call bc = {t, c};
+        __atomic_store_n(&BT.attempted[t], c, __ATOMIC_SEQ_CST);
+        int r = kvmap_batch(BT.db, bt_fn, &bc);
+        if (r != 0)
+            return (void *)(intptr_t)r;
+        __atomic_store_n(&BT.acked[t], c, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+/* Thread t's counter in db: -1 when absent, -2 when its entries disagree
+ * (a call's two puts not together, or a key of a later call present). */
+static int bt_counter(kvmap *db, int t)
+{
+    kvmap_txn *txn;
+    if (kvmap_begin(db, KVMAP_TXN_RDONLY, &txn) != 0)
+        return -3;
+    char k[32];
+    snprintf(k, sizeof k, "t%d", t);
+    kvmap_val v;
+    int c = 0;
+    int r = kvmap_get(txn, tu_str(k), &v);
+    if (r == 0 && v.size == sizeof(uint32_t)) {
+        uint32_t x;
+        memcpy(&x, v.data, sizeof x);
+        c = (int)x;
+    } else if (r != KVMAP_NOTFOUND) {
+        c = -2;
+    }
+    for (int j = 1; c >= 0 && j <= BT_CALLS; j++) {
+        snprintf(k, sizeof k, "t%d-%d", t, j);
+        if ((kvmap_get(txn, tu_str(k), &v) == 0) != (j <= c))
+            c = -2;
+    }
+    kvmap_abort(txn);
+    return c ? c : r == KVMAP_NOTFOUND ? -1 : c;
+}
+
+/* Image i with the sectors changed since flush i - 1 taken from the new
+ * file where sel says so: every thread's counter lies between the calls
+ * acknowledged and begun before the flush, and kvmap_check passes. */
+static void bt_check_image(struct pwrun *r, const uint8_t *buf, size_t size, int i,
+                           const char *label)
+{
+    char msg[640];
+    ck_assert_int_eq(image_write(r->img, buf, size), 0);
+    kvmap *db;
+    int rc = tu_open(r->img, 0, 0, &db);
+    ck_assert_msg(rc == 0, "flush %d, %s: open: %s", i, label, tu_err_name(rc));
+    for (int t = 0; t < BT_THREADS; t++) {
+        int c = bt_counter(db, t);
+        int have = c == -1 ? 0 : c;
+        ck_assert_msg(c >= -1 && have >= BT.lo[i][t] && have <= BT.hi[i][t],
+                      "flush %d, %s: thread %d shows call %d (%s), acknowledged %d, begun %d",
+                      i, label, t, c, c == -2 ? "its entries disagree" : "counter",
+                      BT.lo[i][t], BT.hi[i][t]);
+    }
+    ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "flush %d, %s: %s", i, label, msg);
+    kvmap_close(db);
+    r->images++;
+}
+
+START_TEST(test_power_loss_batch)
+{
+    struct pwrun r;
+    pw_setup(&r, "power-loss-batch");
+    memset(&BT, 0, sizeof BT);
+    char *path = tu_path(r.dir, "batch.db");
+    ck_assert_kv_ok(tu_open(path, KVMAP_CREATE, 0, &BT.db));
+    struct image base = {0};
+    ck_assert_int_eq(image_read_path(path, &base), 0);
+    kvmap__set_sync_hook(bt_hook, NULL);
+    pthread_t th[BT_THREADS];
+    for (int t = 0; t < BT_THREADS; t++)
+        ck_assert_int_eq(pthread_create(&th[t], NULL, bt_thread, (void *)(intptr_t)t), 0);
+    for (int t = 0; t < BT_THREADS; t++) {
+        void *ret;
+        pthread_join(th[t], &ret);
+        ck_assert_msg(ret == NULL, "thread %d: kvmap_batch failed: %s", t,
+                      tu_err_name((int)(intptr_t)ret));
+    }
+    kvmap__set_sync_hook(NULL, NULL);
+    kvmap_close(BT.db);
+    ck_assert_msg(!BT.dropped, "the hook missed a flush");
+    ck_assert_int_gt(BT.n, 0);
+    int grouped = BT.n < BT_THREADS * BT_CALLS; /* fewer flushes than calls: groups formed */
+    for (int i = 0; i < BT.n; i++) {
+        const struct image *old = i ? &BT.img[i - 1] : &base, *new = &BT.img[i];
+        size_t big = old->size > new->size ? old->size : new->size;
+        uint8_t *w = calloc(big ? big : 1, 1);
+        ck_assert_ptr_nonnull(w);
+        size_t nsec = (new->size + SECTOR - 1) / SECTOR;
+        for (int variant = 0; variant < 5; variant++) { /* none, all, 3 random subsets */
+            memset(w, 0, big);
+            memcpy(w, old->buf, old->size);
+            for (size_t sct = 0; sct < nsec; sct++) {
+                size_t off = sct * SECTOR;
+                size_t n = new->size - off < SECTOR ? new->size - off : SECTOR;
+                int take = variant == 1 || (variant > 1 && tu_rng_below(&r.rng, 2));
+                if (variant != 0 && take)
+                    memcpy(w + off, new->buf + off, n);
+            }
+            bt_check_image(&r, w, new->size, i,
+                           variant == 0 ? "none of the new sectors"
+                           : variant == 1 ? "all new sectors" : "a random subset");
+        }
+        free(w);
+    }
+    /* and the file as it stands holds every call */
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(path, 0, 0, &db));
+    for (int t = 0; t < BT_THREADS; t++)
+        ck_assert_int_eq(bt_counter(db, t), BT_CALLS);
+    kvmap_close(db);
+    printf("power loss, kvmap_batch: %d threads x %d calls, %d flushes%s, %lu images\n",
+           BT_THREADS, BT_CALLS, BT.n, grouped ? " (calls grouped)" : "", r.images);
+    for (int i = 0; i < BT.n; i++)
+        image_free(&BT.img[i]);
+    image_free(&base);
+    free(path);
+    pw_teardown(&r);
+}
+END_TEST
+
 static Suite *power_suite(void)
 {
     Suite *s = suite_create("power");
@@ -1093,6 +1281,7 @@ static Suite *power_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_power_loss);
     tcase_add_test(tc, test_power_loss_1k_pages);
+    tcase_add_test(tc, test_power_loss_batch);
     tcase_add_test(tc, test_torn_meta);
     tcase_add_test(tc, test_torn_meta_page_sizes);
     suite_add_tcase(s, tc);
