@@ -10,6 +10,7 @@
 set -u
 
 CLI=${KVMAP_CLI:-$(pwd)/tools/kvmap-cli}
+TESTDIR=$(cd "$(dirname "$0")" && pwd)
 if ! command -v mdb_dump >/dev/null 2>&1 || ! command -v mdb_load >/dev/null 2>&1; then
     echo "SKIP: mdb_dump or mdb_load not found (apt-get install lmdb-utils)"
     exit 77
@@ -19,43 +20,8 @@ trap 'cd / && rm -rf "$T"' EXIT
 trap 'exit 1' INT TERM
 cd "$T" || exit 99
 
-ran=0
-failed=0
-last=
-
-fail() {
-    echo "FAIL: $*"
-    failed=$((failed + 1))
-}
-
-# run STATUS ARGS...: kvmap-cli ARGS, stdout into out, stderr into err.
-run() {
-    want=$1
-    shift
-    last="kvmap-cli $*"
-    ran=$((ran + 1))
-    "$CLI" "$@" >out 2>err
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        fail "$last: exit status $got, expected $want"
-        sed 's/^/    stderr: /' err | head -5
-    fi
-}
-
-# runin STATUS INPUT ARGS...: the same with INPUT on standard input.
-runin() {
-    want=$1
-    in=$2
-    shift 2
-    last="kvmap-cli $* < $in"
-    ran=$((ran + 1))
-    "$CLI" "$@" <"$in" >out 2>err
-    got=$?
-    if [ "$got" -ne "$want" ]; then
-        fail "$last: exit status $got, expected $want"
-        sed 's/^/    stderr: /' err | head -5
-    fi
-}
+# the shared helpers: run, runin, fail, has, hasnt, is, same, oneline, gen, data
+. "$TESTDIR/clitest.sh"
 
 # lmdb WHAT COMMAND...: one of LMDB's tools, which must succeed.
 lmdb() {
@@ -65,46 +31,6 @@ lmdb() {
     "$@" 2>lmdb.err || { fail "$last: $(head -3 lmdb.err)"; }
 }
 
-has() {
-    if ! grep -q -e "$2" "$1"; then
-        fail "$last: $1 lacks '$2'"
-        sed 's/^/    | /' "$1" | head -10
-    fi
-}
-
-is() {
-    printf '%s\n' "$2" >expected
-    if ! cmp -s expected "$1"; then
-        fail "$last: $1 is not '$2'"
-        sed 's/^/    | /' "$1" | head -10
-    fi
-}
-
-same() {
-    if ! cmp -s "$1" "$2"; then
-        fail "$last: $1 and $2 differ"
-        diff "$1" "$2" | head -10
-    fi
-}
-
-# gen N: a dump (hex) of N entries key00001.. -> value-1..; every 50th
-# value is 6000 bytes (an overflow run).
-gen() {
-    awk -v n="$1" '
-    BEGIN {
-        for (i = 32; i < 127; i++) ord[sprintf("%c", i)] = i
-        print "VERSION=3"; print "format=bytevalue"; print "type=btree"; print "HEADER=END"
-        for (i = 1; i <= n; i++) {
-            k = sprintf("key%05d", i); v = "value-" i
-            if (i % 50 == 0) { v = "big-" i "-"; while (length(v) < 6000) v = v "0123456789abcdef" }
-            print " " hex(k); print " " hex(v)
-        }
-        print "DATA=END"
-    }
-    function hex(s,   i, r) { r = ""; for (i = 1; i <= length(s); i++) r = r sprintf("%02x", ord[substr(s, i, 1)]); return r }'
-}
-
-data() { sed '1,/^HEADER=END$/d' "$@"; } # a dump without its header
 nomap() { grep -v '^mapsize=' "$@"; }    # a dump without its map sizes (each tool its own)
 
 # bin_dump TAG: a dump (hex) whose keys and values need escaping: every byte
