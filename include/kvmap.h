@@ -421,7 +421,8 @@ KVMAP_API int kvmap_check(kvmap_txn *txn, kvmap_check_fn *report, void *ctx);
  * Independent sorted key spaces in one file, committed together (LMDB's
  * named databases, bbolt's buckets).  The main database, the one the calls
  * above use, is KVMAP_MAIN_DBI.  A name is a NUL-terminated string of 1 to
- * 255 bytes; the names are kept in a B+tree of their own (the catalog), so
+ * 255 bytes (at 512-byte pages, a new one of at most 162: a name lives with
+ * its record in a catalog leaf); the names are kept in a B+tree of their own (the catalog), so
  * a transaction pays one lookup for each database it touches, the first
  * time it does.
  *
@@ -441,7 +442,8 @@ typedef uint32_t kvmap_dbi;
  * only).  Opening the same name twice gives the same handle.
  * Errors: KVMAP_NOTFOUND (absent, without KVMAP_CREATE), KVMAP_BAD_TXN
  * (KVMAP_CREATE in a read or poisoned transaction), KVMAP_BAD_ARG (a name
- * empty or longer than 255 bytes, an unknown flag), KVMAP_CORRUPTED,
+ * empty or longer than 255 bytes, an unknown flag), KVMAP_KEY_SIZE
+ * (KVMAP_CREATE of a name too long for the page size), KVMAP_CORRUPTED,
  * KVMAP_FORKED, -ENOMEM, and as kvmap_put (creating it writes the catalog).
  */
 KVMAP_API int kvmap_dbi_open(kvmap_txn *txn, const char *name, unsigned flags, kvmap_dbi *dbi);

@@ -243,6 +243,14 @@ static int check_write(kvmap_txn *t)
     return t->rdonly || t->poison ? KVMAP_BAD_TXN : 0;
 }
 
+/* The longest name a catalog leaf holds inline with its record: 255 bytes
+ * but at 512-byte pages (162 there). */
+static size_t name_max(const kvmap *db)
+{
+    size_t room = kv_cell_max(db->psize) - KV_SLOT_SIZE - KV_LEAF_CELL_HDR - KV_DB_RECORD_SIZE;
+    return room < KV_DB_NAME_MAX ? room : KV_DB_NAME_MAX;
+}
+
 /* Create the database handle h names in write transaction t (it is absent
  * from t's snapshot). */
 static int create(kvmap_txn *t, kvmap_dbi h)
@@ -298,6 +306,8 @@ int kvmap_dbi_open(kvmap_txn *t, const char *name, unsigned flags, kvmap_dbi *db
         r = record_get(t, name, len, &present, &tree, &seq);
         if (r < 0)
             return r;
+        if (!present && (flags & KVMAP_CREATE) && len > name_max(db))
+            return KVMAP_KEY_SIZE;
         /* a name in the snapshot, or one to create, gets its handle */
         if ((present || (flags & KVMAP_CREATE)) && (r = handle_for(db, name, len, &h)) < 0)
             return r;
