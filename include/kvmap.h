@@ -323,7 +323,11 @@ typedef struct kvmap_stat {
     uint64_t oldest_reader;  /* oldest snapshot a reader holds (txn_id when none) */
     uint64_t reader_lag;     /* newest committed txn id - oldest_reader: commits whose
                                 freed pages that reader keeps from reuse */
-    uint64_t reserved[4];    /* zero: room to grow */
+    uint64_t oldest_reader_pid; /* a process holding oldest_reader (0: no reader) */
+    uint64_t shrink_pages;   /* about how many pages kvmap_shrink would give back now:
+                                the file's length past its live pages, an eighth
+                                more and 1 MiB (while readers pin pages, less) */
+    uint64_t reserved[2];    /* zero: room to grow */
 } kvmap_stat;
 
 /*
@@ -352,6 +356,26 @@ KVMAP_API int kvmap_stat_get(kvmap_txn *txn, kvmap_stat *st);
  * other -errno.
  */
 KVMAP_API int kvmap_copy(kvmap *db, const char *path, unsigned flags);
+
+/*
+ * Give free space back to the file system, online: live pages near the end
+ * of the file move down into free pages (copy on write, as any change: each
+ * step is an ordinary durable commit, and readers in any process keep
+ * reading their snapshots), and the free end is cut off.  Ordinary commits
+ * do the same work on their own while the file is more than about an eighth
+ * larger than its live pages plus 1 MiB, up to 4 MiB of pages moved per
+ * commit; kvmap_shrink does it now, in commits of up to 64 MiB, until
+ * nothing more moves or max_pages pages have moved (0: no limit).
+ * A read transaction open anywhere keeps the pages its snapshot can reach:
+ * the file is cut only when no read transaction is open (kvmap_stat_get's
+ * readers and oldest_reader name what pins it), and a value longer than
+ * 4 MiB moves only here, never in an ordinary commit.  Begins write
+ * transactions: waits for the writer lock as kvmap_begin does.
+ * Errors: KVMAP_BAD_ARG, KVMAP_FORKED, KVMAP_BAD_TXN (a read-only handle, or
+ * a write transaction of the file open in this thread), KVMAP_CORRUPTED,
+ * KVMAP_FULL, -ENOSPC, -EIO, other -errno.
+ */
+KVMAP_API int kvmap_shrink(kvmap *db, uint64_t max_pages);
 
 /*
  * Whether a process has the database at path open now: 1 when its lock file

@@ -594,6 +594,82 @@ static int free_value(kvmap_txn *t, kv_tree *tree, const kv_cell *c)
     return kv_page_free(t, pgno, (uint32_t)n);
 }
 
+/* The shrink's move of one leaf (shrink.c): copy the pages of path at or
+ * past limit, and the overflow runs of its leaf that start there, to pages
+ * below limit (t->alloc_below is limit: an allocation that cannot go below
+ * fails with KV_NO_LOW, and what was moved so far stays moved).  Copy on
+ * write, as any change: the snapshots of readers keep the old pages.  Adds
+ * the pages copied to *moved; stops before a run would take *moved past
+ * budget. */
+static int relocate_run(kvmap_txn *t, uint8_t *cellval, uint32_t vsize, uint64_t *moved)
+{
+    uint64_t old = kv_get64(cellval), n = kv_overflow_pages(t->db->psize, vsize);
+    const uint8_t *d;
+    int r = kv_overflow_get(t, old, vsize, &d);
+    if (r < 0)
+        return r;
+    const uint8_t *p = d - KV_PAGE_HDR;
+    if (kv_pg_pgno(p) != old || kv_pg_type(p) != KV_OVERFLOW || kv_pg_count(p) != n)
+        return KV_CORRUPT();
+    uint8_t hdr[KV_PAGE_HDR];
+    memcpy(hdr, p, sizeof hdr);
+    kv_put64(hdr + KV_PG_TXNID, t->txnid);
+    uint64_t npg;
+    /* from the map to the new place in the file, with pwrite */
+    r = kv_run_write(t, (uint32_t)n, hdr, d, vsize, &npg);
+    if (r < 0)
+        return r;
+    kv_put64(cellval, npg);
+    *moved += n;
+    return kv_page_free(t, old, (uint32_t)n);
+}
+
+int kv_bt_relocate(kvmap_txn *t, kv_tree *tree, kv_path *path, uint64_t limit,
+                   uint64_t budget, uint64_t *moved)
+{
+    int L = path->depth - 1;
+    if (L < 0)
+        return 0;
+    uint32_t psize = t->db->psize;
+    uint8_t *leaf = path->page[L];
+    bool high = false;
+    for (int l = 0; l <= L; l++)
+        high |= path->pgno[l] >= limit;
+    uint32_t n = kv_pg_count(leaf);
+    for (uint32_t i = 0; i < n && !high; i++) {
+        kv_cell c;
+        int r = kv_node_cell(leaf, psize, i, &c);
+        if (r < 0)
+            return r;
+        high = c.big && kv_get64(c.val) >= limit;
+    }
+    if (!high)
+        return 0;
+    uint64_t before[KV_PATH_MAX];
+    memcpy(before, path->pgno, sizeof before);
+    int r = touch_path(t, tree, path);
+    for (int l = 0; l <= L; l++)
+        *moved += path->pgno[l] != before[l];
+    if (r < 0)
+        return r;
+    leaf = path->page[L];
+    for (uint32_t i = 0; i < n; i++) {
+        kv_cell c;
+        r = kv_node_cell(leaf, psize, i, &c);
+        if (r < 0)
+            return r;
+        if (!c.big || kv_get64(c.val) < limit)
+            continue;
+        if (*moved + kv_overflow_pages(psize, c.vsize) > budget)
+            return KV_NO_LOW; /* the rest waits for a later commit */
+        /* the leaf is this transaction's copy: its cell can change */
+        r = relocate_run(t, (uint8_t *)(uintptr_t)c.val, c.vsize, moved);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_t ksize,
               const uint8_t *val, size_t vsize, unsigned flags)
 {

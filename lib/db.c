@@ -288,6 +288,7 @@ void kvmap_close(kvmap *db)
     pthread_mutex_destroy(&db->bmutex);
     pthread_cond_destroy(&db->bcond);
     kv_dbi_fini(db);
+    kv_shrink_fini(db);
     pthread_mutex_destroy(&db->dmutex);
     kv_page_pool_free(db);
     free(db->wbuf);

@@ -177,6 +177,14 @@ static int record_put(kvmap_txn *t, const char *name, const kv_tree *tree, uint6
                      rec, sizeof rec, flags);
 }
 
+int kv_dbi_record_set(kvmap_txn *t, const uint8_t *name, size_t len, const kv_tree *tree,
+                      uint64_t sequence)
+{
+    uint8_t rec[KV_DB_RECORD_SIZE];
+    record_encode(rec, tree, sequence);
+    return kv_bt_put(t, &t->m.catalog, KV_TREE_CATALOG, name, len, rec, sizeof rec, 0);
+}
+
 /* ---- a transaction's view ----------------------------------------------- */
 
 static int dbx_reserve(kvmap_txn *t, kvmap_dbi dbi)
@@ -423,10 +431,12 @@ int kvmap_dbi_stat(kvmap_txn *t, kvmap_dbi dbi, kvmap_stat *st)
         st->free_pages += t->freed.n + t->reclaim.n;
     st->txn_id = t->txnid;
     uint64_t newest = t->rdonly ? kv_meta_newest(db) : t->m.txnid;
-    st->oldest_reader = kv_reader_oldest(db, newest, &st->readers);
+    st->oldest_reader = kv_reader_oldest_pid(db, newest, &st->readers, &st->oldest_reader_pid);
     st->reader_lag = newest - st->oldest_reader;
     uint64_t sz;
     st->file_size = kv_os_size(db->fd, &sz) == 0 ? sz : db->file_size;
+    uint64_t goal = kv_shrink_goal(t), pages = st->file_size / db->psize;
+    st->shrink_pages = pages > goal ? pages - goal : 0;
     return 0;
 }
 

@@ -43,10 +43,15 @@ static int take_record(kvmap_txn *t, const kv_path *path)
     if (t->m.free_pages < n)
         return KV_CORRUPT();
     t->m.free_pages -= n;
+    /* the pages are in reclaim and counted out: the delete must not fail
+     * for want of a low page (shrink.c's alloc_below binds only its moves) */
     bool nested = t->in_free_op;
+    uint64_t below = t->alloc_below;
     t->in_free_op = true;
+    t->alloc_below = 0;
     r = kv_bt_del(t, &t->m.free, key, sizeof key);
     t->in_free_op = nested;
+    t->alloc_below = below;
     return r == KVMAP_NOTFOUND ? KV_CORRUPT() : r;
 }
 
@@ -113,9 +118,12 @@ static int convert_due(kvmap_txn *t)
 {
     kvmap *db = t->db;
     uint32_t max = kv_free_chunk_max(db->psize);
-    db->free_credit += t->dirty.n + t->freed.n;
-    if (db->free_credit > 16ull * max)
-        db->free_credit = 16ull * max;
+    /* an oversized file (shrink.c): up to 64 records a commit, so that its
+     * free tail shows soon */
+    uint64_t cap = (t->shrinking ? 64ull : 16ull) * max;
+    db->free_credit += t->shrinking ? cap : t->dirty.n + t->freed.n;
+    if (db->free_credit > cap)
+        db->free_credit = cap;
     while (db->free_credit >= max) {
         bool done;
         int r = convert_one(t, &done);
@@ -163,6 +171,7 @@ static int save_pages(kvmap_txn *t, const uint64_t *pg, uint32_t n, uint64_t txn
     for (uint32_t i = 0; i < n; i++)
         kv_put64(val + 8 * i, pg[i]);
     t->m.free_pages += n;
+    kv_assert(!t->alloc_below);
     int r = kv_bt_put(t, &t->m.free, KV_TREE_FREE, key, sizeof key, val, 8 * (size_t)n,
                       KVMAP_NOOVERWRITE);
     return r == KVMAP_EXISTS ? KV_CORRUPT() : r;
@@ -224,7 +233,10 @@ int kv_free_save(kvmap_txn *t)
 {
     int r = convert_due(t);
     bool took = true;
-    for (int i = 0; i < 4 && took && r == 0; i++) {
+    /* a record (at most kv_free_chunk_max pages) at a time; more while the
+     * file is oversized (shrink.c) */
+    int tails = t->shrinking ? 64 : 4;
+    for (int i = 0; i < tails && took && r == 0; i++) {
         r = pull_tail(t, &took);
         if (r == 0)
             trim_tail(t);

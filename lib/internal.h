@@ -56,6 +56,10 @@
 #define KV_PREFETCH(p) ((void)(p))
 #endif
 
+/* Internal: an allocation under t->alloc_below found no page low enough
+ * (never returned by the public API). */
+#define KV_NO_LOW (-30699)
+
 /* Record where corruption was caught (a debugger breakpoint target). */
 int kv__corrupt(const char *file, int line);
 #define KV_CORRUPT() kv__corrupt(__FILE__, __LINE__)
@@ -178,7 +182,8 @@ void kv_pgvec_free(kv_pgvec *v);
 typedef struct kv_slot {
     uint64_t pid;   /* owner process, 0 = free */
     uint64_t txnid; /* snapshot held, 0 = idle */
-    uint64_t pad[6];
+    uint64_t hwm;   /* the snapshot's high-water mark (0: not known) */
+    uint64_t pad[5];
 } kv_slot;
 
 typedef struct kv_rslot kv_rslot;
@@ -237,6 +242,7 @@ struct kvmap {
     char **dnames[KV_DBI_CHUNKS];
     uint32_t *dhash;        /* open-addressing index name -> handle (0: empty) */
     uint32_t dhcap;
+    struct kv_shrink *shrink; /* the online shrink's position (shrink.c) */
 };
 
 /* The bytes of the file this handle can reach through its map: another
@@ -297,6 +303,10 @@ struct kvmap_txn {
      * kv_free_pull by txn.c for write transactions). */
     int (*refill)(kvmap_txn *t);
     bool free_exhausted;  /* no free-tree record is reusable now */
+    uint64_t alloc_below; /* nonzero: allocate only pages below it, else fail
+                             with KV_NO_LOW (the shrink's moves, shrink.c) */
+    bool shrinking;       /* the file is larger than its goal: the free tree
+                             converts and gives back its tail faster */
     pthread_t owner;      /* the thread that began it (txn.c: no second writer) */
     kvmap_txn *next_writer; /* the process's open write transactions */
     /* working buffers, owned by the handle (one writer at a time) */
@@ -396,6 +406,10 @@ int kv_bt_value(kvmap_txn *t, const kv_cell *c, kvmap_val *val);
 int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_t ksize,
               const uint8_t *val, size_t vsize, unsigned flags);
 int kv_bt_del(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize);
+/* Move the pages of path (a leaf's) at or past limit, and its leaf's
+ * overflow runs there, below limit (shrink.c). */
+int kv_bt_relocate(kvmap_txn *t, kv_tree *tree, kv_path *path, uint64_t limit,
+                   uint64_t budget, uint64_t *moved);
 
 /* ---- recover.c: which meta is current ------------------------------------ */
 typedef struct kv_meta_scan {
@@ -462,10 +476,13 @@ void kv_unlock_writer(kvmap *db);
 int kv_readers_init(kvmap *db);
 void kv_readers_fini(kvmap *db);
 int kv_reader_get(kvmap *db, kv_rslot **rs);
-void kv_reader_set(kv_rslot *rs, uint64_t txnid);
+void kv_reader_set(kv_rslot *rs, uint64_t txnid, uint64_t hwm);
+bool kv_reader_max_hwm(kvmap *db, uint64_t *max);
 void kv_reader_put(kv_rslot *rs);
 void kv_reader_free(kv_rslot *rs);
 uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active);
+/* and the process of a reader holding it (0: none) */
+uint64_t kv_reader_oldest_pid(kvmap *db, uint64_t current, unsigned *active, uint64_t *pid);
 
 /* ---- dbi.c: named databases -------------------------------------------- */
 int kv_dbi_resolve(kvmap_txn *t, kvmap_dbi dbi, kv_dbx **x);
@@ -503,6 +520,15 @@ static inline void kv_dbi_touched(kvmap_txn *t, kvmap_dbi dbi)
 int kv_dbi_flush(kvmap_txn *t);
 void kv_dbi_fini(kvmap *db);
 int kv_db_record_decode(const kv_cell *c, uint64_t hwm, kv_tree *tree, uint64_t *sequence);
+
+/* Rewrite name's catalog record (shrink.c: a tree it moved). */
+int kv_dbi_record_set(kvmap_txn *t, const uint8_t *name, size_t len, const kv_tree *tree,
+                      uint64_t sequence);
+
+/* ---- shrink.c: live pages move down, the free tail is given back -------- */
+uint64_t kv_shrink_goal(const kvmap_txn *t);
+int kv_shrink_commit(kvmap_txn *t);
+void kv_shrink_fini(kvmap *db);
 
 /* ---- data.c -------------------------------------------------------------- */
 int kv_data_put(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key, kvmap_val val, unsigned flags,

@@ -22,6 +22,9 @@
  *            different slots do not share one):
  *              0  8  pid    owner process, 0 = free
  *              8  8  txnid  snapshot held, 0 = idle (no transaction)
+ *             16  8  hwm    the snapshot's high-water mark: it reads no page
+ *                           at or past it (the writer cuts the file only
+ *                           above every reader's; 0 = not known, no cut)
  *
  * OFD byte-range locks on the lock file (they belong to one open file
  * description, so closing another descriptor of the file does not drop them,
@@ -483,16 +486,39 @@ void kv_reader_free(kv_rslot *rs)
 }
 
 /* Publish the snapshot a read transaction holds (0: none). */
-void kv_reader_set(kv_rslot *rs, uint64_t txnid)
+void kv_reader_set(kv_rslot *rs, uint64_t txnid, uint64_t hwm)
 {
     kv_slot *s = slot_at(rs->db->lmap, rs->idx);
+    /* before the txnid: a writer that sees this txnid sees this hwm, or a
+     * later snapshot's (then the txnid it saw is gone) */
+    if (txnid)
+        __atomic_store_n(&s->hwm, hwm, __ATOMIC_RELEASE);
     __atomic_store_n(&s->txnid, txnid, __ATOMIC_SEQ_CST);
+}
+
+/* The highest high-water mark of the snapshots readers hold now, or false
+ * when a reader's is not known (a slot of an older version of kvmap). */
+bool kv_reader_max_hwm(kvmap *db, uint64_t *max)
+{
+    *max = 0;
+    for (unsigned i = 0; i < db->nslots; i++) {
+        kv_slot *s = slot_at(db->lmap, i);
+        uint64_t txnid = __atomic_load_n(&s->txnid, __ATOMIC_SEQ_CST);
+        if (txnid == 0 || __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == 0)
+            continue;
+        uint64_t h = __atomic_load_n(&s->hwm, __ATOMIC_ACQUIRE);
+        if (h == 0)
+            return false;
+        if (h > *max)
+            *max = h;
+    }
+    return true;
 }
 
 /* The read transaction using rs ended. */
 void kv_reader_put(kv_rslot *rs)
 {
-    kv_reader_set(rs, 0);
+    kv_reader_set(rs, 0, 0);
     if (!(__atomic_fetch_and(&rs->state, ~(unsigned)KV_RS_BUSY, __ATOMIC_ACQ_REL) & KV_RS_TLS))
         kv_reader_free(rs); /* no thread keeps it */
 }
@@ -501,8 +527,13 @@ void kv_reader_put(kv_rslot *rs)
  * Slots of dead readers that pin older snapshots are reclaimed first. */
 uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active)
 {
+    return kv_reader_oldest_pid(db, current, active, NULL);
+}
+
+uint64_t kv_reader_oldest_pid(kvmap *db, uint64_t current, unsigned *active, uint64_t *pid)
+{
     for (int pass = 0; pass < 2; pass++) {
-        uint64_t oldest = current;
+        uint64_t oldest = current, opid = 0;
         unsigned n = 0;
         for (unsigned i = 0; i < db->nslots; i++) {
             kv_slot *s = slot_at(db->lmap, i);
@@ -513,12 +544,16 @@ uint64_t kv_reader_oldest(kvmap *db, uint64_t current, unsigned *active)
             if (txnid == 0 || __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == 0)
                 continue;
             n++;
-            if (txnid < oldest)
+            if (txnid < oldest || (txnid == oldest && !opid)) {
                 oldest = txnid;
+                opid = __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE);
+            }
         }
         if (pass == 1 || oldest == current || reclaim_stale(db, true, current) == 0) {
             if (active)
                 *active = n;
+            if (pid)
+                *pid = opid;
             return oldest;
         }
     }

@@ -392,6 +392,8 @@ static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
             return 1;
         if (t->in_free_op || t->free_exhausted || pulls >= max_pulls)
             return 0;
+        /* (taking a record updates the free tree: freelist.c lifts
+         * alloc_below for that, which binds only the shrink's own moves) */
         int r = t->refill ? t->refill(t) : 0;
         if (r < 0)
             return r;
@@ -425,6 +427,15 @@ static int alloc_pages(kvmap_txn *t, uint32_t npages, uint64_t *pgno)
     int r = alloc_from_free(t, npages, pgno);
     if (r < 0)
         return r;
+    if (t->alloc_below && (r == 0 || *pgno + npages > t->alloc_below)) {
+        /* a move of the shrink (shrink.c) that would not go down: the
+         * pages go back, and the move is not made */
+        if (r == 1)
+            for (uint32_t i = 0; i < npages; i++)
+                if ((r = kv_pgvec_insert_desc(&t->reclaim, *pgno + i)) < 0)
+                    return r;
+        return KV_NO_LOW;
+    }
     if (r == 0) {
         uint64_t tail = npages > 1 ? take_free_tail(t) : 0;
         uint64_t start = t->m.hwm - tail, end = start + npages;

@@ -85,4 +85,11 @@ uint64_t kvmap__readahead_count(void);
 void kvmap__set_spill_pages(uint64_t pages);
 uint64_t kvmap__spill_count(void);
 
+/* The online shrink's moves made by ordinary commits (shrink.c), process-
+ * wide: the pages moved by the commit that moved the most, and in all;
+ * kvmap__shrink_reset sets both to 0. */
+uint64_t kvmap__shrink_max_commit(void);
+uint64_t kvmap__shrink_total(void);
+void kvmap__shrink_reset(void);
+
 #endif

@@ -203,7 +203,7 @@ static int begin_read(kvmap *db, kvmap_txn **txn)
             kv_reader_put(rs);
             return r;
         }
-        kv_reader_set(rs, t->m.txnid);
+        kv_reader_set(rs, t->m.txnid, t->m.hwm);
         if (kv_meta_newest(db) == t->m.txnid)
             break;
     }
@@ -336,19 +336,20 @@ static void seal_pages(kvmap_txn *t)
 /* Give back file space past the high-water mark, with hysteresis: only when
  * the unused tail is over a quarter of the file (and 4 MiB), and keeping one
  * growth step, so that a file does not shrink and grow on every commit.
- * Only when no read transaction is open anywhere: one of an older snapshot
- * could be reading past the new end. */
+ * Never below the high-water mark of a snapshot a reader holds (the lock
+ * file's slots say it): a reader of an older snapshot may read up to there,
+ * and a page cut off under its map would be a SIGBUS. */
 static void maybe_shrink(kvmap_txn *t)
 {
     kvmap *db = t->db;
     /* the previous meta must stay usable (a torn commit falls back to it) */
-    uint64_t hwm = t->m.hwm > t->base_hwm ? t->m.hwm : t->base_hwm;
-    uint64_t used = hwm * db->psize, size = db->file_size;
-    if (size - used < (4u << 20) || size - used < size / 4)
+    uint64_t hwm = t->m.hwm > t->base_hwm ? t->m.hwm : t->base_hwm, readers;
+    if (!kv_reader_max_hwm(db, &readers))
         return;
-    unsigned readers;
-    kv_reader_oldest(db, t->m.txnid, &readers);
-    if (readers)
+    if (readers > hwm)
+        hwm = readers;
+    uint64_t used = hwm * db->psize, size = db->file_size;
+    if (size < used || size - used < (4u << 20) || size - used < size / 4)
         return;
     uint64_t keep = used + used / 8;
     keep = (keep + db->psize - 1) / db->psize * db->psize;
@@ -396,6 +397,7 @@ int kvmap_commit(kvmap_txn *t)
     if (r == 0)
         r = kv_dbi_flush(t); /* the named databases' records, into the catalog */
     if (r == 0 && (t->dirty.n || t->freed.n || t->meta_dirty)) {
+        r = kv_shrink_commit(t); /* an oversized file: move some pages down */
         /* Give the free tree's own updates reused pages to take, rather
          * than new ones at the end of the file. */
         for (int i = 0; i < 8 && r == 0 && t->reclaim.n < 16 && !t->free_exhausted; i++)

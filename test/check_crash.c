@@ -301,6 +301,118 @@ START_TEST(test_crash_nosync)
 END_TEST
 
 /* ======================================================================
+ * 1c. Process crash during the online shrink.
+ * ====================================================================== */
+
+#define SHRINK_KEYS 3000u
+
+/* Txn i of the shrink test: odd ones put 24 values of 64-160 KiB and 200
+ * small ones, even ones delete most of the large ones again, so that the
+ * file is left much larger than its live data. */
+static size_t gen_ops_inflate(uint32_t txn, struct op *ops)
+{
+    uint64_t s = mix64(0x5a1dull ^ txn);
+    size_t n = 0;
+    if (txn % 2) {
+        for (uint32_t k = 0; k < 24; k++)
+            ops[n++] = TM_OP(k, (uint32_t)mix64(txn * 64ull + k),
+                             64 * 1024 + rs_below(&s, 96 * 1024), 0);
+        for (uint32_t k = 0; k < 200; k++)
+            ops[n++] = TM_OP(24 + rs_below(&s, SHRINK_KEYS - 24),
+                             (uint32_t)mix64(txn * 4096ull + k), rs_below(&s, 300), 0);
+    } else {
+        for (uint32_t k = 0; k < 24; k++)
+            if (k % 6)
+                ops[n++] = TM_OP(k, 0, 0, 1);
+    }
+    return n;
+}
+
+/* The child: kvmap_shrink in steps of a few pages, each acknowledged (a
+ * step is one commit that changes no entry), until nothing moves. */
+static void shrink_child(const char *path, int wfd)
+{
+    kvmap *db;
+    int rc = tu_open(path, 0, 0, &db);
+    if (rc != 0)
+        tu_die(10, "kvmap_open: %s", tu_err_name(rc));
+    for (uint32_t i = 1;; i++) {
+        rc = kvmap_shrink(db, 8);
+        if (rc != 0)
+            tu_die(16, "kvmap_shrink: %s", tu_err_name(rc));
+        if (tu_write_full(wfd, &i, sizeof i) != 0)
+            tu_die(15, "ack write: %s", strerror(errno));
+    }
+}
+
+START_TEST(test_crash_shrink)
+{
+    static struct op ops[MAX_OPS];
+    char msg[1536];
+    tu_rng rng;
+    tu_test_seed(&rng, "crash (shrink)");
+    uint64_t rounds = 40;
+    tu_env_u64("KVMAP_CRASH_ROUNDS", &rounds);
+    char *path = tu_path(tu_dir, "shrink.db");
+    ck_assert_kv_ok(create_db(path, 0, 0));
+    struct model m;
+    model_init(&m, SHRINK_KEYS);
+    long long largest = 0, smallest = -1;
+    for (uint64_t round = 0; round < rounds; round++) {
+        kvmap *db;
+        ck_assert_kv_ok(tu_open(path, 0, 0, &db));
+        if (round % 8 == 0) { /* inflate the file again: two txns */
+            for (int k = 0; k < 2; k++) {
+                uint32_t i = m.last + 1;
+                size_t n = gen_ops_inflate(i, ops);
+                kvmap_txn *t;
+                ck_assert_kv_ok(kvmap_begin(db, 0, &t));
+                ck_assert_kv_ok(db_apply(t, ops, n, i, NULL));
+                ck_assert_kv_ok(kvmap_commit(t));
+                model_apply(&m, ops, n, i);
+            }
+            long long sz = tu_file_size(path);
+            largest = sz > largest ? sz : largest;
+        }
+        kvmap_close(db);
+        int pfd[2];
+        ck_assert_msg(pipe(pfd) == 0, "pipe: %s", strerror(errno));
+        pid_t pid = tu_fork();
+        if (pid == 0) {
+            close(pfd[0]);
+            shrink_child(path, pfd[1]);
+            _exit(0);
+        }
+        close(pfd[1]);
+        usleep((useconds_t)tu_rng_below(&rng, 30001));
+        kill(pid, SIGKILL);
+        int status;
+        tu_waitpid(pid, &status);
+        ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                      "round %" PRIu64 ": the shrinking child died on its own (status 0x%x)",
+                      round, status);
+        close(pfd[0]);
+        int rc = tu_open(path, 0, 0, &db);
+        ck_assert_msg(rc == 0, "round %" PRIu64 ": reopening after the kill: %s", round,
+                      tu_err_name(rc));
+        ck_assert_msg(verify_db(db, &m, msg, sizeof msg) == 0,
+                      "round %" PRIu64 " (killed in a shrink): %s", round, msg);
+        ck_assert_msg(check_db(db, msg, sizeof msg) == 0, "round %" PRIu64 ": %s", round, msg);
+        kvmap_close(db);
+        long long sz = tu_file_size(path);
+        smallest = smallest < 0 || sz < smallest ? sz : smallest;
+    }
+    fprintf(stderr, "crash (shrink): %" PRIu64 " kills in kvmap_shrink, file %lld .. %lld bytes\n",
+            rounds, smallest, largest);
+    /* the kills left the shrink some time: the file came down */
+    ck_assert_msg(smallest < largest / 2, "the file never shrank below %lld bytes (from %lld)",
+                  smallest, largest);
+    model_free(&m);
+    free(path);
+}
+END_TEST
+
+/* ======================================================================
  * 1b. Out of disk space: RLIMIT_FSIZE.
  * ====================================================================== */
 
@@ -772,6 +884,7 @@ static Suite *crash_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_crash_durable);
     tcase_add_test(tc, test_crash_nosync);
+    tcase_add_test(tc, test_crash_shrink);
     suite_add_tcase(s, tc);
     tc = tcase_create("no-space");
     tcase_add_checked_fixture(tc, tu_dir_setup, tu_dir_teardown);

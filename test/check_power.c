@@ -56,7 +56,7 @@
 /* The page size of the database under test (set by each test). */
 static size_t PAGE = 4096;
 #define META_SECTORS ((uint32_t)(2 * PAGE / SECTOR))
-#define MAX_PEND 16
+#define MAX_PEND 64
 #define MAX_IMAGE ((size_t)1 << 30)
 
 struct image {
@@ -545,6 +545,10 @@ static int pw_process(struct pwrun *r, const struct model *A, const struct model
  * ====================================================================== */
 
 #define POWER_COMMITS 120u
+/* After this commit (104 frees the huge values), kvmap_shrink of a few
+ * hundred pages, and then the ordinary commits go on moving pages; shorter
+ * runs call it before their last commit. */
+#define SHRINK_AT 104u
 #define POWER_MAX_OPS 1100
 
 /* Commit c's operations; the last commit (and commit 100) writes thousands
@@ -695,6 +699,7 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
     opt.flags = KVMAP_CREATE;
     opt.page_size = PAGE;
     kvmap *db;
+    kvmap__shrink_reset();
     ck_assert_kv_ok(kvmap_open(path, &opt, &db));
     ck_assert_msg(kvmap_max_key_size(db) >= 120, "max key size %zu at page size %u",
                   kvmap_max_key_size(db), psize);
@@ -728,6 +733,23 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
         if (nf > 1)
             multi++;
         model_copy(&A, &B);
+        if (c == SHRINK_AT || (c == ncommits - 1 && ncommits < SHRINK_AT)) {
+            /* kvmap_shrink's commits change no entry: every flush of
+             * them must recover to A, the file smaller after */
+            long long size0 = tu_file_size(path);
+            r.what = "kvmap_shrink";
+            int ns = 0;
+            for (int k = 0; k < 6; k++) { /* a few steps: a few commits each */
+                ck_assert_kv_ok(kvmap_shrink(db, 64));
+                int f = pw_process(&r, &A, &A, 1, 2);
+                fprintf(stderr, "%s: kvmap_shrink(64): %d flushes, file %lld\n", label, f,
+                        tu_file_size(path));
+                ns += f;
+            }
+            ck_assert_msg(ns >= 6, "kvmap_shrink committed nothing");
+            long long size1 = tu_file_size(path);
+            fprintf(stderr, "%s: kvmap_shrink after commit %" PRIu32 ": %lld -> %lld bytes, %d flushes\n", label, c, size0, size1, ns);
+        }
         if (c == ncommits / 2) { /* a close and reopen in the middle */
             kvmap_close(db);
             r.what = "close";
@@ -758,6 +780,12 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
     char dbs[512];
     model_describe_dbs(&A, dbs, sizeof dbs);
     fprintf(stderr, "%s: named databases at the end: %s\n", label, dbs);
+    fprintf(stderr, "%s: ordinary commits moved %" PRIu64 " pages down (at most %" PRIu64
+            " in one)\n", label, kvmap__shrink_total(), kvmap__shrink_max_commit());
+    /* the 6 MiB deleted by commit 104 leave the file oversized: the
+     * commits after it move pages (shrink.c) under the same cuts */
+    ck_assert_msg(ncommits < SHRINK_AT || kvmap__shrink_total() > 0,
+                  "no ordinary commit moved a page: the online shrink was not tried");
     ck_assert_msg(r.retries > 0, "no image took a retried commit");
     ck_assert_msg(r.images >= min_images, "only %lu images checked", r.images);
     model_free(&A);

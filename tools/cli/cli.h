@@ -47,6 +47,7 @@ int cmd_check(const cli_cmd *, int, char **);
 int cmd_dump(const cli_cmd *, int, char **);
 int cmd_load(const cli_cmd *, int, char **);
 int cmd_compact(const cli_cmd *, int, char **);
+int cmd_shrink(const cli_cmd *, int, char **);
 int cmd_pages(const cli_cmd *, int, char **);
 int cmd_page(const cli_cmd *, int, char **);
 int cmd_dbs(const cli_cmd *, int, char **);

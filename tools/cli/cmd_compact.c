@@ -82,3 +82,68 @@ int cmd_compact(const cli_cmd *cmd, int argc, char **argv)
     putchar('\n');
     return EX_OK;
 }
+
+/* The snapshot's statistics, or an error status. */
+static int shrink_stat(const char *path, kvmap *db, kvmap_stat *st)
+{
+    kvmap_txn *t;
+    int e = kvmap_begin(db, KVMAP_TXN_RDONLY, &t);
+    if (e == 0) {
+        e = kvmap_stat_get(t, st);
+        kvmap_abort(t);
+    }
+    return e < 0 ? cli_fail(path, e) : EX_OK;
+}
+
+/* shrink DB: kvmap_shrink to the end, in steps of 64 MiB of pages moved,
+ * with a progress line per step on standard error when it takes several. */
+int cmd_shrink(const cli_cmd *cmd, int argc, char **argv)
+{
+    bool quiet;
+    int done = cli_switch_args(cmd, argc, argv, 'q', "quiet", &quiet, 1, 1);
+    if (done >= 0)
+        return done;
+    const char *path = argv[optind];
+    kvmap *db;
+    int st = cli_open(path, true, false, &db);
+    if (st != EX_OK)
+        return st;
+    kvmap_stat s0, s;
+    if ((st = shrink_stat(path, db, &s0)) != EX_OK) {
+        kvmap_close(db);
+        return st;
+    }
+    uint64_t step = (64u << 20) / s0.page_size, last_size = s0.file_size;
+    int e = 0;
+    for (unsigned n = 1, still = 0; e == 0 && still < 2; n++) {
+        e = kvmap_shrink(db, step);
+        if (e == 0 && (st = shrink_stat(path, db, &s)) != EX_OK)
+            break;
+        if (e == 0 && !quiet && (n > 1 || s.shrink_pages))
+            fprintf(stderr, "shrink: %s: %" PRIu64 " bytes, about %" PRIu64
+                    " pages still to give back\n", path, s.file_size, s.shrink_pages);
+        still = e == 0 && s.file_size >= last_size ? still + 1 : 0;
+        last_size = s.file_size;
+    }
+    if (e == 0 && st == EX_OK)
+        e = kvmap_shrink(db, 0); /* the rest, until nothing moves */
+    if (e == 0 && st == EX_OK)
+        st = shrink_stat(path, db, &s);
+    kvmap_close(db);
+    if (e < 0)
+        return cli_fail(path, e);
+    if (st != EX_OK)
+        return st;
+    uint64_t after = s0.file_size;
+    if (file_size(path, &after) < 0)
+        after = s.file_size;
+    printf("%s: %" PRIu64 " bytes -> %" PRIu64 " bytes", path, s0.file_size, after);
+    if (s0.file_size > 0 && after <= s0.file_size)
+        printf(" (%.1f%% smaller)", 100.0 * (double)(s0.file_size - after) / (double)s0.file_size);
+    putchar('\n');
+    if (s.readers > 1)
+        printf("%s: %u other read transactions open (the oldest in process %" PRIu64
+               "): the pages their snapshots can reach stay\n", path, s.readers - 1,
+               s.oldest_reader_pid);
+    return EX_OK;
+}

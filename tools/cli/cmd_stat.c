@@ -96,6 +96,11 @@ static void print_text(const stat_view *v)
     }
     printf("  Number of readers used: %u\n", v->readers);
     printf("  Oldest reader lag: %" PRIu64 " transactions\n", v->readers ? s->reader_lag : 0);
+    if (v->readers && s->oldest_reader_pid)
+        printf("  Oldest reader: process %" PRIu64 " (its snapshot keeps the pages it can"
+               " reach)\n", s->oldest_reader_pid);
+    printf("  Shrinkable: about %" PRIu64 " pages (kvmap-cli shrink gives them back)\n",
+           s->shrink_pages);
     if (v->main_db)
         print_db(&(db_view){NULL, v->st, v->sequence});
     for (size_t i = 0; i < v->ndbs; i++)
@@ -118,6 +123,8 @@ static void print_json(const stat_view *v)
     printf(", \"sequence\": %" PRIu64, v->sequence);
     printf(", \"readers\": %u, \"oldest_reader_lag\": %" PRIu64, v->readers,
            v->readers ? s->reader_lag : 0);
+    printf(", \"oldest_reader_pid\": %" PRIu64 ", \"shrink_pages\": %" PRIu64,
+           v->readers ? s->oldest_reader_pid : 0, s->shrink_pages);
     printf(", \"databases\": [");
     for (size_t i = 0; i < v->ndbs; i++) {
         const db_view *d = &v->dbs[i];
