@@ -18,6 +18,8 @@
  *               tree)
  *   freelist.c  the free-page tree, a B+tree of btree.c: pulling a reusable
  *               record's pages, saving freed ones at commit
+ *   shrink.c    the online shrink: a commit's moves of live pages from the
+ *               end of the file down (kv_bt_relocate), kvmap_shrink
  *   walk.c      the consistency walk of a snapshot's trees (walk.h), over
  *               pages its caller supplies (check.c, inspect_check.c)
  *   cursor.c txn.c data.c dbi.c   cursors; begin, commit and abort; get,

@@ -28,7 +28,7 @@ run 0 --version
 has out '^kvmap-cli [0-9][0-9.]* (libkvmap [0-9.]*)$'
 run 0 --help
 has out '^Usage: kvmap-cli \[--max-size SIZE\] COMMAND'
-for c in get put del scan stat check dump load compact pages page readers dbs drop; do
+for c in get put del scan stat check dump load compact shrink pages page readers dbs drop; do
     run 0 "$c" --help
     has out "^Usage: kvmap-cli $c "
     run 0 help "$c"
@@ -777,6 +777,34 @@ kill -9 "$hpid_a"
 wait "$hpid_a" 2>/dev/null
 run 0 readers base.kvmap
 hasnt out "$hpid_a"
+
+# ---- shrink -----------------------------------------------------------------------
+
+# a named database of 40000 entries (800 of 6000 bytes) dropped: the file is
+# far larger than what is left, and shrink gives the space back online
+gen 40000 >shr.dump
+run 0 load -s bulk shr.kvmap <shr.dump
+run 0 put shr.kvmap keep me
+run 0 drop --delete -s bulk shr.kvmap
+run 0 stat shr.kvmap
+has out '^  Shrinkable: about [1-9][0-9]* pages (kvmap-cli shrink gives them back)$'
+before=$(size shr.kvmap)
+run 0 shrink shr.kvmap
+has out "^shr.kvmap: $before bytes -> [0-9]* bytes ([0-9.]*% smaller)$"
+[ "$(size shr.kvmap)" -lt "$((before / 2))" ] ||
+    fail "shrink: $before bytes -> $(size shr.kvmap)"
+run 0 check shr.kvmap
+run 0 get shr.kvmap keep
+is out me
+run 0 stat --json shr.kvmap
+has out '"shrink_pages": [0-9]*'
+has out '"oldest_reader_pid": 0'
+run 0 shrink --quiet shr.kvmap
+hasnt err .
+run 3 shrink missing.kvmap
+oneline missing.kvmap
+run 2 shrink
+has err 'missing arguments: expected \[options\] DB'
 
 # ---- compact ----------------------------------------------------------------------
 

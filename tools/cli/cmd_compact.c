@@ -96,7 +96,8 @@ static int shrink_stat(const char *path, kvmap *db, kvmap_stat *st)
 }
 
 /* shrink DB: kvmap_shrink to the end, in steps of 64 MiB of pages moved,
- * with a progress line per step on standard error when it takes several. */
+ * with a progress line on standard error after each step that cut the file
+ * while more is left to give back. */
 int cmd_shrink(const cli_cmd *cmd, int argc, char **argv)
 {
     bool quiet;
@@ -115,11 +116,11 @@ int cmd_shrink(const cli_cmd *cmd, int argc, char **argv)
     }
     uint64_t step = (64u << 20) / s0.page_size, last_size = s0.file_size;
     int e = 0;
-    for (unsigned n = 1, still = 0; e == 0 && still < 2; n++) {
+    for (unsigned still = 0; e == 0 && still < 2;) {
         e = kvmap_shrink(db, step);
         if (e == 0 && (st = shrink_stat(path, db, &s)) != EX_OK)
             break;
-        if (e == 0 && !quiet && (n > 1 || s.shrink_pages))
+        if (e == 0 && !quiet && s.shrink_pages && s.file_size < last_size)
             fprintf(stderr, "shrink: %s: %" PRIu64 " bytes, about %" PRIu64
                     " pages still to give back\n", path, s.file_size, s.shrink_pages);
         still = e == 0 && s.file_size >= last_size ? still + 1 : 0;
