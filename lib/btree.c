@@ -614,9 +614,15 @@ static int relocate_run(kvmap_txn *t, uint8_t *cellval, uint32_t vsize, uint64_t
     uint8_t hdr[KV_PAGE_HDR];
     memcpy(hdr, p, sizeof hdr);
     kv_put64(hdr + KV_PG_TXNID, t->txnid);
-    uint64_t npg;
+    uint64_t npg, below = t->alloc_below;
+    /* anywhere before where it is, not only below the shrink's goal: free
+     * stretches that long are rarer, and any lower place frees the end */
+    if (old < below)
+        return KV_NO_LOW;
+    t->alloc_below = old;
     /* from the map to the new place in the file, with pwrite */
     r = kv_run_write(t, (uint32_t)n, hdr, d, vsize, &npg);
+    t->alloc_below = below;
     if (r < 0)
         return r;
     kv_put64(cellval, npg);
@@ -624,26 +630,36 @@ static int relocate_run(kvmap_txn *t, uint8_t *cellval, uint32_t vsize, uint64_t
     return kv_page_free(t, old, (uint32_t)n);
 }
 
+/* May run i of leaf (psize) move now: it lies at or past limit and fits the
+ * budget left (or is the one run that *big_ok lets past it). */
+static bool run_due(const uint8_t *leaf, uint32_t psize, uint32_t i, uint64_t limit,
+                    uint64_t budget, uint64_t moved, const bool *big_ok, kv_cell *c)
+{
+    if (kv_node_cell(leaf, psize, i, c) < 0 || !c->big || kv_get64(c->val) < limit)
+        return false;
+    uint64_t n = kv_overflow_pages(psize, c->vsize);
+    return moved + n <= budget || (big_ok && *big_ok);
+}
+
 int kv_bt_relocate(kvmap_txn *t, kv_tree *tree, kv_path *path, uint64_t limit,
-                   uint64_t budget, uint64_t *moved)
+                   uint64_t budget, bool *big_ok, uint64_t *moved)
 {
     int L = path->depth - 1;
     if (L < 0)
         return 0;
     uint32_t psize = t->db->psize;
     uint8_t *leaf = path->page[L];
+    uint32_t n = kv_pg_count(leaf);
     bool high = false;
     for (int l = 0; l <= L; l++)
         high |= path->pgno[l] >= limit;
-    uint32_t n = kv_pg_count(leaf);
     for (uint32_t i = 0; i < n && !high; i++) {
         kv_cell c;
-        int r = kv_node_cell(leaf, psize, i, &c);
-        if (r < 0)
-            return r;
-        high = c.big && kv_get64(c.val) >= limit;
+        if (kv_node_cell(leaf, psize, i, &c) < 0)
+            return KV_CORRUPT();
+        high = run_due(leaf, psize, i, limit, budget, *moved, big_ok, &c);
     }
-    if (!high)
+    if (!high) /* (a run past the budget waits for kvmap_shrink) */
         return 0;
     uint64_t before[KV_PATH_MAX];
     memcpy(before, path->pgno, sizeof before);
@@ -651,21 +667,21 @@ int kv_bt_relocate(kvmap_txn *t, kv_tree *tree, kv_path *path, uint64_t limit,
     for (int l = 0; l <= L; l++)
         *moved += path->pgno[l] != before[l];
     if (r < 0)
-        return r;
+        return r; /* KV_NO_LOW: no low page at all now */
     leaf = path->page[L];
     for (uint32_t i = 0; i < n; i++) {
         kv_cell c;
-        r = kv_node_cell(leaf, psize, i, &c);
-        if (r < 0)
-            return r;
-        if (!c.big || kv_get64(c.val) < limit)
+        if (!run_due(leaf, psize, i, limit, budget, *moved, big_ok, &c))
             continue;
-        if (*moved + kv_overflow_pages(psize, c.vsize) > budget)
-            return KV_NO_LOW; /* the rest waits for a later commit */
+        bool over = *moved + kv_overflow_pages(psize, c.vsize) > budget;
         /* the leaf is this transaction's copy: its cell can change */
         r = relocate_run(t, (uint8_t *)(uintptr_t)c.val, c.vsize, moved);
+        if (r == KV_NO_LOW)
+            continue; /* no low stretch that long now: the others may move */
         if (r < 0)
             return r;
+        if (over)
+            *big_ok = false;
     }
     return 0;
 }

@@ -184,8 +184,9 @@ void kv_pgvec_free(kv_pgvec *v);
 typedef struct kv_slot {
     uint64_t pid;   /* owner process, 0 = free */
     uint64_t txnid; /* snapshot held, 0 = idle */
-    uint64_t hwm;   /* the snapshot's high-water mark (0: not known) */
-    uint64_t pad[5];
+    uint64_t hwm;   /* the snapshot's high-water mark, */
+    uint64_t hwm_txnid; /* valid while this equals txnid (lock.c) */
+    uint64_t pad[4];
 } kv_slot;
 
 typedef struct kv_rslot kv_rslot;
@@ -409,9 +410,12 @@ int kv_bt_put(kvmap_txn *t, kv_tree *tree, int treeid, const uint8_t *key, size_
               const uint8_t *val, size_t vsize, unsigned flags);
 int kv_bt_del(kvmap_txn *t, kv_tree *tree, const uint8_t *key, size_t ksize);
 /* Move the pages of path (a leaf's) at or past limit, and its leaf's
- * overflow runs there, below limit (shrink.c). */
+ * overflow runs there, below limit (shrink.c): the pages copied are added
+ * to *moved, runs that would take it past budget stay (but one, while
+ * big_ok is non-NULL and *big_ok set, which it clears), and so does a run
+ * for which no low stretch is free; KV_NO_LOW when no low page is free. */
 int kv_bt_relocate(kvmap_txn *t, kv_tree *tree, kv_path *path, uint64_t limit,
-                   uint64_t budget, uint64_t *moved);
+                   uint64_t budget, bool *big_ok, uint64_t *moved);
 
 /* ---- recover.c: which meta is current ------------------------------------ */
 typedef struct kv_meta_scan {

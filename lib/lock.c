@@ -24,7 +24,10 @@
  *              8  8  txnid  snapshot held, 0 = idle (no transaction)
  *             16  8  hwm    the snapshot's high-water mark: it reads no page
  *                           at or past it (the writer cuts the file only
- *                           above every reader's; 0 = not known, no cut)
+ *                           above every reader's)
+ *             24  8  hwm_txnid  the snapshot hwm is of: the writer trusts
+ *                           hwm only while it equals txnid (a slot last set
+ *                           by a kvmap that did not write them: no cut)
  *
  * OFD byte-range locks on the lock file (they belong to one open file
  * description, so closing another descriptor of the file does not drop them,
@@ -489,15 +492,20 @@ void kv_reader_free(kv_rslot *rs)
 void kv_reader_set(kv_rslot *rs, uint64_t txnid, uint64_t hwm)
 {
     kv_slot *s = slot_at(rs->db->lmap, rs->idx);
-    /* before the txnid: a writer that sees this txnid sees this hwm, or a
-     * later snapshot's (then the txnid it saw is gone) */
-    if (txnid)
+    /* before the txnid, hwm between two stores of the id it belongs to: a
+     * writer that reads the same id on both sides of hwm, and that id in
+     * txnid, has that snapshot's hwm (kv_reader_max_hwm) */
+    if (txnid) {
+        __atomic_store_n(&s->hwm_txnid, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&s->hwm, hwm, __ATOMIC_RELEASE);
+        __atomic_store_n(&s->hwm_txnid, txnid, __ATOMIC_RELEASE);
+    }
     __atomic_store_n(&s->txnid, txnid, __ATOMIC_SEQ_CST);
 }
 
 /* The highest high-water mark of the snapshots readers hold now, or false
- * when a reader's is not known (a slot of an older version of kvmap). */
+ * when a reader's is not known (its slot set by an older kvmap, or being
+ * set now). */
 bool kv_reader_max_hwm(kvmap *db, uint64_t *max)
 {
     *max = 0;
@@ -506,9 +514,11 @@ bool kv_reader_max_hwm(kvmap *db, uint64_t *max)
         uint64_t txnid = __atomic_load_n(&s->txnid, __ATOMIC_SEQ_CST);
         if (txnid == 0 || __atomic_load_n(&s->pid, __ATOMIC_ACQUIRE) == 0)
             continue;
+        uint64_t a = __atomic_load_n(&s->hwm_txnid, __ATOMIC_ACQUIRE);
         uint64_t h = __atomic_load_n(&s->hwm, __ATOMIC_ACQUIRE);
-        if (h == 0)
-            return false;
+        uint64_t b = __atomic_load_n(&s->hwm_txnid, __ATOMIC_ACQUIRE);
+        if (a != txnid || b != txnid || h == 0)
+            return false; /* not known (or changing): no cut now */
         if (h > *max)
             *max = h;
     }

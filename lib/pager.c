@@ -375,21 +375,36 @@ static bool take_run(kv_pgvec *rc, uint32_t n, uint64_t *pgno)
     return false;
 }
 
+/* Reclaim's lowest page is below t->alloc_below (when that is set). */
+static bool low_enough(const kvmap_txn *t)
+{
+    return !t->alloc_below || t->reclaim.v[t->reclaim.n - 1] < t->alloc_below;
+}
+
 static int alloc_from_free(kvmap_txn *t, uint32_t n, uint64_t *pgno)
 {
     /* A run may need several records' worth of pages before a long enough
      * stretch turns up: pull up to eight times its length (the work stays in
-     * proportion to the value being written). */
-    uint64_t max_pulls = n == 1 ? 1 : 8ull * n / kv_free_chunk_max(t->db->psize) + 8;
+     * proportion to the value being written); a page for the shrink
+     * (alloc_below) up to eight records, until one is low enough. */
+    uint64_t max_pulls = n > 1 ? 8ull * n / kv_free_chunk_max(t->db->psize) + 8
+                               : t->alloc_below ? 8 : 1;
     for (uint64_t pulls = 0;; pulls++) {
-        if (n == 1 && t->reclaim.n) {
+        if (n == 1 && t->reclaim.n && low_enough(t)) {
             /* lowest first (reclaim is in descending order), so that the
              * end of the file drains and can be given back */
             *pgno = t->reclaim.v[--t->reclaim.n];
             return 1;
         }
-        if (n > 1 && t->reclaim.n >= n && take_run(&t->reclaim, n, pgno))
-            return 1;
+        if (n > 1 && t->reclaim.n >= n && take_run(&t->reclaim, n, pgno)) {
+            if (!t->alloc_below || *pgno + n <= t->alloc_below)
+                return 1;
+            for (uint32_t i = 0; i < n; i++) { /* too high: back, and pull on */
+                int r = kv_pgvec_insert_desc(&t->reclaim, *pgno + i);
+                if (r < 0)
+                    return r;
+            }
+        }
         if (t->in_free_op || t->free_exhausted || pulls >= max_pulls)
             return 0;
         /* (taking a record updates the free tree: freelist.c lifts

@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "testhook.h"
@@ -34,6 +35,15 @@
 #define KV_SHRINK_COMMIT_BYTES (4u << 20)
 /* kvmap_shrink's commits, each at most this much. */
 #define KV_SHRINK_CALL_BYTES (64u << 20)
+
+/* kvmap_shrink stops after this many commits in a row that neither lowered
+ * the high-water mark nor moved QUIET_MOVES pages between them: what is
+ * left is pinned by readers, or is the free tree's own few pages. */
+#define QUIET_COMMITS 4
+#define QUIET_MOVES 64
+/* and waits up to this many milliseconds in all for readers of older
+ * snapshots to end */
+#define MAX_WAIT_MS 200
 
 static uint64_t moved_max, moved_total; /* the test hooks' counts */
 
@@ -72,7 +82,9 @@ struct kv_shrink {
     uint32_t klen;
     bool has_key;         /* else: the tree's first leaf */
     uint64_t round_hwm;   /* the high-water mark when the round began */
-    unsigned idle;        /* rounds in a row that did not lower it */
+    uint64_t round_moved; /* pages moved since */
+    unsigned idle;        /* rounds in a row that neither lowered it nor
+                             moved QUIET_MOVES pages */
     uint64_t skip;        /* ordinary commits to leave alone before trying again */
     bool active;          /* ordinary commits are moving pages */
 };
@@ -127,7 +139,8 @@ static bool due(const kvmap_txn *t, uint64_t goal)
 typedef struct budget {
     uint64_t limit;           /* pages at or past it move */
     uint64_t pages, moved;    /* copies allowed, made */
-    uint64_t visits, visited; /* leaves allowed, looked at */
+    uint64_t visits, visited; /* leaves (and trees, named databases) allowed, looked at */
+    bool big_ok, *big;        /* kvmap_shrink: one value may take it past pages */
 } budget;
 
 static bool spent(const budget *b)
@@ -159,6 +172,7 @@ static int walk_tree(kvmap_txn *t, struct kv_shrink *s, kv_tree *tree, budget *b
     kv_path path;
     bool exact;
     *done = false;
+    b->visited++; /* entering a tree costs a visit, even an empty one */
     int r = s->has_key ? kv_bt_search(t, tree, s->key, s->klen, &path, &exact)
                        : kv_bt_first(t, tree, &path, false);
     for (;;) {
@@ -172,7 +186,9 @@ static int walk_tree(kvmap_txn *t, struct kv_shrink *s, kv_tree *tree, budget *b
         if (spent(b))
             return save_leaf(t, s, &path);
         b->visited++;
-        r = kv_bt_relocate(t, tree, &path, b->limit, b->pages, &b->moved);
+        uint64_t moved = b->moved;
+        r = kv_bt_relocate(t, tree, &path, b->limit, b->pages, b->big, &b->moved);
+        s->round_moved += b->moved - moved;
         if (r < 0) {
             int r2 = save_leaf(t, s, &path);
             return r2 < 0 ? r2 : r;
@@ -242,6 +258,7 @@ static int walk_named(kvmap_txn *t, struct kv_shrink *s, budget *b, bool *done)
         kv_tree tree;
         uint64_t sequence;
         bool found;
+        b->visited++;
         int r = next_named(t, s, after, &found, &tree, &sequence);
         if (r < 0 || !found) {
             *done = r == 0;
@@ -295,14 +312,19 @@ static int shrink_work(kvmap_txn *t, budget *b)
             r = walk_named(t, s, b, &done);
             break;
         }
+        if (r == KV_NO_LOW && s->tree == SH_FREE)
+            r = 0, done = true; /* reclaim had no low page for the free tree
+                                   (it takes no others): on to the trees */
         if (!done)
             continue;
         s->has_key = false;
         s->nlen = 0;
         s->tree = s->tree == SH_NAMED ? SH_FREE : s->tree + 1;
         if (s->tree == SH_FREE) { /* a round ends: did the file come down? */
-            s->idle = t->base_hwm < s->round_hwm ? 0 : s->idle + 1;
+            bool idle = t->base_hwm >= s->round_hwm && s->round_moved < QUIET_MOVES;
+            s->idle = idle ? s->idle + 1 : 0;
             s->round_hwm = t->base_hwm;
+            s->round_moved = 0;
         }
     }
     t->alloc_below = below;
@@ -330,7 +352,7 @@ int kv_shrink_commit(kvmap_txn *t)
     s->active = true;
     /* Rounds that did not lower the file (what is left is pinned by
      * readers, or moves back and forth with the free tree's own pages):
-     * leave the next 2, 4, .. 1024 commits alone, as a round costs reads. */
+     * leave the next 2, 4, .. 64 commits alone, as a round costs reads. */
     if (s->skip) {
         s->skip--;
         return 0;
@@ -340,18 +362,13 @@ int kv_shrink_commit(kvmap_txn *t)
     budget b = {.limit = goal, .pages = pages, .visits = pages};
     r = shrink_work(t, &b);
     if (s->idle > idle)
-        s->skip = 1ull << (s->idle < 10 ? s->idle : 10);
+        s->skip = 1ull << (s->idle < 6 ? s->idle : 6);
     else if (s->idle == 0)
         s->skip = 0;
     kv__shrink_account(b.moved);
     return r;
 }
 
-/* kvmap_shrink stops after this many commits in a row that neither lowered
- * the high-water mark nor moved QUIET_MOVES pages between them: what is
- * left is pinned by readers, or is the free tree's own few pages. */
-#define QUIET_COMMITS 4
-#define QUIET_MOVES 64
 
 int kvmap_shrink(kvmap *db, uint64_t max_pages)
 {
@@ -359,9 +376,15 @@ int kvmap_shrink(kvmap *db, uint64_t max_pages)
         return KVMAP_BAD_ARG;
     KV_CHECK_FORK(db);
     uint64_t total = 0, step = KV_SHRINK_CALL_BYTES / db->psize, quiet_moved = 0;
+    uint64_t commits = 0, most = 0;
+    unsigned waited = 0;
     for (unsigned quiet = 0; quiet < QUIET_COMMITS || quiet_moved >= QUIET_MOVES;) {
         if (quiet >= QUIET_COMMITS) /* moving, if not yet lowering: go on */
             quiet = 0, quiet_moved = 0;
+        /* a bound whatever other writers do meanwhile: four steps' worth of
+         * commits for each step of the file as it was, and some */
+        if (commits && commits >= most)
+            break;
         kvmap_txn *t;
         int r = kvmap_begin(db, 0, &t);
         if (r < 0)
@@ -370,7 +393,10 @@ int kvmap_shrink(kvmap *db, uint64_t max_pages)
         uint64_t pages = max_pages ? max_pages - total : step;
         if (pages > step)
             pages = step;
-        budget b = {.limit = goal, .pages = pages, .visits = step};
+        budget b = {.limit = goal, .pages = pages, .visits = step, .big_ok = true};
+        b.big = &b.big_ok; /* a value longer than a step moves too */
+        if (!commits++)
+            most = 64 + 4 * (hwm / step);
         if (t->m.hwm > goal)
             r = shrink_work(t, &b);
         /* a commit even with nothing moved: it converts free-tree records
@@ -390,10 +416,19 @@ int kvmap_shrink(kvmap *db, uint64_t max_pages)
         r = kv_meta_current(db, &m);
         if (r < 0)
             return r;
-        if (m.hwm < hwm)
+        if (m.hwm < hwm) {
             quiet = 0, quiet_moved = 0;
-        else
-            quiet++, quiet_moved += b.moved;
+            continue;
+        }
+        quiet++, quiet_moved += b.moved;
+        /* A reader of an older snapshot keeps the pages just freed: give a
+         * short one a moment to end (polling the reader table, without
+         * committing); a long one is named by kvmap_stat_get, and not
+         * waited for past MAX_WAIT_MS in all. */
+        while (waited < MAX_WAIT_MS && kv_reader_oldest(db, m.txnid, NULL) < m.txnid) {
+            usleep(1000);
+            waited++;
+        }
     }
     return 0;
 }

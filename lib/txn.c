@@ -334,7 +334,7 @@ static void seal_pages(kvmap_txn *t)
 }
 
 /* Give back file space past the high-water mark, with hysteresis: only when
- * the unused tail is over a quarter of the file (and 4 MiB), and keeping one
+ * the unused tail is over a quarter of the file (and 2 MiB), and keeping one
  * growth step, so that a file does not shrink and grow on every commit.
  * Never below the high-water mark of a snapshot a reader holds (the lock
  * file's slots say it): a reader of an older snapshot may read up to there,
@@ -349,7 +349,7 @@ static void maybe_shrink(kvmap_txn *t)
     if (readers > hwm)
         hwm = readers;
     uint64_t used = hwm * db->psize, size = db->file_size;
-    if (size < used || size - used < (4u << 20) || size - used < size / 4)
+    if (size < used || size - used < (2u << 20) || size - used < size / 4)
         return;
     uint64_t keep = used + used / 8;
     keep = (keep + db->psize - 1) / db->psize * db->psize;

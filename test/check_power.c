@@ -741,13 +741,13 @@ static void power_run(const char *label, unsigned psize, uint32_t ncommits, unsi
             int ns = 0;
             for (int k = 0; k < 6; k++) { /* a few steps: a few commits each */
                 ck_assert_kv_ok(kvmap_shrink(db, 64));
-                int f = pw_process(&r, &A, &A, 1, 2);
-                fprintf(stderr, "%s: kvmap_shrink(64): %d flushes, file %lld\n", label, f,
-                        tu_file_size(path));
-                ns += f;
+                ns += pw_process(&r, &A, &A, 1, 2);
             }
-            ck_assert_msg(ns >= 6, "kvmap_shrink committed nothing");
             long long size1 = tu_file_size(path);
+            /* after commit 104 the file is oversized (its huge values
+             * deleted): the shrink under the cuts gives space back */
+            ck_assert_msg(c != SHRINK_AT || size1 < size0 / 2,
+                          "kvmap_shrink under the power cuts: %lld -> %lld bytes", size0, size1);
             fprintf(stderr, "%s: kvmap_shrink after commit %" PRIu32 ": %lld -> %lld bytes, %d flushes\n", label, c, size0, size1, ns);
         }
         if (c == ncommits / 2) { /* a close and reopen in the middle */
