@@ -2604,28 +2604,20 @@ START_TEST(test_small_map_file_grown)
     ck_assert_kv_ok(kvmap_open(p, &os, &small));
     kvmap_options ob = {.page_size = 4096};
     ck_assert_kv_ok(kvmap_open(p, &ob, &big));
-    /* grow the file past 2 MiB, then free the pages again */
+    /* The file grown past 2 MiB with its data below (as a handle with a
+     * larger max_size preallocates: growth steps of 1 MiB and more); the
+     * online shrink would give such a tail back at a commit, so the file
+     * is grown here directly, between commits. */
     unsigned char *v = calloc(1, 3000);
-    kvmap_txn *t = tu_wbegin(big);
+    kvmap_txn *t;
     char k[32];
-    for (int i = 0; i < 800; i++) {
-        snprintf(k, sizeof k, "big%05d", i);
-        ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_val(v, 3000), 0));
-    }
-    ck_assert_kv_ok(kvmap_commit(t));
-    ck_assert_int_gt(tu_file_size(p), 2 << 20);
-    t = tu_wbegin(big);
-    for (int i = 0; i < 800; i++) {
-        snprintf(k, sizeof k, "big%05d", i);
-        ck_assert_kv_ok(kvmap_del(t, tu_str(k)));
-    }
-    ck_assert_kv_ok(kvmap_commit(t));
-    for (int i = 0; i < 20; i++) { /* let the free tail be given back */
+    for (int i = 0; i < 20; i++) {
         t = tu_wbegin(big);
         snprintf(k, sizeof k, "tick%d", i);
         put_s(t, k, "x");
         ck_assert_kv_ok(kvmap_commit(t));
     }
+    ck_assert_int_eq(truncate(p, 8 << 20), 0);
     t = tu_rbegin(big);
     kvmap_stat st = get_stat(t);
     kvmap_abort(t);
