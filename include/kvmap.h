@@ -362,9 +362,11 @@ KVMAP_API int kvmap_copy(kvmap *db, const char *path, unsigned flags);
  * of the file move down into free pages (copy on write, as any change: each
  * step is an ordinary durable commit, and readers in any process keep
  * reading their snapshots), and the free end is cut off.  Ordinary commits
- * do the same work on their own while the file is more than about an eighth
- * larger than its live pages plus 1 MiB, up to 4 MiB of pages moved per
- * commit; kvmap_shrink does it now, in commits of up to 64 MiB, until
+ * do the same work on their own once the file is half again larger than
+ * its goal (its live pages, an eighth more and 1 MiB) and until it is
+ * within an eighth of it: up to 4 MiB of pages moved per commit, none in a
+ * commit that itself frees over 1 MiB (a bulk delete); kvmap_shrink does it
+ * now, in commits of up to 64 MiB (and at least one value each), until
  * nothing more moves or max_pages pages have moved (0: no limit).
  * A read transaction open anywhere keeps the pages its snapshot can reach:
  * the file is cut only when no read transaction is open (kvmap_stat_get's

@@ -4,10 +4,11 @@
  * back (freelist.c pulls the free tail, txn.c truncates the file).
  *
  * The goal: a file of its live pages plus an eighth, plus 1 MiB.  Once the
- * high-water mark is half again past the goal, every commit does a bounded
- * amount of moving (KV_SHRINK_COMMIT_BYTES of pages copied, as many leaves
- * visited), until it is within an eighth of the goal; kvmap_shrink does
- * the same at the caller's time, in larger steps, until nothing more moves.
+ * high-water mark is half again past the goal, every commit that does not
+ * itself free more than a quarter of that budget does a bounded amount of
+ * moving (KV_SHRINK_COMMIT_BYTES of pages copied, as many leaves visited),
+ * until it is within an eighth of the goal; kvmap_shrink does the same at
+ * the caller's time, in larger steps, until nothing more moves.
  *
  * A move is a copy on write, as any change is: the leaf's path, and any of
  * its overflow runs that lie at or past the goal, are copied to pages below
@@ -206,7 +207,9 @@ static int walk_tree(kvmap_txn *t, struct kv_shrink *s, kv_tree *tree, budget *b
  * the walk is inside it. */
 static int walk_free(kvmap_txn *t, struct kv_shrink *s, budget *b, bool *done)
 {
-    for (int i = 0; i < 8 && t->reclaim.n < 64 && !t->free_exhausted; i++) {
+    /* until reclaim has a page below the limit (records come lowest first) */
+    for (int i = 0; i < 8 && !t->free_exhausted &&
+                    (!t->reclaim.n || t->reclaim.v[t->reclaim.n - 1] >= b->limit); i++) {
         int r = kv_free_pull(t);
         if (r < 0)
             return r;
@@ -359,6 +362,11 @@ int kv_shrink_commit(kvmap_txn *t)
     }
     unsigned idle = s->idle;
     uint64_t pages = KV_SHRINK_COMMIT_BYTES / t->db->psize;
+    /* A commit that frees much (a bulk delete, a large batch) is left
+     * alone: more is likely to follow, and what it would move may be freed
+     * next; the commits after it do the moving. */
+    if (t->freed.n > pages / 4)
+        return 0;
     budget b = {.limit = goal, .pages = pages, .visits = pages};
     r = shrink_work(t, &b);
     if (s->idle > idle)
