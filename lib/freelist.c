@@ -232,14 +232,19 @@ static void trim_tail(kvmap_txn *t)
 int kv_free_save(kvmap_txn *t)
 {
     int r = convert_due(t);
-    bool took = true;
     /* a record (at most kv_free_chunk_max pages) at a time; more while the
-     * file is oversized (shrink.c) */
+     * file is oversized (shrink.c).  Reclaimed pages at the end go first:
+     * the record before them then ends at the last page, and is taken. */
     int tails = t->shrinking ? 64 : 4;
-    for (int i = 0; i < tails && took && r == 0; i++) {
+    for (int i = 0; i < tails && r == 0; i++) {
+        uint64_t hwm = t->m.hwm;
+        bool took;
+        trim_tail(t);
         r = pull_tail(t, &took);
         if (r == 0)
             trim_tail(t);
+        if (!took && t->m.hwm == hwm)
+            break;
     }
     if (r < 0)
         return r;

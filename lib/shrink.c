@@ -184,7 +184,8 @@ static int walk_tree(kvmap_txn *t, struct kv_shrink *s, kv_tree *tree, budget *b
         int L = path.depth - 1;
         if (kv_pg_count(path.page[L]) == 0)
             break;
-        if (spent(b))
+        /* (a move copies the leaf's path too: it must fit the budget) */
+        if (spent(b) || b->moved + (uint64_t)path.depth > b->pages)
             return save_leaf(t, s, &path);
         b->visited++;
         uint64_t moved = b->moved;
