@@ -594,13 +594,13 @@ static int free_value(kvmap_txn *t, kv_tree *tree, const kv_cell *c)
     return kv_page_free(t, pgno, (uint32_t)n);
 }
 
-/* The shrink's move of one leaf (shrink.c): copy the pages of path at or
- * past limit, and the overflow runs of its leaf that start there, to pages
- * below limit (t->alloc_below is limit: an allocation that cannot go below
- * fails with KV_NO_LOW, and what was moved so far stays moved).  Copy on
- * write, as any change: the snapshots of readers keep the old pages.  Adds
- * the pages copied to *moved; stops before a run would take *moved past
- * budget. */
+/* The shrink's moves (shrink.c), copy on write as any change: the
+ * snapshots of readers keep the old pages.  An allocation under
+ * t->alloc_below that cannot go below it fails with KV_NO_LOW, and what was
+ * moved so far stays moved.
+ *
+ * Move the overflow run named by cellval (in a leaf this transaction owns)
+ * to a lower stretch, adding its pages to *moved. */
 static int relocate_run(kvmap_txn *t, uint8_t *cellval, uint32_t vsize, uint64_t *moved)
 {
     uint64_t old = kv_get64(cellval), n = kv_overflow_pages(t->db->psize, vsize);
@@ -617,8 +617,7 @@ static int relocate_run(kvmap_txn *t, uint8_t *cellval, uint32_t vsize, uint64_t
     uint64_t npg, below = t->alloc_below;
     /* anywhere before where it is, not only below the shrink's goal: free
      * stretches that long are rarer, and any lower place frees the end */
-    if (old < below)
-        return KV_NO_LOW;
+    kv_assert(old >= below); /* run_due: only runs at or past the goal */
     t->alloc_below = old;
     /* from the map to the new place in the file, with pwrite */
     r = kv_run_write(t, (uint32_t)n, hdr, d, vsize, &npg);
@@ -630,12 +629,12 @@ static int relocate_run(kvmap_txn *t, uint8_t *cellval, uint32_t vsize, uint64_t
     return kv_page_free(t, old, (uint32_t)n);
 }
 
-/* May run i of leaf (psize) move now: it lies at or past limit and fits the
- * budget left (or is the one run that *big_ok lets past it). */
-static bool run_due(const uint8_t *leaf, uint32_t psize, uint32_t i, uint64_t limit,
-                    uint64_t budget, uint64_t moved, const bool *big_ok, kv_cell *c)
+/* May the value of leaf cell c move now: it is an overflow run at or past
+ * limit that fits the budget left (or the one run *big_ok lets past it). */
+static bool run_due(const kv_cell *c, uint32_t psize, uint64_t limit, uint64_t budget,
+                    uint64_t moved, const bool *big_ok)
 {
-    if (kv_node_cell(leaf, psize, i, c) < 0 || !c->big || kv_get64(c->val) < limit)
+    if (!c->big || kv_get64(c->val) < limit)
         return false;
     uint64_t n = kv_overflow_pages(psize, c->vsize);
     return moved + n <= budget || (big_ok && *big_ok);
@@ -657,7 +656,7 @@ int kv_bt_relocate(kvmap_txn *t, kv_tree *tree, kv_path *path, uint64_t limit,
         kv_cell c;
         if (kv_node_cell(leaf, psize, i, &c) < 0)
             return KV_CORRUPT();
-        high = run_due(leaf, psize, i, limit, budget, *moved, big_ok, &c);
+        high = run_due(&c, psize, limit, budget, *moved, big_ok);
     }
     if (!high) /* (a run past the budget waits for kvmap_shrink) */
         return 0;
@@ -671,7 +670,9 @@ int kv_bt_relocate(kvmap_txn *t, kv_tree *tree, kv_path *path, uint64_t limit,
     leaf = path->page[L];
     for (uint32_t i = 0; i < n; i++) {
         kv_cell c;
-        if (!run_due(leaf, psize, i, limit, budget, *moved, big_ok, &c))
+        if (kv_node_cell(leaf, psize, i, &c) < 0)
+            return KV_CORRUPT();
+        if (!run_due(&c, psize, limit, budget, *moved, big_ok))
             continue;
         bool over = *moved + kv_overflow_pages(psize, c.vsize) > budget;
         /* the leaf is this transaction's copy: its cell can change */

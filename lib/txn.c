@@ -339,17 +339,24 @@ static void seal_pages(kvmap_txn *t)
  * Never below the high-water mark of a snapshot a reader holds (the lock
  * file's slots say it): a reader of an older snapshot may read up to there,
  * and a page cut off under its map would be a SIGBUS. */
+static bool tail_to_cut(uint64_t size, uint64_t used)
+{
+    return size >= used && size - used >= (2u << 20) && size - used >= size / 4;
+}
+
 static void maybe_shrink(kvmap_txn *t)
 {
     kvmap *db = t->db;
     /* the previous meta must stay usable (a torn commit falls back to it) */
     uint64_t hwm = t->m.hwm > t->base_hwm ? t->m.hwm : t->base_hwm, readers;
+    uint64_t used = hwm * db->psize, size = db->file_size;
+    if (!tail_to_cut(size, used))
+        return; /* (the common case: no scan of the reader table) */
     if (!kv_reader_max_hwm(db, &readers))
         return;
     if (readers > hwm)
-        hwm = readers;
-    uint64_t used = hwm * db->psize, size = db->file_size;
-    if (size < used || size - used < (2u << 20) || size - used < size / 4)
+        used = readers * db->psize;
+    if (!tail_to_cut(size, used))
         return;
     uint64_t keep = used + used / 8;
     keep = (keep + db->psize - 1) / db->psize * db->psize;

@@ -151,6 +151,8 @@ START_TEST(test_shrink_long_values)
         tu_check_db(db);
     }
     long long after = db_size("db");
+    fprintf(stderr, "shrink: %s MiB values: %lld bytes before the deletes\n", _i ? "3" : "2",
+            full);
     assert_bound(_i ? "3 MiB values, 30 commits" : "2 MiB values, 30 commits", after,
                  (long long)vl);
     ck_assert_msg(after < full / 4, "from %lld to only %lld bytes", full, after);
@@ -341,9 +343,11 @@ END_TEST
 
 /* ---- readers pin, named databases move ------------------------------------ */
 
-/* A read transaction of an old snapshot keeps the file from being cut below
- * what it can reach (it reads right all along), stat names it, and once it
- * ends the file comes down; the pages of named databases move too. */
+/* A read transaction of an old snapshot reads right all along while
+ * kvmap_shrink and commits run (what it reaches stays: its pages are free
+ * only for later snapshots; test_shrink_reader_hwm tests the rule for the
+ * file's end), stat names its process, and once it ends the file comes
+ * down; the pages of named databases move too. */
 START_TEST(test_shrink_pinned_named)
 {
     kvmap *db = open_db("db", KVMAP_NOSYNC);

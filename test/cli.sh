@@ -801,6 +801,24 @@ has out '"shrink_pages": [0-9]*'
 has out '"oldest_reader_pid": 0'
 run 0 shrink --quiet shr.kvmap
 hasnt err .
+# a reader holding a snapshot: stat and shrink name its process
+"$HELPER" hold-reader shr.kvmap >hold.shr &
+hpid_shr=$!
+pids="$pids $hpid_shr"
+i=0
+while ! grep -q ready hold.shr 2>/dev/null && [ $i -lt 500 ]; do
+    sleep 0.01
+    i=$((i + 1))
+done
+run 0 stat shr.kvmap
+has out "^  Oldest reader: process $hpid_shr (its snapshot keeps the pages it can reach)$"
+run 0 shrink shr.kvmap
+has out "^shr.kvmap: other read transactions open: 1 (the oldest in process $hpid_shr); the pages their snapshots can reach stay$"
+run 0 stat --json shr.kvmap
+has out "\"oldest_reader_pid\": $hpid_shr"
+kill "$hpid_shr"
+wait "$hpid_shr" 2>/dev/null
+run 0 check shr.kvmap
 run 3 shrink missing.kvmap
 oneline missing.kvmap
 run 2 shrink

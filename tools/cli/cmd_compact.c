@@ -143,8 +143,8 @@ int cmd_shrink(const cli_cmd *cmd, int argc, char **argv)
         printf(" (%.1f%% smaller)", 100.0 * (double)(s0.file_size - after) / (double)s0.file_size);
     putchar('\n');
     if (s.readers > 1)
-        printf("%s: %u other read transactions open (the oldest in process %" PRIu64
-               "): the pages their snapshots can reach stay\n", path, s.readers - 1,
+        printf("%s: other read transactions open: %u (the oldest in process %" PRIu64
+               "); the pages their snapshots can reach stay\n", path, s.readers - 1,
                s.oldest_reader_pid);
     return EX_OK;
 }
