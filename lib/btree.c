@@ -1,9 +1,11 @@
 /*
- * btree.c - the B+tree: search, insert with splits, delete with merges.
+ * btree.c - the B+tree: search, insert with shares and splits (B*-tree style),
+ * delete with merges.
  * Works on any tree of the file (the key-value tree, the free tree) through
  * a kv_tree descriptor; modifies pages only through pager.c's copy-on-write.
  */
 #include "internal.h"
+#include "testhook.h"
 
 static inline uint32_t usable(const kvmap_txn *t)
 {
@@ -422,6 +424,290 @@ static bool in_path(const kv_path *path, uint64_t pgno)
     return false;
 }
 
+/* Gather page p's cells into v in key order, with the new cell (cellbuf[buf],
+ * size bytes) at idx when idx <= count; p is first copied to copy, as the
+ * pages are rewritten from v.  Returns the number of cells, 0 for a page
+ * whose slots point outside it. */
+static uint32_t gather(kvmap_txn *t, const uint8_t *p, uint8_t *copy, split_cell *v,
+                       uint32_t idx, int buf, uint32_t size)
+{
+    uint32_t psize = t->db->psize, n = kv_pg_count(p), k = 0;
+    memcpy(copy, p, psize);
+    for (uint32_t j = 0; j <= n; j++) {
+        if (j == idx)
+            v[k++] = (split_cell){t->cellbuf[buf], size};
+        if (j == n)
+            break;
+        uint32_t off = kv_get16(copy + KV_PAGE_HDR + KV_SLOT_SIZE * j);
+        v[k] = (split_cell){copy + off, kv_node_cell_size(copy, psize, j)};
+        if (v[k].size == 0)
+            return 0;
+        k++;
+    }
+    return k;
+}
+
+/* What the B*-tree steps did, for the tests (testhook.h). */
+static uint64_t share_stats[KVMAP__SHARE_KINDS];
+
+static void share_count(int kind)
+{
+    __atomic_fetch_add(&share_stats[kind], 1, __ATOMIC_RELAXED);
+}
+
+void kvmap__share_counts(uint64_t out[KVMAP__SHARE_KINDS])
+{
+    for (int k = 0; k < KVMAP__SHARE_KINDS; k++)
+        out[k] = __atomic_load_n(&share_stats[k], __ATOMIC_RELAXED);
+}
+
+/* How full two pages may be together, new cell included, for sharing to
+ * pay: within 1/32 of two full pages.  Sharing costs a copy of the sibling
+ * (a page written this commit); the nearer full the sibling, the sooner it
+ * is shared again, for fewer cells each time. */
+static uint64_t share_limit(const kvmap_txn *t)
+{
+    return 2 * (uint64_t)usable(t) - usable(t) / 32;
+}
+
+/* The sibling of page path->page[level] under the same parent that has the
+ * most room (*sp NULL when it has none): *si its index in the parent; *fits
+ * when it has room enough to share (share_limit). */
+static int roomiest_sibling(kvmap_txn *t, kv_tree *tree, kv_path *path, int level,
+                            uint64_t need, bool right_only, uint32_t *si, uint64_t *spg,
+                            uint8_t **sp, bool *fits)
+{
+    uint32_t psize = t->db->psize;
+    const uint8_t *parent = path->page[level - 1];
+    uint32_t pi = path->idx[level - 1], np = kv_pg_count(parent);
+    *sp = NULL;
+    for (int d = right_only ? 1 : -1; d <= 1; d += 2) {
+        if ((d < 0 && pi == 0) || (d > 0 && pi + 1 >= np))
+            continue;
+        uint64_t pg;
+        uint8_t *p;
+        int r = child_of(t, parent, pi + (uint32_t)d, &pg);
+        if (r == 0 && pg == path->pgno[level])
+            r = KV_CORRUPT(); /* one page under two separators */
+        if (r == 0)
+            r = get_level_page(t, pg, (uint64_t)level, tree->depth, kv_pg_txnid(parent), &p);
+        if (r < 0)
+            return r;
+        if (*sp == NULL || kv_node_free(p) > kv_node_free(*sp)) {
+            *si = pi + (uint32_t)d;
+            *spg = pg;
+            *sp = p;
+        }
+    }
+    *fits = *sp && kv_node_used(*sp, psize) + need <= share_limit(t);
+    return 0;
+}
+
+/* Where to cut the n cells of v over three leaves, as evenly as they go:
+ * cuts[0] < cuts[1], each part within a page; false when no such cut is
+ * near the thirds (cells near half a page each). */
+static bool three_way(const kvmap_txn *t, const split_cell *v, uint32_t n, uint32_t cuts[2])
+{
+    uint64_t cap = usable(t), total = 0, left = 0;
+    for (uint32_t i = 0; i < n; i++)
+        total += v[i].size + KV_SLOT_SIZE;
+    uint64_t at[3] = {0, 0, total};
+    for (uint32_t i = 0, k = 0; i < n && k < 2; i++) {
+        if (left * 3 >= total * (k + 1) && i > 0) {
+            cuts[k] = i;
+            at[k++] = left;
+        }
+        left += v[i].size + KV_SLOT_SIZE;
+    }
+    if (at[0] == 0 || at[1] == 0 || cuts[1] >= n)
+        return false;
+    return at[0] <= cap && at[1] - at[0] <= cap && total - at[1] <= cap;
+}
+
+/* The separator for a boundary before cell v[at] of a share: for leaves the
+ * shortest prefix of v[at]'s key above v[at - 1]'s; for branches v[at]'s key
+ * itself, which leaves the right page (its first cell has no key). */
+static int share_separator(const split_cell *v, uint32_t at, int type, const uint8_t **sep,
+                           uint32_t *seplen)
+{
+    const uint8_t *lk, *rk;
+    uint32_t lks, rks;
+    cell_key(v[at].ptr, type, &rk, &rks);
+    *sep = rk;
+    *seplen = rks;
+    if (type == KV_BRANCH)
+        return 0;
+    cell_key(v[at - 1].ptr, type, &lk, &lks);
+    *seplen = (uint32_t)common_prefix(lk, lks, rk, rks) + 1;
+    return *seplen > rks ? KV_CORRUPT() : 0; /* keys out of order */
+}
+
+/* Rewrite the two pages of a share from v: [0, at) to lp, the rest to rp.
+ * A branch's right page begins with v[at]'s child, its key gone up. */
+static void share_write(kvmap_txn *t, const split_cell *v, uint32_t n, uint32_t at, int type,
+                        int treeid, uint8_t *lp, uint64_t lpg, uint8_t *rp, uint64_t rpg)
+{
+    uint32_t psize = t->db->psize;
+    kv_node_init(lp, psize, lpg, t->txnid, type, treeid);
+    for (uint32_t i = 0; i < at; i++)
+        kv_node_insert_raw(lp, i, v[i].ptr, v[i].size);
+    kv_node_init(rp, psize, rpg, t->txnid, type, treeid);
+    uint32_t i = at;
+    if (type == KV_BRANCH) {
+        uint8_t first[KV_BRANCH_CELL_HDR];
+        kv_branch_cell_encode(first, kv_get64(v[at].ptr), NULL, 0);
+        kv_node_insert_raw(rp, 0, first, KV_BRANCH_CELL_HDR);
+        i++;
+    }
+    for (; i < n; i++)
+        kv_node_insert_raw(rp, kv_pg_count(rp), v[i].ptr, v[i].size);
+}
+
+/* Two full leaves, p (path->page[level]) and its sibling sp at parent index
+ * si, with the new cell, gathered in t->splitv (n cells): spread over three
+ * leaves, the new one in the middle, each about two thirds full, where a
+ * plain split would leave two halves and a full page.  The parent takes the
+ * new middle page's separator and the right page's new one at cell b.
+ * *done stays false when the cells do not cut in three or the parent lacks
+ * the room: the leaf splits. */
+static int split_three(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int level,
+                       uint32_t b, uint32_t si, uint64_t spg, uint8_t *sp, uint32_t n,
+                       int buf, bool *done)
+{
+    uint32_t psize = t->db->psize, cuts[2];
+    uint8_t *parent = path->page[level - 1];
+    const split_cell *v = t->splitv;
+    if (!three_way(t, v, n, cuts))
+        return 0;
+    const uint8_t *sep[2];
+    uint32_t seplen[2];
+    for (int k = 0; k < 2; k++) {
+        int r = share_separator(v, cuts[k], KV_LEAF, &sep[k], &seplen[k]);
+        if (r < 0)
+            return r;
+    }
+    uint32_t bsize = kv_node_cell_size(parent, psize, b);
+    if (kv_node_free(parent) + bsize <
+        2 * KV_BRANCH_CELL_HDR + seplen[0] + seplen[1] + KV_SLOT_SIZE)
+    {
+        share_count(KVMAP__SHARE_DECLINED);
+        return 0; /* the parent would have to split for the separators */
+    }
+
+    uint64_t npg = spg, mpg;
+    uint8_t *mp;
+    int r = kv_page_touch(t, &npg, &sp);
+    if (r == 0 && in_path(path, npg))
+        r = KV_CORRUPT();
+    if (r < 0)
+        return r;
+    if (npg != spg)
+        kv_node_set_child(parent, si, npg);
+    r = kv_page_new(t, KV_LEAF, treeid, &mpg, &mp);
+    if (r == 0 && (in_path(path, mpg) || mpg == npg))
+        r = KV_CORRUPT();
+    if (r < 0)
+        return r;
+    count_page(tree, KV_LEAF, +1);
+    bool left = si < path->idx[level - 1];
+    uint64_t lpg = left ? npg : path->pgno[level], rpg = left ? path->pgno[level] : npg;
+    uint8_t *lp = left ? sp : path->page[level], *rp = left ? path->page[level] : sp;
+    share_write(t, v, cuts[1], cuts[0], KV_LEAF, treeid, lp, lpg, mp, mpg);
+    kv_node_init(rp, psize, rpg, t->txnid, KV_LEAF, treeid);
+    for (uint32_t i = cuts[1]; i < n; i++)
+        kv_node_insert_raw(rp, i - cuts[1], v[i].ptr, v[i].size);
+    /* the separators point into the gathered copies or cellbuf[buf] */
+    kv_node_delete(parent, psize, b);
+    uint32_t csz = kv_branch_cell_encode(t->cellbuf[!buf], mpg, sep[0], seplen[0]);
+    kv_node_insert_raw(parent, b, t->cellbuf[!buf], csz);
+    csz = kv_branch_cell_encode(t->cellbuf[!buf], rpg, sep[1], seplen[1]);
+    kv_node_insert_raw(parent, b + 1, t->cellbuf[!buf], csz);
+    share_count(KVMAP__SHARE_THREE);
+    *done = true;
+    return 0;
+}
+
+/* B*-tree style: before a full page splits, its cells and the new one are
+ * spread evenly over it and a sibling under the same parent that has room,
+ * and only the separator between the two changes in the parent (for
+ * branches the old separator comes down to the right page's first cell and
+ * a new one goes up).  Random loads leave leaves about 85% full this way,
+ * not 69% (ln 2), for the price of the sibling's copy.  When neither leaf
+ * sibling has room, the two full leaves become three (split_three).  *done
+ * is false (nothing changed) when none of that goes or the parent cannot
+ * take the new separator: the page splits. */
+static int share(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, int level,
+                 uint32_t idx, int buf, uint32_t size, bool *done)
+{
+    uint32_t psize = t->db->psize;
+    uint8_t *p = path->page[level], *parent = path->page[level - 1];
+    int type = kv_pg_type(p);
+    uint32_t pi = path->idx[level - 1], si = 0;
+    uint64_t spg = 0;
+    uint8_t *sp = NULL;
+    *done = false;
+    uint64_t need = kv_node_used(p, psize) + size + KV_SLOT_SIZE;
+    /* a new last cell looks right only: an ascending load leaves full pages
+     * behind (split's edge case), which sharing back would copy again */
+    bool edge = idx == kv_pg_count(p), fits;
+    int r = roomiest_sibling(t, tree, path, level, need, edge, &si, &spg, &sp, &fits);
+    if (r < 0 || sp == NULL || (!fits && (edge || type != KV_LEAF)))
+        return r;
+    bool left = si < pi;
+    uint32_t b = left ? pi : si; /* the parent cell that separates the two */
+    kv_cell old;
+    r = kv_node_cell(parent, psize, b, &old);
+    if (r < 0)
+        return r;
+    uint32_t bsize = kv_node_cell_size(parent, psize, b);
+
+    split_cell *v = t->splitv;
+    uint8_t *lcopy = t->scratch, *rcopy = t->scratch + psize;
+    uint32_t nl = gather(t, left ? sp : p, lcopy, v, left ? UINT32_MAX : idx, buf, size);
+    uint32_t nr = nl ? gather(t, left ? p : sp, rcopy, v + nl, left ? idx : UINT32_MAX, buf,
+                              size) : 0;
+    if (nr == 0 || (type == KV_BRANCH && v[nl].ptr == t->cellbuf[buf]))
+        return KV_CORRUPT(); /* a cell outside its page; a new first branch cell */
+    if (type == KV_BRANCH) { /* the right page's first cell takes the separator */
+        uint32_t sz = kv_branch_cell_encode(t->sharebuf, kv_get64(v[nl].ptr), old.key,
+                                            old.ksize);
+        v[nl] = (split_cell){t->sharebuf, sz};
+    }
+    uint32_t n = nl + nr;
+    if (!fits)
+        return split_three(t, tree, treeid, path, level, b, si, spg, sp, n, buf, done);
+    uint32_t at = split_point(t, v, n, type);
+    if (at == 0)
+        return 0; /* the cells do not fit two pages after all */
+    const uint8_t *sep;
+    uint32_t seplen;
+    r = share_separator(v, at, type, &sep, &seplen);
+    if (r < 0)
+        return r;
+    if (kv_node_free(parent) + bsize < KV_BRANCH_CELL_HDR + seplen) {
+        share_count(KVMAP__SHARE_DECLINED);
+        return 0; /* the parent would have to split for the new separator */
+    }
+
+    uint64_t npg = spg;
+    r = kv_page_touch(t, &npg, &sp);
+    if (r < 0)
+        return r;
+    if (in_path(path, npg))
+        return KV_CORRUPT();
+    if (npg != spg)
+        kv_node_set_child(parent, si, npg);
+    uint64_t lpg = left ? npg : path->pgno[level], rpg = left ? path->pgno[level] : npg;
+    share_write(t, v, n, at, type, treeid, left ? sp : p, lpg, left ? p : sp, rpg);
+    /* sep points into lcopy, rcopy, sharebuf or cellbuf[buf]: all intact */
+    uint32_t csz = kv_branch_cell_encode(t->cellbuf[!buf], rpg, sep, seplen);
+    kv_node_delete(parent, psize, b);
+    kv_node_insert_raw(parent, b, t->cellbuf[!buf], csz);
+    share_count(type == KV_LEAF ? KVMAP__SHARE_LEAF : KVMAP__SHARE_BRANCH);
+    *done = true;
+    return 0;
+}
+
 /* Page path->page[level] cannot take the cell in t->cellbuf[buf]: spread its
  * cells and the new one over it and a new right sibling, then insert the
  * separator into the parent (or a new root). */
@@ -529,6 +815,12 @@ static int insert_cell(kvmap_txn *t, kv_tree *tree, int treeid, kv_path *path, i
     if (kv_node_free(p) >= size + KV_SLOT_SIZE) {
         kv_node_insert_raw(p, idx, t->cellbuf[buf], size);
         return 0;
+    }
+    if (level > 0 && treeid != KV_TREE_FREE) {
+        bool done;
+        int r = share(t, tree, treeid, path, level, idx, buf, size, &done);
+        if (r < 0 || done)
+            return r;
     }
     return split(t, tree, treeid, path, level, idx, buf, size);
 }

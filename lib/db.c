@@ -198,8 +198,9 @@ static int alloc_buffers(kvmap *db)
 {
     if (db->flags & KVMAP_RDONLY)
         return 0;
-    size_t cells = (db->psize - KV_PAGE_HDR) / KV_SLOT_SIZE + 2;
-    db->wbuf = malloc(6 * (size_t)db->psize + cells * sizeof(split_cell));
+    /* the cells of two pages and a new one (a share, btree.c) */
+    size_t cells = 2 * ((db->psize - KV_PAGE_HDR) / KV_SLOT_SIZE + 1) + 1;
+    db->wbuf = malloc(8 * (size_t)db->psize + cells * sizeof(split_cell));
     return db->wbuf ? 0 : -ENOMEM;
 }
 

@@ -313,10 +313,12 @@ struct kvmap_txn {
     pthread_t owner;      /* the thread that began it (txn.c: no second writer) */
     kvmap_txn *next_writer; /* the process's open write transactions */
     /* working buffers, owned by the handle (one writer at a time) */
-    uint8_t *scratch;     /* a copy of the page being split */
+    uint8_t *scratch;     /* copies of the pages being split or shared (two) */
     split_cell *splitv; /* the cells of a split */
     uint8_t *cellbuf[2];  /* the cell being inserted, and its parent's separator */
     uint8_t *mergebuf;    /* a branch cell rebuilt during a merge */
+    uint8_t *sharebuf;    /* a branch cell rebuilt during a share (not mergebuf:
+                             allocating may merge free-tree pages meanwhile) */
     uint64_t *freepull;   /* the pages of a free-tree record being taken, */
     uint64_t *freesave;   /* being saved (both kv_free_chunk_max long), */
     uint8_t *freeval;     /* and the saved one encoded */

@@ -85,6 +85,21 @@ uint64_t kvmap__readahead_count(void);
 void kvmap__set_spill_pages(uint64_t pages);
 uint64_t kvmap__spill_count(void);
 
+/*
+ * What the B*-tree steps of inserts did since the process began (btree.c):
+ * a full page shared with a sibling (leaf, branch), two full leaves made
+ * three, and a share or a three-way split given up because the parent had
+ * no room for the new separators (the page split instead).
+ */
+enum {
+    KVMAP__SHARE_LEAF,
+    KVMAP__SHARE_BRANCH,
+    KVMAP__SHARE_THREE,
+    KVMAP__SHARE_DECLINED,
+    KVMAP__SHARE_KINDS
+};
+void kvmap__share_counts(uint64_t out[KVMAP__SHARE_KINDS]);
+
 /* The online shrink's moves made by ordinary commits (shrink.c), process-
  * wide: the pages moved by the commit that moved the most, and in all;
  * kvmap__shrink_reset sets both to 0. */

@@ -62,15 +62,16 @@ static void writer_buffers(kvmap_txn *t)
 {
     kvmap *db = t->db;
     uint8_t *b = db->wbuf;
-    t->scratch = b;
-    t->cellbuf[0] = b + db->psize;
-    t->cellbuf[1] = b + 2 * db->psize;
-    t->mergebuf = b + 3 * db->psize;
+    t->scratch = b; /* two pages: a share copies both leaves */
+    t->cellbuf[0] = b + 2 * db->psize;
+    t->cellbuf[1] = b + 3 * db->psize;
+    t->mergebuf = b + 4 * db->psize;
     /* a free-tree record's pages: kv_free_chunk_max(psize) * 8 <= psize / 2 */
-    t->freepull = (uint64_t *)(void *)(b + 4 * db->psize);
-    t->freesave = (uint64_t *)(void *)(b + 4 * db->psize + db->psize / 2);
-    t->freeval = b + 5 * db->psize;
-    t->splitv = (split_cell *)(void *)(b + 6 * db->psize);
+    t->freepull = (uint64_t *)(void *)(b + 5 * db->psize);
+    t->freesave = (uint64_t *)(void *)(b + 5 * db->psize + db->psize / 2);
+    t->freeval = b + 6 * db->psize;
+    t->sharebuf = b + 7 * db->psize;
+    t->splitv = (split_cell *)(void *)(b + 8 * db->psize);
 }
 
 static void writer_enter(kvmap *db)
