@@ -19,7 +19,7 @@ static int map_page(kv_walk *w, uint64_t pgno, uint64_t level, const uint8_t **p
 static int map_run_sum(kv_walk *w, uint64_t pgno, uint64_t n, uint64_t *sum)
 {
     const kvmap_txn *t = w->src;
-    *sum = kv_page_checksum(t->db->map + pgno * w->psize, (size_t)(n * w->psize));
+    *sum = kv_page_checksum(kv_page_at(t, pgno), (size_t)(n * w->psize));
     return 0;
 }
 

@@ -293,7 +293,7 @@ struct kvmap_txn {
     /* write transactions only */
     kv_pgset dirty;       /* pages (first page of runs) written by this txn,
                              each with its private copy (NULL: in the map) */
-    uint64_t private_pages; /* pages with a private copy */
+    uint64_t private_pages; /* pages with a private copy (gathered runs' included) */
     kv_pgset sealed;      /* runs of dirty written with their checksums set
                              (kv_run_write): commit takes them as they are */
     kv_pgvec freed;       /* pages it freed that older snapshots may still read */

@@ -12,10 +12,14 @@
  *      touched through the map, so a full disk is an error, not a SIGBUS.
  *  (3) A page is read only after its number is checked against the
  *      snapshot's high-water mark and its header against its number.
- *  (4) An overflow run is written with pwrite (kv_run_write), never through
- *      the map: the page cache is one, so readers of the map see it, the
- *      commit's flush of the map's range writes it back, and a page written
- *      whole is neither read (zero-filled) nor faulted in first.
+ *  (4) An overflow run is written with pwrite, never through the map: the
+ *      page cache is one, so readers of the map see it, the commit's flush
+ *      of the map's range writes it back, and a page written whole is
+ *      neither read (zero-filled) nor faulted in first.  A run of up to
+ *      KV_RUN_GATHER bytes is copied into a private buffer (as a page of
+ *      (5)) and written with the commit's pages, in the same sorted pwritev:
+ *      a load of small values costs a few system calls per commit, not one
+ *      per value.  A longer one is written at once from the caller's bytes.
  *  (5) So are branch and leaf pages: a page the transaction writes lives in
  *      a private copy (its value in the dirty set) until commit writes it
  *      with pwritev (kv_page_write_private) or a large transaction spills
@@ -305,7 +309,7 @@ int kv_overflow_get(kvmap_txn *t, uint64_t pgno, uint32_t vsize, const uint8_t *
     uint64_t n = kv_overflow_pages(db->psize, vsize);
     if (pgno < KV_FIRST_PGNO || pgno >= t->m.hwm || n > t->m.hwm - pgno)
         return KV_CORRUPT();
-    uint8_t *p = db->map + pgno * db->psize;
+    uint8_t *p = kv_page_at(t, pgno); /* a run of this transaction: its private copy */
     /* a long value is read whole by whoever asked: one request for all of
      * it, not a fault per page (the map has no read-around); shorter ones
      * are not worth the system call when warm */
@@ -500,15 +504,30 @@ static void pool_put(kvmap *db, uint8_t *buf)
         free(buf);
 }
 
+/* Pages a private buffer holds: a gathered run's, or one. */
+static uint32_t private_len(const uint8_t *buf)
+{
+    return kv_pg_type(buf) == KV_OVERFLOW ? kv_pg_count(buf) : 1;
+}
+
+/* Give a private buffer back: a page's to the pool, a run's to the system. */
+static void release_private(kvmap_txn *t, uint8_t *buf)
+{
+    t->private_pages -= private_len(buf);
+    if (kv_pg_type(buf) == KV_OVERFLOW)
+        free(buf);
+    else
+        pool_put(t->db, buf);
+}
+
 /* The private copy of dirty page pgno leaves it (freed, or written out). */
 static void drop_private(kvmap_txn *t, uint64_t pgno)
 {
     uint8_t **v = kv_pgset_val(&t->dirty, pgno);
     if (!v || !*v)
         return;
-    pool_put(t->db, *v);
+    release_private(t, *v);
     *v = NULL;
-    t->private_pages--;
 }
 
 int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
@@ -529,33 +548,49 @@ int kv_page_alloc(kvmap_txn *t, uint32_t npages, uint64_t *pgno, uint8_t **p)
     return 0;
 }
 
-/* Write the private copies in pgno order, contiguous ones in one pwritev,
- * and drop them (the pages are then the map's). */
+/* The dirty pages with a private copy, in pgno order (a gathered run's first
+ * page stands for the run): *n of them in a new array. */
+static int private_list(kvmap_txn *t, uint64_t **out, size_t *n)
+{
+    uint64_t *list = malloc(t->private_pages * sizeof *list);
+    if (!list)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < t->dirty.cap; i++)
+        if (t->dirty.slot[i] >= KV_FIRST_PGNO && t->dirty.val[i])
+            list[k++] = t->dirty.slot[i];
+    qsort(list, k, sizeof *list, cmp_u64);
+    *out = list;
+    *n = k;
+    return 0;
+}
+
+/* Write the private copies in pgno order, contiguous ones (pages and
+ * gathered runs alike) in one pwritev, and drop them (the pages are then
+ * the map's). */
 int kv_page_write_private(kvmap_txn *t)
 {
     if (!t->private_pages)
         return 0;
     kvmap *db = t->db;
-    uint64_t *list = malloc(t->private_pages * sizeof *list);
-    if (!list)
-        return -ENOMEM;
-    size_t n = 0;
-    for (size_t i = 0; i < t->dirty.cap; i++)
-        if (t->dirty.slot[i] >= KV_FIRST_PGNO && t->dirty.val[i])
-            list[n++] = t->dirty.slot[i];
-    kv_assert(n == t->private_pages);
-    qsort(list, n, sizeof *list, cmp_u64);
+    uint64_t *list;
+    size_t n;
+    int r = private_list(t, &list, &n);
+    if (r < 0)
+        return r;
     enum { MAX_IOV = 256 };
     struct iovec iov[MAX_IOV];
-    int r = 0;
     for (size_t i = 0; i < n && r == 0;) {
-        size_t k = 0;
-        uint64_t first = list[i];
-        while (i < n && k < MAX_IOV && list[i] == first + k) {
-            iov[k++] = (struct iovec){*kv_pgset_val(&t->dirty, list[i]), db->psize};
+        int k = 0;
+        uint64_t first = list[i], next = first;
+        while (i < n && k < MAX_IOV && list[i] == next) {
+            uint8_t *buf = *kv_pgset_val(&t->dirty, list[i]);
+            uint32_t len = private_len(buf);
+            iov[k++] = (struct iovec){buf, (size_t)len * db->psize};
+            next += len;
             i++;
         }
-        r = kv_os_pwritev(db->fd, iov, (int)k, first * db->psize);
+        r = kv_os_pwritev(db->fd, iov, k, first * db->psize);
     }
     for (size_t i = 0; r == 0 && i < n; i++)
         drop_private(t, list[i]);
@@ -597,9 +632,8 @@ void kv_page_private_free(kvmap_txn *t)
 {
     for (size_t i = 0; t->private_pages && i < t->dirty.cap; i++)
         if (t->dirty.slot[i] >= KV_FIRST_PGNO && t->dirty.val[i]) {
-            pool_put(t->db, t->dirty.val[i]);
+            release_private(t, t->dirty.val[i]);
             t->dirty.val[i] = NULL;
-            t->private_pages--;
         }
 }
 
@@ -608,6 +642,34 @@ void kv_page_pool_free(kvmap *db)
     for (size_t i = 0; i < db->page_pool.n; i++)
         free((void *)(uintptr_t)db->page_pool.v[i]);
     kv_pgvec_free(&db->page_pool);
+}
+
+/* Runs this long or shorter wait in a private buffer for the commit's
+ * pwritev (invariant 4). */
+#define KV_RUN_GATHER (64u << 10)
+
+/* kv_run_write's private copy of a short run at pgno: header, value, zeros
+ * to the end of its last page, and its checksum set (it is sealed). */
+static int gather_run(kvmap_txn *t, uint32_t npages, uint8_t *hdr, const uint8_t *val,
+                      size_t vsize, uint64_t pgno)
+{
+    size_t len = (size_t)npages * t->db->psize;
+    uint8_t *buf = malloc(len);
+    int r = buf ? 0 : -ENOMEM;
+    if (r == 0) {
+        memcpy(buf, hdr, KV_PAGE_HDR);
+        memcpy(buf + KV_PAGE_HDR, val, vsize);
+        memset(buf + KV_PAGE_HDR + vsize, 0, len - KV_PAGE_HDR - vsize);
+        kv_put64(buf + KV_PG_CHECKSUM, kv_page_checksum(buf, len));
+        r = kv_pgset_put(&t->dirty, pgno, buf);
+    }
+    if (r < 0) { /* the pages are this transaction's: reusable at once */
+        free(buf);
+        kv_page_free(t, pgno, npages);
+        return r;
+    }
+    t->private_pages += npages;
+    return 0;
 }
 
 int kv_run_write(kvmap_txn *t, uint32_t npages, uint8_t *hdr, const uint8_t *val,
@@ -626,6 +688,8 @@ int kv_run_write(kvmap_txn *t, uint32_t npages, uint8_t *hdr, const uint8_t *val
     }
     kv_put64(hdr + KV_PG_PGNO, *pgno);
     size_t zeros = len - KV_PAGE_HDR - vsize;
+    if (len <= KV_RUN_GATHER) /* invariant 4: written with the commit's pages */
+        return gather_run(t, npages, hdr, val, vsize, *pgno);
     kv_put64(hdr + KV_PG_CHECKSUM, kv_run_checksum(hdr, val, vsize, zeros));
     static const uint8_t zero[KV_MAX_PAGE];
     struct iovec iov[3] = {{hdr, KV_PAGE_HDR}, {(void *)val, vsize}, {(void *)zero, zeros}};
