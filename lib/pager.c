@@ -773,9 +773,15 @@ static void copy_node(uint8_t *dst, const uint8_t *src, uint32_t psize)
  * parent's pointer when *pgno changes. */
 int kv_page_touch(kvmap_txn *t, uint64_t *pgno, uint8_t **p)
 {
-    kv_assert(!t->rdonly && *p == kv_page_at(t, *pgno));
-    if (kv_pgset_has(&t->dirty, *pgno))
+    kv_assert(!t->rdonly);
+    if (kv_pgset_has(&t->dirty, *pgno)) {
+        /* dirty, but not the copy the caller read: the page was handed out
+         * as free after the caller read it (a free tree that lists a page
+         * of the snapshot's tree, in a damaged file) */
+        if (KV_UNLIKELY(*p != kv_page_at(t, *pgno)))
+            return KV_CORRUPT();
         return 0;
+    }
     uint64_t npg;
     uint8_t *np;
     int r = kv_page_alloc(t, 1, &npg, &np);

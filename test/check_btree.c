@@ -1455,6 +1455,37 @@ static void fix_checksum(uint8_t *p, unsigned ps)
     kv_put64(p + KV_PG_CHECKSUM, kv_page_checksum(p, ps));
 }
 
+/* A page handed out as free while a path holds it (a free tree that lists
+ * a page of the key-value tree, in a damaged file; found by libFuzzer): the
+ * copy-on-write of that page must fail with KVMAP_CORRUPTED, not find the
+ * page replaced under it (an assertion once). */
+START_TEST(test_touch_after_handed_out)
+{
+    kvmap *db = db_open("handed.db", 4096);
+    uint8_t k[16];
+    kvmap_txn *t = tu_wbegin(db);
+    for (uint64_t i = 0; i < 2000; i++) {
+        seq_key(k, i);
+        put_gen(t, k, 16, 100, i, 0, KVMAP_APPEND);
+    }
+    ck_assert_kv_ok(kvmap_commit(t));
+    t = tu_wbegin(db);
+    ck_assert_uint_eq(t->m.main.depth, 2);
+    uint64_t leaf = cell_of(t, page_of(t, t->m.main.root), 1).child;
+    uint8_t *lp = (uint8_t *)page_of(t, leaf);
+    ck_assert(!kv_page_dirty(t, leaf));
+    ck_assert_kv_ok(kv_pgvec_insert_desc(&t->reclaim, leaf)); /* "free" */
+    uint64_t got;
+    uint8_t *np;
+    ck_assert_kv_ok(kv_page_new(t, KV_LEAF, KV_TREE_MAIN, &got, &np));
+    ck_assert_uint_eq(got, leaf); /* the lowest reclaimable page */
+    ck_assert_kv_rc(kv_page_touch(t, &leaf, &lp), KVMAP_CORRUPTED);
+    kvmap_abort(t);
+    tu_check_db(db); /* nothing of it reached the file */
+    kvmap_close(db);
+}
+END_TEST
+
 START_TEST(test_check_damage)
 {
     const unsigned ps = 512;
@@ -1659,6 +1690,7 @@ static Suite *btree_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_check_damage, 0, DMG_COUNT);
+    tcase_add_test(tc, test_touch_after_handed_out);
     tcase_add_test(tc, test_check_meta_counts);
     suite_add_tcase(s, tc);
     return s;
