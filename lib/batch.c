@@ -10,8 +10,11 @@
  * and the group run again without it: fn may run more than once.
  *
  * The queue is under bmutex; a call's result and its `done` flag are set
- * under it too, so that a caller waiting on bcond reads them after the
- * leader wrote them.
+ * under it too, so that a caller waiting on its own condition variable
+ * reads them after the leader wrote them.  Each call waits on its own: the
+ * leader wakes the callers of its group and hands the lead to the first
+ * call queued meanwhile, and no one else (a broadcast would wake every
+ * queued caller to find it is not its turn, a context switch each).
  */
 #include <stdlib.h>
 
@@ -24,6 +27,8 @@ typedef struct kv_bcall {
     int rc;                /* its result, valid once done */
     bool done;             /* under bmutex */
     bool out;              /* leader-private: taken out of this group (fn failed) */
+    bool lead;             /* under bmutex: this caller is to run the next group */
+    pthread_cond_t cv;     /* its caller waits here for done or lead */
     struct kv_bcall *next; /* the queue, then the group */
 } kv_bcall;
 
@@ -65,6 +70,31 @@ static void run_group(kvmap *db, kv_bcall *group)
     }
 }
 
+/* With bmutex held, as the leader: run every call queued so far (the
+ * leader's own first) as a group, wake their callers, and hand the lead to
+ * the first call queued meanwhile (or give it up).  Returns with bmutex
+ * held. */
+static void lead_group(kvmap *db)
+{
+    kv_bcall *group = db->bqueue;
+    db->bqueue = NULL;
+    db->btail = &db->bqueue;
+    pthread_mutex_unlock(&db->bmutex);
+    run_group(db, group);
+    pthread_mutex_lock(&db->bmutex);
+    for (kv_bcall *c = group, *next; c; c = next) {
+        next = c->next; /* c may be gone once done is seen (after the unlock) */
+        c->done = true;
+        pthread_cond_signal(&c->cv);
+    }
+    if (db->bqueue) {
+        db->bqueue->lead = true;
+        pthread_cond_signal(&db->bqueue->cv);
+    } else {
+        db->bleader = false;
+    }
+}
+
 int kvmap_batch(kvmap *db, kvmap_batch_fn *fn, void *ctx)
 {
     if (!db || !fn)
@@ -72,30 +102,18 @@ int kvmap_batch(kvmap *db, kvmap_batch_fn *fn, void *ctx)
     KV_CHECK_FORK(db);
     if ((db->flags & KVMAP_RDONLY) || kv_writer_held_here(db))
         return KVMAP_BAD_TXN;
-    kv_bcall me = {fn, ctx, 0, false, false, NULL};
+    kv_bcall me = {.fn = fn, .ctx = ctx, .cv = PTHREAD_COND_INITIALIZER};
     pthread_mutex_lock(&db->bmutex);
     *db->btail = &me;
     db->btail = &me.next;
-    while (!me.done) {
-        if (db->bleader) {
-            pthread_cond_wait(&db->bcond, &db->bmutex);
-            continue;
-        }
-        db->bleader = true; /* take every call queued so far */
-        kv_bcall *group = db->bqueue;
-        db->bqueue = NULL;
-        db->btail = &db->bqueue;
-        pthread_mutex_unlock(&db->bmutex);
-        run_group(db, group);
-        pthread_mutex_lock(&db->bmutex);
-        for (kv_bcall *c = group, *next; c; c = next) {
-            next = c->next; /* c may be gone once done is seen */
-            c->done = true;
-        }
-        db->bleader = false;
-        pthread_cond_broadcast(&db->bcond);
-    }
+    if (!db->bleader)
+        db->bleader = me.lead = true;
+    while (!me.done && !me.lead)
+        pthread_cond_wait(&me.cv, &db->bmutex);
+    if (!me.done)
+        lead_group(db); /* me is the queue's first: done after it */
     pthread_mutex_unlock(&db->bmutex);
+    pthread_cond_destroy(&me.cv);
     return me.rc;
 }
 

@@ -229,7 +229,6 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
     pthread_mutex_init(&db->wmutex, NULL);
     pthread_cond_init(&db->wcond, NULL);
     pthread_mutex_init(&db->bmutex, NULL);
-    pthread_cond_init(&db->bcond, NULL);
     db->btail = &db->bqueue;
     pthread_mutex_init(&db->dmutex, NULL);
     db->ndbi = 1; /* handle 0 is the main database */
@@ -238,7 +237,6 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
         pthread_mutex_destroy(&db->wmutex);
         pthread_cond_destroy(&db->wcond);
         pthread_mutex_destroy(&db->bmutex);
-        pthread_cond_destroy(&db->bcond);
         pthread_mutex_destroy(&db->dmutex);
         free(db);
         return r;
@@ -287,7 +285,6 @@ void kvmap_close(kvmap *db)
     pthread_mutex_destroy(&db->wmutex);
     pthread_cond_destroy(&db->wcond);
     pthread_mutex_destroy(&db->bmutex);
-    pthread_cond_destroy(&db->bcond);
     kv_dbi_fini(db);
     kv_shrink_fini(db);
     pthread_mutex_destroy(&db->dmutex);

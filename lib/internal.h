@@ -236,7 +236,6 @@ struct kvmap {
     uint8_t *wbuf;          /* the writer's working buffers (see kvmap_txn) */
     /* kvmap_batch's queue (batch.c) */
     pthread_mutex_t bmutex;
-    pthread_cond_t bcond;
     struct kv_bcall *bqueue, **btail;
     bool bleader;           /* a caller is running a group */
     /* named-database handles (dbi.c); 0 is the main database */
