@@ -6,6 +6,9 @@
  */
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
+#ifdef KV_XXH3_DISPATCH
+#include <xxh_x86dispatch.h> /* XXH3_64bits* become their SIMD dispatch (configure.ac) */
+#endif
 
 #include "internal.h"
 
