@@ -549,7 +549,28 @@ has err 'rescued 2500 entries'
 same out torn.dump
 run 0 stat --json bad.kvmap
 has out '{"page": 1, "txn_id": 7, "valid": false, "current": false, "problem": "some pages of the commit did not reach the disk'
+# the raw-file commands and the writing ones warn too
+torn_warn='warning: the newest commit (txn 7) is damaged or incomplete; reading txn 6: some pages of the commit did not reach the disk'
+run 0 pages bad.kvmap
+has err "$torn_warn"
+run 0 page bad.kvmap 2
+has err "$torn_warn"
 same bad.kvmap bad.before
+cp bad.kvmap torn-put.kvmap
+run 0 put torn-put.kvmap knew vnew
+has err "$torn_warn"
+run 0 get torn-put.kvmap knew
+is out vnew
+hasnt err 'warning'
+run 0 put tiny.kvmap kload vload
+run 0 dump tiny.kvmap
+cp out tiny.dump
+cp bad.kvmap torn-load.kvmap
+runin 0 tiny.dump load torn-load.kvmap
+has err "$torn_warn"
+run 0 get torn-load.kvmap kload
+is out vload
+rm -f torn-put.kvmap* torn-load.kvmap* tiny.kvmap* tiny.dump
 
 corrupt overflow-byte
 p=$(cat pages)

@@ -124,6 +124,12 @@ bool cli_parse_size(const char *s, uint64_t *out);
  * writing (created when create is set); on failure print the error and
  * return its status. */
 int cli_open(const char *path, bool write, bool create, kvmap **db);
+/* The same with the caller's options (o->flags KVMAP_RDONLY: for reading).
+ * Either warns on stderr when the newest commit was rolled back at open. */
+int cli_open_with(const char *path, const kvmap_options *o, kvmap **db);
+/* The same warning for a raw file whose newest commit kvmap_open would roll
+ * back (fi from kvmap_file_info_get). */
+void cli_warn_file_rollback(const char *path, const kvmap_file_info *fi);
 /* "key too long: N bytes, the limit is L (page size P)" into buf, for a
  * KVMAP_KEY_SIZE error on db (a read transaction tells the page size). */
 void cli_key_limit(kvmap *db, size_t size, char *buf, size_t n);

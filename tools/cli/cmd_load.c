@@ -335,10 +335,10 @@ static int load(loader *l, const char *path, uint64_t batch, unsigned flags)
     kvmap_options o = {.flags = KVMAP_CREATE, .page_size = l->page_size,
                        .max_size = cli_max_size};
     load_state s = {.path = path, .batch = batch, .flags = flags};
-    int e = kvmap_open(path, &o, &s.db);
-    if (e < 0)
-        return cli_fail(path, e);
-    e = kvmap_begin(s.db, 0, &s.txn);
+    st = cli_open_with(path, &o, &s.db);
+    if (st != EX_OK)
+        return st;
+    int e = kvmap_begin(s.db, 0, &s.txn);
     if (e < 0) {
         kvmap_close(s.db);
         return cli_fail(path, e);

@@ -49,6 +49,8 @@ static int open_file(const char *path, kvmap_file **f, kvmap_file_info *fi)
     int e = kvmap_file_open(path, f);
     if (e == 0)
         e = kvmap_file_info_get(*f, fi);
+    if (e == 0)
+        cli_warn_file_rollback(path, fi);
     return e;
 }
 

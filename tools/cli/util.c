@@ -289,16 +289,40 @@ bool cli_exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
-/* Every command that opens the database says when it stands on a rolled-back
- * newest commit. */
-static void warn_rollback(const char *path, kvmap *db)
+/* Every command that opens the database, or reads its file, says when it
+ * stands on a rolled-back newest commit. */
+static void warn_rollback(const char *path, uint64_t txnid, uint64_t current,
+                          const char *problem)
 {
-    kvmap_rollback rb;
-    if (kvmap_rollback_get(db, &rb) == 0 && rb.reason)
-        fprintf(stderr, "%s: %s: warning: the newest commit (txn %llu) is damaged or"
-                " incomplete; reading txn %llu: %s (see '%s check')\n", prog, path,
-                (unsigned long long)rb.txnid, (unsigned long long)rb.current_txnid,
-                rb.problem, prog);
+    fprintf(stderr, "%s: %s: warning: the newest commit (txn %llu) is damaged or"
+            " incomplete; reading txn %llu: %s (see '%s check')\n", prog, path,
+            (unsigned long long)txnid, (unsigned long long)current,
+            problem ? problem : "?", prog);
+}
+
+void cli_warn_file_rollback(const char *path, const kvmap_file_info *fi)
+{
+    if (fi->rollback_reason && fi->meta_slot >= 0)
+        warn_rollback(path, fi->rollback_txnid, fi->txnid, fi->rollback_problem);
+}
+
+int cli_open_with(const char *path, const kvmap_options *o, kvmap **db)
+{
+    int r = kvmap_open(path, o, db);
+    if (r == 0) {
+        kvmap_rollback rb;
+        if (kvmap_rollback_get(*db, &rb) == 0 && rb.reason)
+            warn_rollback(path, rb.txnid, rb.current_txnid, rb.problem);
+        return EX_OK;
+    }
+    if (r == KVMAP_INVALID && !cli_exists(path))
+        r = -ENOENT;
+    bool write = !(o->flags & KVMAP_RDONLY);
+    if (r == -EACCES && access(path, write ? R_OK | W_OK : R_OK) == 0)
+        return cli_failf(EX_ERROR, path, "cannot open its lock file %s-lock for writing: %s"
+                         " (a reader needs it too, so that no writer reuses the pages it"
+                         " reads)", path, kvmap_strerror(r));
+    return cli_fail(path, r);
 }
 
 int cli_open(const char *path, bool write, bool create, kvmap **db)
@@ -307,18 +331,7 @@ int cli_open(const char *path, bool write, bool create, kvmap **db)
      * is an error, never a wrong value printed */
     kvmap_options o = {.flags = write ? (create ? KVMAP_CREATE : 0) : KVMAP_RDONLY | KVMAP_VERIFY,
                        .max_size = cli_max_size};
-    int r = kvmap_open(path, &o, db);
-    if (r == 0) {
-        warn_rollback(path, *db);
-        return EX_OK;
-    }
-    if (r == KVMAP_INVALID && !cli_exists(path))
-        r = -ENOENT;
-    if (r == -EACCES && access(path, write ? R_OK | W_OK : R_OK) == 0)
-        return cli_failf(EX_ERROR, path, "cannot open its lock file %s-lock for writing: %s"
-                         " (a reader needs it too, so that no writer reuses the pages it"
-                         " reads)", path, kvmap_strerror(r));
-    return cli_fail(path, r);
+    return cli_open_with(path, &o, db);
 }
 
 void cli_key_limit(kvmap *db, size_t size, char *buf, size_t n)
