@@ -350,8 +350,9 @@ KVMAP_API int kvmap_stat_get(kvmap_txn *txn, kvmap_stat *st);
  * it is a page-for-page copy.
  * Safe while other transactions run.  The copy is flushed and closed before
  * returning: no lock file (path-lock) is left beside it.  On any error no
- * file is left at path.
- * Errors: -EEXIST, KVMAP_BAD_ARG, KVMAP_READERS_FULL, KVMAP_FORKED,
+ * file is left at path.  A path that a process has open as a database
+ * (kvmap_in_use), even one whose file was deleted under it, is -EBUSY.
+ * Errors: -EEXIST, -EBUSY, KVMAP_BAD_ARG, KVMAP_READERS_FULL, KVMAP_FORKED,
  * KVMAP_CORRUPTED (the snapshot read wrong while compacting), -ENOSPC, -EIO,
  * other -errno.
  */

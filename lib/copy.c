@@ -165,8 +165,14 @@ int kvmap_copy(kvmap *db, const char *path, unsigned flags)
     if (!db || !path || (flags & ~KVMAP_COPY_COMPACT))
         return KVMAP_BAD_ARG;
     KV_CHECK_FORK(db);
+    /* a process holding path-lock has a database at path open, though its
+     * file may be gone (deleted under it): a copy made there would join
+     * that lock file, and the compact copy's clean-up would remove it */
+    int r = kvmap_in_use(path);
+    if (r != 0)
+        return r > 0 ? -EBUSY : r;
     int fd = -1;
-    int r = create_excl(path, &fd);
+    r = create_excl(path, &fd);
     if (r < 0)
         return r;
     kvmap_txn *t;

@@ -1710,6 +1710,27 @@ START_TEST(test_copy)
     ck_assert_kv_rc(kvmap_copy(db, exist, KVMAP_COPY_COMPACT), -EEXIST);
     ck_assert_kv_rc(kvmap_copy(db, plain, 0), -EEXIST);
     ck_assert_int_eq(tu_file_equals_buf(exist, "precious", 8), 1);
+    /* A database deleted while a handle has it open: its lock file is in
+     * use, so no copy goes to its path (a compact copy would have removed
+     * that lock file under the handle); the handle goes on. */
+    char *gone = dbpath("gone"), *gone_lock = dbpath("gone-lock");
+    kvmap *g;
+    ck_assert_kv_ok(tu_open(gone, KVMAP_CREATE, 0, &g));
+    ck_assert_int_eq(kvmap_in_use(gone), 1);
+    ck_assert_int_eq(unlink(gone), 0);
+    ck_assert_int_eq(kvmap_in_use(gone), 1);
+    ck_assert_kv_rc(kvmap_copy(db, gone, 0), -EBUSY);
+    ck_assert_kv_rc(kvmap_copy(db, gone, KVMAP_COPY_COMPACT), -EBUSY);
+    ck_assert_int_lt(tu_file_size(gone), 0);
+    ck_assert_int_ge(tu_file_size(gone_lock), 0);
+    t = tu_wbegin(g);
+    put_s(t, "still", "here");
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(g);
+    ck_assert_int_eq(kvmap_in_use(gone), 0);
+    ck_assert_kv_ok(kvmap_copy(db, gone, 0));
+    free(gone);
+    free(gone_lock);
     kvmap_close(db);
 
     /* a copy is closed when kvmap_copy returns: no lock file beside it */
