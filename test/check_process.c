@@ -1,14 +1,18 @@
 /*
  * check_process.c - DESIGN 9: handles across fork(), a reader that cannot
- * use the lock file, a thread that begins a second write transaction.
+ * use the lock file, a thread that begins a second write transaction; the
+ * strict mode (KVMAP_STRICT) that aborts a process on a damaged file.
  *
  * Every wait is guarded by an alarm in the child doing it, so that a
  * regression (a wedged file) fails the test instead of hanging it.
  */
+#define _GNU_SOURCE /* memmem */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,10 +244,6 @@ static int read_as_nobody(const char *path)
 
 START_TEST(test_reader_without_lock_access)
 {
-    if (geteuid() != 0) {
-        fprintf(stderr, "test_reader_without_lock_access: needs root to switch uid\n");
-        return;
-    }
     char *dir, *p = make_db(&dir);
     ck_assert_int_eq(chmod(dir, 0755), 0);
     ck_assert_int_eq(chmod(p, 0644), 0);
@@ -255,6 +255,109 @@ START_TEST(test_reader_without_lock_access)
     kvmap_close(db);
     ck_assert_msg(rc == 0, "reader as another user: status %d", rc);
     free(lp);
+    tu_rmtree(dir);
+    free(p);
+    free(dir);
+}
+END_TEST
+
+/* Whether a child of this process can become uid 65534 (root can; the
+ * suite runs as root on CI): the reader test is registered only then. */
+static bool can_switch_uid(void)
+{
+    if (geteuid() != 0)
+        return false;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(setgid(65534) == 0 && setuid(65534) == 0 ? 0 : 1);
+    int st;
+    return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* KVMAP_STRICT=1 (bbolt's StrictMode): the checker runs after every
+ * commit, and a problem aborts the process with its report on stderr.  A
+ * value byte of a leaf that the commit does not touch is damaged first:
+ * the commit itself succeeds, the check after it finds the page. */
+#define STRICT_MARK "strict-mode-marker-value"
+
+static int strict_put(const char *path)
+{
+    kvmap *db;
+    if (tu_open(path, 0, 0, &db) != 0)
+        return 3;
+    kvmap_txn *t;
+    if (kvmap_begin(db, 0, &t) != 0 || kvmap_put(t, tu_str("zzz"), tu_str("v"), 0) != 0)
+        return 4;
+    int rc = kvmap_commit(t);
+    kvmap_close(db);
+    return rc == 0 ? 0 : 5;
+}
+
+static int strict_put_unchecked(const char *path)
+{
+    unsetenv("KVMAP_STRICT"); /* (CI runs this suite in strict mode too) */
+    return strict_put(path);
+}
+
+static int strict_put_checked(const char *path)
+{
+    setenv("KVMAP_STRICT", "1", 1);
+    return strict_put(path);
+}
+
+START_TEST(test_strict_mode_aborts)
+{
+    char *dir = tu_mkdtemp(), *p = tu_path(dir, "db");
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(p, KVMAP_CREATE, 0, &db));
+    kvmap_txn *t = tu_wbegin(db);
+    char k[16], v[128];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(k, sizeof k, "a%04d", i);
+        snprintf(v, sizeof v, "%s-%04d-%080d", i == 0 ? STRICT_MARK : "value", i, 0);
+        ck_assert_kv_ok(kvmap_put(t, tu_str(k), tu_str(v), 0));
+    }
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+    /* sound: strict mode checks and passes */
+    ck_assert_int_eq(in_child(p, strict_put_checked), 0);
+    size_t len;
+    uint8_t *f = tu_read_file(p, &len);
+    ck_assert_ptr_nonnull(f);
+    uint8_t *at = memmem(f, len, STRICT_MARK, strlen(STRICT_MARK));
+    ck_assert_ptr_nonnull(at);
+    at[3] ^= 0x20;
+    ck_assert_int_eq(tu_write_file(p, f, len), 0);
+    free(f);
+    char *copy = tu_path(dir, "copy");
+    f = tu_read_file(p, &len);
+    ck_assert_int_eq(tu_write_file(copy, f, len), 0);
+    free(f);
+    /* damaged: without strict mode the commit goes through unnoticed ... */
+    ck_assert_int_eq(in_child(copy, strict_put_unchecked), 0);
+    /* ... with it, the check after the commit aborts, naming the problem */
+    char *errpath = tu_path(dir, "stderr");
+    pid_t pid = tu_fork();
+    if (pid == 0) {
+        guard(10);
+        int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 2) < 0)
+            _exit(9);
+        _exit(strict_put_checked(p));
+    }
+    int st;
+    tu_waitpid(pid, &st);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT,
+                  "strict mode on a damaged file: status %#x, not SIGABRT", st);
+    char *err = tu_read_file(errpath, &len);
+    ck_assert_ptr_nonnull(err);
+    err = realloc(err, len + 1);
+    err[len] = 0;
+    ck_assert_msg(strstr(err, "kvmap strict mode: page ") && strstr(err, "checksum"),
+                  "strict mode's report: %s", err);
+    free(err);
+    free(errpath);
+    free(copy);
     tu_rmtree(dir);
     free(p);
     free(dir);
@@ -298,8 +401,13 @@ static Suite *process_suite(void)
     tcase_add_test(tc, test_fork_children_use_handle);
     suite_add_tcase(s, tc);
     tc = tcase_create("misuse");
-    tcase_add_test(tc, test_reader_without_lock_access);
+    if (can_switch_uid())
+        tcase_add_test(tc, test_reader_without_lock_access);
+    else
+        fprintf(stderr, "check_process: test_reader_without_lock_access not run: this process"
+                " cannot switch to another uid (it needs root)\n");
     tcase_add_test(tc, test_nested_writer);
+    tcase_add_test(tc, test_strict_mode_aborts);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -910,6 +910,8 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
     setpriv --reuid=65534 --regid=65534 --clear-groups "$CLI" get shared/db.kvmap k >out 2>err
     [ $? = 3 ] || fail "$last: status $?"
     has err 'cannot open its lock file shared/db.kvmap-lock for writing: Permission denied'
+else
+    echo "cli.sh: not run: get as another user (needs root and setpriv)"
 fi
 
 # compacting onto the source itself, or onto a database a process has open,
