@@ -1,6 +1,9 @@
 /*
  * format.h - THE reference for kvmap's file format.  A change to any byte
- * described here changes KVMAP_FORMAT_VERSION and this comment.
+ * described here changes KVMAP_FORMAT_VERSION and this comment, and adds a
+ * fixture of the version it replaces to test/fixtures (vN-512.hex, made by a
+ * make-vN.c there; test/check_format.c reads each at literal offsets and
+ * opens it).
  *
  * All integers are little-endian.  Offsets are in bytes.  P is the page size
  * (a power of two, 512..65536), chosen at creation and recorded in the meta.

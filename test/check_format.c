@@ -307,6 +307,97 @@ START_TEST(test_v2_opens_and_gains_a_catalog)
 }
 END_TEST
 
+/* Format 3 as kept in v3-512.hex (literal offsets on purpose): meta 1 (txn
+ * 3) roots the catalog at 160 (root, depth, count) and holds the main
+ * sequence at 216; the commit list follows the meta (count at 212); the
+ * catalog leaf's record for "names" (64 bytes: root, depth, entries, branch,
+ * leaf and overflow pages, sequence, reserved) roots a leaf of tree 3.  The
+ * file opens, reads, checks and takes a commit. */
+START_TEST(test_v3_literal_offsets_and_opens)
+{
+    size_t n;
+    uint8_t *f = load_hex("v3-512.hex", &n);
+    ck_assert_uint_eq(n, 5120);
+    const uint8_t *m = f + 512;
+    ck_assert_mem_eq(m + 8, "KVMAPDB\0", 8);
+    ck_assert_uint_eq(kv_get32(m + 16), 3);   /* version */
+    ck_assert_uint_eq(kv_get32(m + 20), 512); /* page size */
+    ck_assert_uint_eq(kv_get64(m + 24), 3);   /* txnid */
+    ck_assert_uint_eq(kv_get64(m + 32), 10);  /* hwm */
+    ck_assert_uint_eq(kv_get64(m + 40), 4);   /* commit pages */
+    ck_assert_uint_eq(kv_get64(m + 56), 1);   /* free pages */
+    ck_assert_uint_eq(kv_get64(m + 64), 6);   /* main root */
+    ck_assert_uint_eq(kv_get64(m + 80), 4);   /* main entries */
+    ck_assert_uint_eq(kv_get64(m + 112), 9);  /* free-tree root */
+    ck_assert_uint_eq(kv_get64(m + 160), 7);  /* catalog root */
+    ck_assert_uint_eq(kv_get64(m + 168), 1);  /* catalog depth */
+    ck_assert_uint_eq(kv_get64(m + 176), 1);  /* named databases */
+    ck_assert_uint_eq(kv_get32(m + 208), 0);  /* flags */
+    ck_assert_uint_eq(kv_get32(m + 212), 4);  /* commit list: 4 pages */
+    ck_assert_uint_eq(kv_get64(m + 216), 7);  /* main sequence */
+    ck_assert_uint_eq(kv_get64(m), kv_page_checksum(m, 256));
+    for (unsigned i = 0; i < 4; i++) /* the list after the meta, in page order */
+        ck_assert_uint_eq(kv_get64(m + 256 + 8 * i), 6 + i);
+    const uint8_t *cl = f + 7 * 512;
+    ck_assert_uint_eq(kv_get16(cl + 24), 2);  /* leaf */
+    ck_assert_uint_eq(kv_get16(cl + 26), 2);  /* of the catalog */
+    ck_assert_uint_eq(kv_get64(cl), kv_page_checksum(cl, 512));
+    const uint8_t *cell = cl + kv_get16(cl + 40), *rec = cell + 13;
+    ck_assert_uint_eq(kv_get32(cell), 64);
+    ck_assert_uint_eq(kv_get16(cell + 4), 5);
+    ck_assert_mem_eq(cell + 8, "names", 5);
+    ck_assert_uint_eq(kv_get64(rec), 8);      /* root */
+    ck_assert_uint_eq(kv_get64(rec + 8), 1);  /* depth */
+    ck_assert_uint_eq(kv_get64(rec + 16), 2); /* entries */
+    ck_assert_uint_eq(kv_get64(rec + 32), 1); /* leaf pages */
+    ck_assert_uint_eq(kv_get64(rec + 48), 5); /* sequence */
+    const uint8_t *nl = f + 8 * 512;
+    ck_assert_uint_eq(kv_get16(nl + 26), 3);  /* a named database's page */
+    ck_assert_uint_eq(kv_get32(nl + 28), 2);
+    ck_assert_mem_eq(nl + kv_get16(nl + 40) + 8, "knamed value", 12);
+    ck_assert_mem_eq(nl + kv_get16(nl + 42) + 8, "lsecond named", 13);
+    char *path = write_fixture("v3.kvmap", f, n);
+    free(f);
+
+    kvmap *db;
+    ck_assert_kv_ok(tu_open(path, KVMAP_VERIFY, 0, &db));
+    kvmap_rollback rb;
+    ck_assert_kv_ok(kvmap_rollback_get(db, &rb));
+    ck_assert_int_eq(rb.reason, 0);
+    kvmap_txn *t = tu_rbegin(db);
+    expect_v1_data(t);
+    kvmap_dbi d;
+    ck_assert_kv_ok(kvmap_dbi_open(t, "names", 0, &d));
+    expect_get_dbi(t, d, "k", "named value", 11);
+    expect_get_dbi(t, d, "l", "second named", 12);
+    uint64_t seq;
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, d, 0, &seq));
+    ck_assert_uint_eq(seq, 5);
+    ck_assert_kv_ok(kvmap_dbi_sequence(t, KVMAP_MAIN_DBI, 0, &seq));
+    ck_assert_uint_eq(seq, 7);
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    kvmap_abort(t);
+    t = tu_wbegin(db);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "names", 0, &d));
+    ck_assert_kv_ok(kvmap_dbi_put(t, d, tu_str("m"), tu_str("third named"), 0));
+    ck_assert_kv_ok(kvmap_commit(t));
+    kvmap_close(db);
+    ck_assert_kv_ok(tu_open(path, KVMAP_VERIFY | KVMAP_RDONLY, 0, &db));
+    t = tu_rbegin(db);
+    expect_v1_data(t);
+    ck_assert_kv_ok(kvmap_dbi_open(t, "names", 0, &d));
+    expect_get_dbi(t, d, "m", "third named", 11);
+    ck_assert_kv_ok(kvmap_check(t, NULL, NULL));
+    kvmap_abort(t);
+    kvmap_close(db);
+    kvmap_file *kf;
+    ck_assert_kv_ok(kvmap_file_open(path, &kf));
+    ck_assert_kv_ok(kvmap_file_check(kf, -1, NULL, NULL, NULL));
+    kvmap_file_close(kf);
+    free(path);
+}
+END_TEST
+
 /* A format 1 file whose newest commit is torn (its leaf never written):
  * the walk finds it incomplete, and opening rolls back to txn 2. */
 START_TEST(test_v1_torn_commit_rolls_back)
@@ -408,6 +499,7 @@ static Suite *format_suite(void)
     tcase_add_test(tc, test_v1_torn_commit_rolls_back);
     tcase_add_test(tc, test_v2_commit_list_and_synced);
     tcase_add_test(tc, test_v2_opens_and_gains_a_catalog);
+    tcase_add_test(tc, test_v3_literal_offsets_and_opens);
     suite_add_tcase(s, tc);
     return s;
 }
