@@ -1,5 +1,5 @@
 /*
- * inspect.h - the raw-file inspection handle (kvmap_file_*, in kvmap.h),
+ * inspect.h - the raw-file inspection handle (kvmap_file_*, in kvmap_file.h),
  * shared by inspect.c (open, metas, pages, cells), inspect_check.c and
  * inspect_rescue.c.  Nothing here trusts the file: a page is read with
  * pread only when it lies inside the file as it was at open, and every
@@ -15,7 +15,9 @@
 _Static_assert(KVMAP_PAGE_BRANCH == KV_BRANCH && KVMAP_PAGE_LEAF == KV_LEAF &&
                    KVMAP_PAGE_OVERFLOW == KV_OVERFLOW, "page types");
 _Static_assert(KVMAP_PAGE_META > KV_OVERFLOW, "KVMAP_PAGE_META is none of the stored types");
-_Static_assert(KVMAP_TREE_MAIN == KV_TREE_MAIN && KVMAP_TREE_FREE == KV_TREE_FREE, "trees");
+_Static_assert(KVMAP_TREE_MAIN == KV_TREE_MAIN && KVMAP_TREE_FREE == KV_TREE_FREE &&
+                   KVMAP_TREE_CATALOG == KV_TREE_CATALOG && KVMAP_TREE_NAMED == KV_TREE_NAMED,
+               "trees");
 _Static_assert(KVMAP_FILE_NOPAGE == KVMAP_NOPAGE, "one no-page value");
 
 struct kvmap_file {

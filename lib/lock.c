@@ -61,6 +61,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -72,6 +73,9 @@
 #define KV_LOCK_VERSION 2u
 #define KV_LOCK_HDR 64u
 #define KV_SLOT_BYTES 64u
+_Static_assert(sizeof(kv_slot) == KV_SLOT_BYTES, "a reader slot is the lock file's 64 bytes");
+_Static_assert(offsetof(kv_slot, txnid) == 8 && offsetof(kv_slot, hwm) == 16 &&
+                   offsetof(kv_slot, hwm_txnid) == 24, "the slot's fields (the layout above)");
 #define KV_LK_CURRENT 16
 #define KV_LK_RB_TXNID 24
 #define KV_LK_RB_REASON 32

@@ -669,7 +669,6 @@ START_TEST(test_delete_all)
     }
     ck_assert_kv_ok(kvmap_commit(t));
     uint64_t hwm_again = db_hwm(db);
-    { kvmap_stat s2 = db_stat(db); fprintf(stderr, "delete_all %u/%d: refilled hwm %" PRIu64 " leaf %" PRIu64 " branch %" PRIu64 " ovf %" PRIu64 " free %" PRIu64 "\n", ps, order, hwm_again, s2.leaf_pages, s2.branch_pages, s2.overflow_pages, s2.free_pages); }
     /* a refill that reused nothing would double the file; some growth is
      * fragmentation: single pages, taken lowest first, break up the freed
      * stretches that the three-page runs of the overflow values need */

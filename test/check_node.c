@@ -898,6 +898,9 @@ static kv_meta sample_meta(void)
                        .leaf_pages = 5000, .overflow_pages = 77};
     m.free = (kv_tree){.root = 2, .depth = 1, .entries = 3, .branch_pages = 0,
                        .leaf_pages = 1, .overflow_pages = 0};
+    m.catalog = (kv_tree){.root = 555, .depth = 2, .entries = 6, .branch_pages = 1,
+                          .leaf_pages = 4, .overflow_pages = 0};
+    m.sequence = 0x1122334455667788ull;
     return m;
 }
 
@@ -909,7 +912,7 @@ static bool meta_eq(const kv_meta *a, const kv_meta *b)
            memcmp(&a->main, &b->main, sizeof a->main) == 0 &&
            memcmp(&a->free, &b->free, sizeof a->free) == 0 &&
            memcmp(&a->catalog, &b->catalog, sizeof a->catalog) == 0 && a->flags == b->flags &&
-           a->list == b->list;
+           a->list == b->list && a->sequence == b->sequence;
 }
 
 static enum kv_meta_state enc_dec(const kv_meta *m)
@@ -944,7 +947,16 @@ START_TEST(test_meta_roundtrip)
     ck_assert_uint_eq(kv_get64(b + 64 + 32), 5000);
     ck_assert_uint_eq(kv_get64(b + 64 + 40), 77);
     ck_assert_uint_eq(kv_get64(b + 112), 2);
-    for (uint32_t i = 160; i < 256; i++)
+    ck_assert_uint_eq(kv_get64(b + 160), 555);     /* the catalog's descriptor */
+    ck_assert_uint_eq(kv_get64(b + 160 + 8), 2);
+    ck_assert_uint_eq(kv_get64(b + 160 + 16), 6);
+    ck_assert_uint_eq(kv_get64(b + 160 + 24), 1);
+    ck_assert_uint_eq(kv_get64(b + 160 + 32), 4);
+    ck_assert_uint_eq(kv_get64(b + 160 + 40), 0);
+    ck_assert_uint_eq(kv_get32(b + 208), 0);       /* flags */
+    ck_assert_uint_eq(kv_get32(b + 212), 0);       /* list count */
+    ck_assert_uint_eq(kv_get64(b + 216), 0x1122334455667788ull); /* main sequence */
+    for (uint32_t i = 224; i < 256; i++)           /* reserved */
         ck_assert_uint_eq(b[i], 0);
     ck_assert_uint_eq(kv_get64(b + 0), XXH3_64bits(b + 8, 256 - 8));
     /* format 2's flags and commit list count */
@@ -1128,9 +1140,13 @@ START_TEST(test_meta_fields)
     m.commit_pages = m.list = KV_LIST_MAX(512u) + 1; /* (512 - 256) / 8: 32 */
     ck_assert_uint_eq(KV_LIST_MAX(512u), 32);
     ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
-    /* format 1 had neither: those bytes were reserved, zero */
+    /* format 1 had neither, nor a catalog or a sequence: those bytes were
+     * reserved, zero */
     m = sample_meta();
     m.version = 1;
+    ck_assert_int_eq(enc_dec(&m), KV_META_BAD); /* sample_meta has a catalog, a sequence */
+    m.catalog = (kv_tree){0};
+    m.sequence = 0;
     ck_assert_int_eq(enc_dec(&m), KV_META_OK);
     m.flags = KV_MF_SYNCED;
     ck_assert_int_eq(enc_dec(&m), KV_META_BAD);
