@@ -4,6 +4,9 @@
  * source (the map, read in place: no page is copied) and the checks only a
  * live transaction has: a write transaction's pending free lists.
  */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "walk.h"
 
 /* Pages below the snapshot's high-water mark are mapped (the walk checked
@@ -64,4 +67,30 @@ int kvmap_check(kvmap_txn *t, kvmap_check_fn *report, void *ctx)
     kv_walk_leaks(&w, false); /* every leaked page reported: callers look for theirs */
     kv_walk_fini(&w);
     return w.problems ? KVMAP_CORRUPTED : 0;
+}
+
+/* Strict mode (KVMAP_STRICT=1 in the environment at open; bbolt's
+ * StrictMode): the whole database is checked after every commit, and a
+ * problem aborts the process with the checker's report.  kvmap_commit
+ * calls this through db->strict, set by kvmap_open: the commit layer does
+ * not call up into the checker. */
+static void strict_report(void *ctx, uint64_t pgno, const char *problem)
+{
+    (void)ctx;
+    fprintf(stderr, "kvmap strict mode: page %llu: %s\n", (unsigned long long)pgno, problem);
+}
+
+void kv_strict_check(kvmap *db)
+{
+    kvmap_txn *r;
+    int rc = kvmap_begin(db, KVMAP_TXN_RDONLY, &r);
+    if (rc == 0) {
+        rc = kvmap_check(r, strict_report, NULL);
+        kvmap_abort(r);
+    }
+    if (rc != 0 && rc != KVMAP_READERS_FULL) {
+        fprintf(stderr, "kvmap strict mode: the check after a commit failed: %s\n",
+                kvmap_strerror(rc));
+        abort();
+    }
 }

@@ -224,7 +224,7 @@ int kvmap_open(const char *path, const kvmap_options *opt, kvmap **dbp)
     db->lfd = -1;
     db->flags = o.flags;
     const char *strict = getenv("KVMAP_STRICT");
-    db->strict = strict && strcmp(strict, "1") == 0;
+    db->strict = strict && strcmp(strict, "1") == 0 ? kv_strict_check : NULL;
     db->max_readers = o.max_readers ? o.max_readers : KV_DEFAULT_READERS;
     pthread_mutex_init(&db->wmutex, NULL);
     pthread_cond_init(&db->wcond, NULL);

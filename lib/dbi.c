@@ -130,26 +130,6 @@ void kv_dbi_fini(kvmap *db)
 
 /* ---- catalog records ---------------------------------------------------- */
 
-/* A catalog leaf cell as a record: KVMAP_CORRUPTED unless it is one. */
-int kv_db_record_decode(const kv_cell *c, uint64_t hwm, kv_tree *tree, uint64_t *sequence)
-{
-    if (c->big || c->vsize != KV_DB_RECORD_SIZE || c->ksize == 0 ||
-        c->ksize > KV_DB_NAME_MAX || memchr(c->key, 0, c->ksize))
-        return KV_CORRUPT();
-    kv_tree_decode(c->val, tree);
-    if (!kv_tree_sane(tree, hwm) || kv_get64(c->val + KV_DB_SEQUENCE + 8) != 0)
-        return KV_CORRUPT();
-    *sequence = kv_get64(c->val + KV_DB_SEQUENCE);
-    return 0;
-}
-
-static void record_encode(uint8_t *rec, const kv_tree *tree, uint64_t sequence)
-{
-    memset(rec, 0, KV_DB_RECORD_SIZE);
-    kv_tree_encode(rec, tree);
-    kv_put64(rec + KV_DB_SEQUENCE, sequence);
-}
-
 /* The record of name in t's catalog: *present false when it has none. */
 static int record_get(kvmap_txn *t, const char *name, size_t len, bool *present,
                       kv_tree *tree, uint64_t *sequence)
@@ -172,17 +152,9 @@ static int record_put(kvmap_txn *t, const char *name, const kv_tree *tree, uint6
                       unsigned flags)
 {
     uint8_t rec[KV_DB_RECORD_SIZE];
-    record_encode(rec, tree, sequence);
+    kv_db_record_encode(rec, tree, sequence);
     return kv_bt_put(t, &t->m.catalog, KV_TREE_CATALOG, (const uint8_t *)name, strlen(name),
                      rec, sizeof rec, flags);
-}
-
-int kv_dbi_record_set(kvmap_txn *t, const uint8_t *name, size_t len, const kv_tree *tree,
-                      uint64_t sequence)
-{
-    uint8_t rec[KV_DB_RECORD_SIZE];
-    record_encode(rec, tree, sequence);
-    return kv_bt_put(t, &t->m.catalog, KV_TREE_CATALOG, name, len, rec, sizeof rec, 0);
 }
 
 /* ---- a transaction's view ----------------------------------------------- */

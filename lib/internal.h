@@ -2,9 +2,12 @@
  * internal.h - kvmap's internal structures and the interfaces between its
  * layers.  Layers, lowest first; each calls only those below it:
  *
+ *   error.c     error codes: kvmap_strerror, and the KV_CORRUPT report that
+ *               every layer gives on a damaged file
  *   os.c        system calls: open, lock, mmap, grow, flush, read-ahead (the
  *               test seam: kvmap__fault_set)
- *   meta.c      encode and validate one meta page (format.h)
+ *   meta.c      encode and validate a meta page and a catalog record
+ *               (format.h)
  *   node.c      one slotted branch/leaf page on a byte buffer, page
  *               checksums; no I/O
  *   lock.c      the lock file: writer lock, reader table, current meta,
@@ -19,20 +22,24 @@
  *   freelist.c  the free-page tree, a B+tree of btree.c: pulling a reusable
  *               record's pages, saving freed ones at commit
  *   shrink.c    the online shrink: a commit's moves of live pages from the
- *               end of the file down (kv_bt_relocate), kvmap_shrink
+ *               end of the file down (kv_bt_relocate, kv_shrink_commit)
  *   walk.c      the consistency walk of a snapshot's trees (walk.h), over
  *               pages its caller supplies (check.c, inspect_check.c)
- *   cursor.c txn.c data.c dbi.c   cursors; begin, commit and abort; get,
- *               put, del and stat; named databases (the catalog, handles)
- *   db.c copy.c check.c error.c inspect*.c   the public entry points
+ *   cursor.c txn.c data.c dbi.c batch.c   cursors; begin, commit and abort;
+ *               get, put, del and stat; named databases (the catalog,
+ *               handles); group commit
+ *   db.c copy.c check.c inspect*.c, and kvmap_shrink in shrink.c   the
+ *               public entry points that run transactions of their own
  *
- * The one call that would go up: the pager's allocator, out of reclaimed
- * pages, asks the free tree for more (as LMDB's allocator consults its
- * free-list tree).  It does so through one narrow entry, the transaction's
- * refill function (kvmap_txn.refill, kv_free_pull, set by txn.c), not by
- * calling freelist.c; the free tree's own updates run with in_free_op set,
- * and take pages only from reclaim or the end of the file, so that the
- * free tree is never modified from inside its own update.
+ * Two calls would go up, and each goes through one narrow entry instead,
+ * a function pointer set from above.  The pager's allocator, out of
+ * reclaimed pages, asks the free tree for more (as LMDB's allocator
+ * consults its free-list tree) through the transaction's refill function
+ * (kvmap_txn.refill, kv_free_pull, set by txn.c); the free tree's own
+ * updates run with in_free_op set, and take pages only from reclaim or the
+ * end of the file, so that the free tree is never modified from inside its
+ * own update.  And a commit in strict mode runs the checker through
+ * db->strict (kv_strict_check in check.c, set by kvmap_open).
  *
  * Error convention: every int function returns 0 or a negative code
  * (KVMAP_* or -errno), as the public API does.
@@ -145,6 +152,12 @@ typedef struct kv_cell {
     uint64_t child;
 } kv_cell;
 
+/* meta.c: a catalog record (format.h CATALOG) from its leaf cell, checked
+ * against hwm (KVMAP_CORRUPTED unless it is one), and into its 64 bytes. */
+int kv_db_record_decode(const kv_cell *c, uint64_t hwm, kv_tree *tree, uint64_t *sequence);
+void kv_db_record_encode(uint8_t *rec /* KV_DB_RECORD_SIZE */, const kv_tree *tree,
+                         uint64_t sequence);
+
 static inline uint16_t kv_pg_type(const uint8_t *p) { return kv_get16(p + KV_PG_TYPE); }
 static inline uint32_t kv_pg_count(const uint8_t *p) { return kv_get32(p + KV_PG_COUNT); }
 static inline uint32_t kv_pg_upper(const uint8_t *p) { return kv_get32(p + KV_PG_UPPER); }
@@ -218,7 +231,8 @@ struct kvmap {
     kvmap_txn *writer;
     uint64_t free_credit;   /* pages of free-tree conversion due (freelist.c) */
     bool forked;            /* inherited across fork(): every call fails (db.c) */
-    bool strict;            /* KVMAP_STRICT=1: check the database after every commit */
+    void (*strict)(kvmap *db); /* KVMAP_STRICT=1: kv_strict_check, run after every
+                                   commit (check.c), else NULL */
     uint64_t dev, ino;      /* the file's identity (one writer per file per thread) */
     kvmap *next_open;       /* the process's open handles (db.c, for fork) */
     /* the lock file and reader table (lock.c) */
@@ -322,6 +336,14 @@ struct kvmap_txn {
     uint64_t *freesave;   /* being saved (both kv_free_chunk_max long), */
     uint8_t *freeval;     /* and the saved one encoded */
 };
+
+/* A write failed in a way that leaves t's changes incomplete: t is poisoned,
+ * and its commit returns err (the first one) and changes nothing. */
+static inline void kv_txn_fail(kvmap_txn *t, int err)
+{
+    if (!t->poison)
+        t->poison = err;
+}
 
 enum {
     KV_RS_BUSY = 1, /* a read transaction uses the slot */
@@ -526,11 +548,7 @@ static inline void kv_dbi_touched(kvmap_txn *t, kvmap_dbi dbi)
 }
 int kv_dbi_flush(kvmap_txn *t);
 void kv_dbi_fini(kvmap *db);
-int kv_db_record_decode(const kv_cell *c, uint64_t hwm, kv_tree *tree, uint64_t *sequence);
 
-/* Rewrite name's catalog record (shrink.c: a tree it moved). */
-int kv_dbi_record_set(kvmap_txn *t, const uint8_t *name, size_t len, const kv_tree *tree,
-                      uint64_t sequence);
 
 /* ---- shrink.c: live pages move down, the free tail is given back -------- */
 uint64_t kv_shrink_goal(const kvmap_txn *t);
@@ -542,11 +560,13 @@ int kv_data_put(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key, kvmap_val val, unsig
                 kvmap_val *existing);
 int kv_data_del(kvmap_txn *t, kvmap_dbi dbi, kvmap_val key);
 
+/* ---- check.c: strict mode (kvmap_open sets db->strict to it) ----------- */
+void kv_strict_check(kvmap *db);
+
 /* ---- txn.c -------------------------------------------------------------- */
 int kv_txn_write_meta(kvmap *db, const kv_meta *m);
 void kv_writers_lock(void);
 void kv_writers_unlock(bool child);
-void kv_txn_fail(kvmap_txn *t, int err);
 /* Does this thread hold a write transaction of db's file (on any handle)? */
 bool kv_writer_held_here(const kvmap *db);
 

@@ -1,5 +1,8 @@
 /*
- * meta.c - encode and validate meta pages (layout in format.h).
+ * meta.c - encode and validate meta pages and catalog records (layouts in
+ * format.h): the format's fixed-layout structures, below every layer that
+ * reads them (the catalog's records are read by the open-time walk, the
+ * checker and the shrink as well as by dbi.c).
  */
 #include <xxhash.h>
 
@@ -118,4 +121,24 @@ enum kv_meta_state kv_meta_decode_trusted(const uint8_t *b, kv_meta *m)
     if (memcmp(b + KV_MT_MAGIC, KV_MAGIC, 8) != 0)
         return KV_META_NOT_KVMAP;
     return decode(b, m);
+}
+
+/* A catalog leaf cell as a record: KVMAP_CORRUPTED unless it is one. */
+int kv_db_record_decode(const kv_cell *c, uint64_t hwm, kv_tree *tree, uint64_t *sequence)
+{
+    if (c->big || c->vsize != KV_DB_RECORD_SIZE || c->ksize == 0 ||
+        c->ksize > KV_DB_NAME_MAX || memchr(c->key, 0, c->ksize))
+        return KV_CORRUPT();
+    kv_tree_decode(c->val, tree);
+    if (!kv_tree_sane(tree, hwm) || kv_get64(c->val + KV_DB_SEQUENCE + 8) != 0)
+        return KV_CORRUPT();
+    *sequence = kv_get64(c->val + KV_DB_SEQUENCE);
+    return 0;
+}
+
+void kv_db_record_encode(uint8_t *rec, const kv_tree *tree, uint64_t sequence)
+{
+    memset(rec, 0, KV_DB_RECORD_SIZE);
+    kv_tree_encode(rec, tree);
+    kv_put64(rec + KV_DB_SEQUENCE, sequence);
 }

@@ -277,7 +277,10 @@ static int walk_named(kvmap_txn *t, struct kv_shrink *s, budget *b, bool *done)
              * the record naming a freed root) */
             uint64_t below = t->alloc_below;
             t->alloc_below = 0;
-            int r2 = kv_dbi_record_set(t, s->name, s->nlen, &tree, sequence);
+            uint8_t rec[KV_DB_RECORD_SIZE];
+            kv_db_record_encode(rec, &tree, sequence);
+            int r2 = kv_bt_put(t, &t->m.catalog, KV_TREE_CATALOG, s->name, s->nlen, rec,
+                               sizeof rec, 0);
             t->alloc_below = below;
             if (r2 < 0)
                 return r2;
