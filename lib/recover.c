@@ -11,7 +11,14 @@
  * damaged newest commit is rolled back to the other meta, and the choice
  * says which txn was rejected and why.  The same
  * choice, over pages read with pread, serves kvmap_file_* (check, stat,
- * rescue), so that the tools and kvmap_open never disagree.
+ * rescue), so that the tools and kvmap_open never disagree.  The raw-file
+ * API reads and decodes both metas itself (inspect.c: it must show a file
+ * that does not open, raw bytes and page size included, where kv_meta_read
+ * stops at the first error), but takes the current meta from
+ * kv_meta_choose.  Only where no meta qualifies do the tools go further, as
+ * salvage, not as another choice of the current meta: kvmap_file_check
+ * walks the newest meta that validates, and the rescue also one whose
+ * checksum fails (inspect_check.c choose, inspect_rescue.c choose_meta).
  *
  * While the file is open (kv_meta_current, kv_meta_publish, kv_meta_ack):
  * the current meta is named in the lock file (lock.c, lk_current: txnid
