@@ -15,10 +15,13 @@
  * API reads and decodes both metas itself (inspect.c: it must show a file
  * that does not open, raw bytes and page size included, where kv_meta_read
  * stops at the first error), but takes the current meta from
- * kv_meta_choose.  Only where no meta qualifies do the tools go further, as
- * salvage, not as another choice of the current meta: kvmap_file_check
- * walks the newest meta that validates, and the rescue also one whose
- * checksum fails (inspect_check.c choose, inspect_rescue.c choose_meta).
+ * kv_meta_choose.  What the tools do beyond it is salvage, not another
+ * choice of the current meta: with no meta that qualifies,
+ * kvmap_file_check walks the newest that validates (inspect_check.c
+ * choose); the rescue salvages the newest commit unless it is incomplete,
+ * also one with a damaged page (it may have been acknowledged before the
+ * damage) or a meta whose checksum fails but whose root is sound
+ * (inspect_rescue.c choose_meta).
  *
  * While the file is open (kv_meta_current, kv_meta_publish, kv_meta_ack):
  * the current meta is named in the lock file (lock.c, lk_current: txnid
