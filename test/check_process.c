@@ -1,6 +1,7 @@
 /*
  * check_process.c - DESIGN 9: handles across fork(), a reader that cannot
- * use the lock file, a thread that begins a second write transaction; the
+ * use the lock file (and one on a read-only medium, which needs none), a
+ * thread that begins a second write transaction; the
  * strict mode (KVMAP_STRICT) that aborts a process on a damaged file.
  *
  * Every wait is guarded by an alarm in the child doing it, so that a
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "kvmap.h"
+#include "testhook.h"
 #include "testutil.h"
 
 /* An alarm that kills only this process (Check's SIGALRM handler, which
@@ -261,6 +263,41 @@ START_TEST(test_reader_without_lock_access)
 }
 END_TEST
 
+/* A read-only medium (the lock file's open fails with EROFS, injected at
+ * the second open(2), the first being the database's): a reader needs no
+ * lock file there, since no writer can exist; a writer gets the error. */
+START_TEST(test_reader_on_readonly_medium)
+{
+    char *dir, *p = make_db(&dir);
+    char *lp = tu_path(dir, "db-lock");
+    ck_assert_int_eq(unlink(lp), 0);
+    kvmap *db = NULL;
+    kvmap_options o = {.flags = KVMAP_RDONLY};
+    kvmap__fault_set(KVMAP__FAULT_OPEN, 2, EROFS);
+    int rc = kvmap_open(p, &o, &db);
+    uint64_t hits = kvmap__fault_hits();
+    kvmap__fault_set(0, 0, 0);
+    ck_assert_kv_ok(rc);
+    ck_assert_uint_eq(hits, 1);
+    ck_assert_int_lt(tu_file_size(lp), 0); /* no lock file was made */
+    kvmap_txn *t = tu_rbegin(db);
+    kvmap_val v;
+    ck_assert_kv_ok(kvmap_get(t, tu_str("k"), &v));
+    ck_assert(tu_val_eq_str(v, "v"));
+    kvmap_abort(t);
+    kvmap_close(db);
+    o.flags = 0; /* a writer: the error */
+    kvmap__fault_set(KVMAP__FAULT_OPEN, 2, EROFS);
+    rc = kvmap_open(p, &o, &db);
+    kvmap__fault_set(0, 0, 0);
+    ck_assert_kv_rc(rc, -EROFS);
+    free(lp);
+    tu_rmtree(dir);
+    free(p);
+    free(dir);
+}
+END_TEST
+
 /* Whether a child of this process can become uid 65534 (root can; the
  * suite runs as root on CI): the reader test is registered only then. */
 static bool can_switch_uid(void)
@@ -406,6 +443,7 @@ static Suite *process_suite(void)
     else
         fprintf(stderr, "check_process: test_reader_without_lock_access not run: this process"
                 " cannot switch to another uid (it needs root)\n");
+    tcase_add_test(tc, test_reader_on_readonly_medium);
     tcase_add_test(tc, test_nested_writer);
     tcase_add_test(tc, test_strict_mode_aborts);
     suite_add_tcase(s, tc);
