@@ -32,47 +32,17 @@
 
 /* ---- Fixture and small helpers ------------------------------------------------ */
 
-
-
-static char *dbpath(const char *name)
-{
-    return tu_path(tu_dir, name);
-}
-
 static int is_kv_code(int rc)
 {
     return rc >= KVMAP_ERR_FIRST && rc <= KVMAP_ERR_LAST;
 }
 
-static kvmap_options opts_flags(unsigned flags)
-{
-    kvmap_options o;
-    memset(&o, 0, sizeof o);
-    o.flags = flags;
-    return o;
-}
-
-static kvmap *open_flags(const char *name, unsigned flags, unsigned page_size)
-{
-    char *p = dbpath(name);
-    kvmap_options o;
-    memset(&o, 0, sizeof o);
-    o.flags = flags;
-    o.page_size = page_size;
-    kvmap *db = NULL;
-    int rc = kvmap_open(p, &o, &db);
-    tu_require(rc == 0, "kvmap_open(%s, flags %#x, page size %u) = %d %s", p, flags, page_size,
-               rc, tu_err_name(rc));
-    tu_require(db != NULL, "kvmap_open returned 0 and no handle");
-    free(p);
-    return db;
-}
-
+/* Stays (a thin tu_dir_open): most tests here start from a new database of
+ * a given page size, without fsync, which is beside their point. */
 static kvmap *create_db(const char *name, unsigned page_size)
 {
-    return open_flags(name, KVMAP_CREATE | KVMAP_NOSYNC, page_size);
+    return tu_dir_open(name, KVMAP_CREATE | KVMAP_NOSYNC, page_size);
 }
-
 
 static void put_s(kvmap_txn *t, const char *k, const char *v)
 {
@@ -155,7 +125,7 @@ START_TEST(test_open_page_sizes)
     unsigned want = ps ? ps : 4096;
     char name[32];
     snprintf(name, sizeof name, "db%u", ps);
-    kvmap *db = open_flags(name, KVMAP_CREATE, ps);
+    kvmap *db = tu_dir_open(name, KVMAP_CREATE, ps);
     size_t mk = kvmap_max_key_size(db);
     ck_assert_msg(mk >= want / 8 && mk < want, "max key size %zu at page size %u", mk, want);
     if (want == 4096)
@@ -180,7 +150,7 @@ START_TEST(test_open_page_sizes)
     kvmap_close(db);
 
     /* Reopen with the defaults, and with another page size (ignored without CREATE). */
-    char *p = dbpath(name);
+    char *p = tu_path(tu_dir, name);
     for (int pass = 0; pass < 2; pass++) {
         kvmap_options o;
         memset(&o, 0, sizeof o);
@@ -209,7 +179,7 @@ END_TEST
 START_TEST(test_open_bad_args)
 {
     static const unsigned bad[] = {1, 2, 256, 511, 513, 1000, 3000, 4097, 6144, 131072, 1u << 31};
-    char *p = dbpath("db");
+    char *p = tu_path(tu_dir, "db");
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         kvmap_options o;
         memset(&o, 0, sizeof o);
@@ -229,7 +199,7 @@ START_TEST(test_open_bad_args)
     ck_assert_kv_rc(kvmap_open(p, &o, NULL), KVMAP_BAD_ARG);
 
     /* A missing file without CREATE: -ENOENT, and nothing is created. */
-    char *q = dbpath("missing");
+    char *q = tu_path(tu_dir, "missing");
     ck_assert_kv_rc(kvmap_open(q, NULL, &db), -ENOENT);
     memset(&o, 0, sizeof o);
     ck_assert_kv_rc(kvmap_open(q, &o, &db), -ENOENT);
@@ -237,7 +207,7 @@ START_TEST(test_open_bad_args)
     ck_assert_kv_rc(kvmap_open(q, &o, &db), -ENOENT);
     ck_assert_int_eq(tu_file_size(q), -ENOENT);
     /* A missing directory with CREATE. */
-    char *r = dbpath("nodir/db");
+    char *r = tu_path(tu_dir, "nodir/db");
     o.flags = KVMAP_CREATE;
     ck_assert_kv_rc(kvmap_open(r, &o, &db), -ENOENT);
 
@@ -651,7 +621,7 @@ START_TEST(test_rdonly_handle)
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
 
-    db = open_flags("db", KVMAP_RDONLY, 0);
+    db = tu_dir_open("db", KVMAP_RDONLY, 0);
     t = NULL;
     ck_assert_kv_rc(kvmap_begin(db, 0, &t), KVMAP_BAD_TXN);
     t = tu_rbegin(db);
@@ -659,7 +629,7 @@ START_TEST(test_rdonly_handle)
     ck_assert_kv_rc(kvmap_put(t, tu_str("b"), tu_str("2"), 0), KVMAP_BAD_TXN);
     kvmap_abort(t);
     /* kvmap_copy works from a read-only handle. */
-    char *cp = dbpath("copy");
+    char *cp = tu_path(tu_dir, "copy");
     ck_assert_kv_ok(kvmap_copy(db, cp, KVMAP_COPY_COMPACT));
     kvmap_close(db);
     kvmap *db2 = NULL;
@@ -671,10 +641,10 @@ START_TEST(test_rdonly_handle)
     free(cp);
 
     /* A read-only file (chmod 0444) opens RDONLY (root bypasses permissions; skip then). */
-    char *p = dbpath("db");
+    char *p = tu_path(tu_dir, "db");
     if (geteuid() != 0) {
         ck_assert_int_eq(chmod(p, 0444), 0);
-        db = open_flags("db", KVMAP_RDONLY, 0);
+        db = tu_dir_open("db", KVMAP_RDONLY, 0);
         t = tu_rbegin(db);
         expect_s(t, "a", "1");
         kvmap_abort(t);
@@ -744,7 +714,7 @@ START_TEST(test_large_values)
         tu_check_txn(t);
         kvmap_abort(t);
         kvmap_close(db);
-        db = open_flags("db", KVMAP_VERIFY, 0);
+        db = tu_dir_open("db", KVMAP_VERIFY, 0);
     }
     kvmap_close(db);
     for (size_t i = 0; i < n; i++)
@@ -1420,7 +1390,7 @@ START_TEST(test_delete_all)
     put_s(t, "again", "1");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
-    db = open_flags("db", KVMAP_VERIFY, 0);
+    db = tu_dir_open("db", KVMAP_VERIFY, 0);
     t = tu_rbegin(db);
     expect_s(t, "again", "1");
     ck_assert_uint_eq(count_scan(t), 1);
@@ -1530,7 +1500,7 @@ START_TEST(test_abort)
     put_s(t, "d", "4");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
-    db = open_flags("db", 0, 0);
+    db = tu_dir_open("db", 0, 0);
     t = tu_rbegin(db);
     expect_s(t, "a", "1");
     expect_s(t, "d", "4");
@@ -1548,7 +1518,7 @@ START_TEST(test_reopen)
     /* Durable (no NOSYNC) and NOSYNC commits both survive close + reopen. */
     for (int nosync = 0; nosync < 2; nosync++) {
         const char *name = nosync ? "nosync" : "sync";
-        kvmap *db = open_flags(name, KVMAP_CREATE | (nosync ? KVMAP_NOSYNC : 0), 0);
+        kvmap *db = tu_dir_open(name, KVMAP_CREATE | (nosync ? KVMAP_NOSYNC : 0), 0);
         char k[32], v[32];
         for (unsigned round = 0; round < 10; round++) {
             kvmap_txn *t = tu_wbegin(db);
@@ -1564,7 +1534,7 @@ START_TEST(test_reopen)
         }
         kvmap_close(db);
         for (int verify = 0; verify < 2; verify++) {
-            db = open_flags(name, verify ? KVMAP_VERIFY : 0, 0);
+            db = tu_dir_open(name, verify ? KVMAP_VERIFY : 0, 0);
             kvmap_txn *t = tu_rbegin(db);
             ck_assert_uint_eq(count_scan(t), 900);
             expect_s(t, "k00899", "r8");
@@ -1683,7 +1653,7 @@ START_TEST(test_copy)
     struct pairs orig = collect(db);
     ck_assert_uint_eq(orig.n, 1001);
 
-    char *plain = dbpath("plain"), *compact = dbpath("compact");
+    char *plain = tu_path(tu_dir, "plain"), *compact = tu_path(tu_dir, "compact");
     /* Copy while a read txn is open in this thread. */
     kvmap_txn *r = tu_rbegin(db);
     ck_assert_kv_ok(kvmap_copy(db, plain, 0));
@@ -1704,7 +1674,7 @@ START_TEST(test_copy)
     ck_assert_kv_ok(ca.rc);
 
     /* An existing destination: -EEXIST, and it is left alone. */
-    char *exist = dbpath("exists");
+    char *exist = tu_path(tu_dir, "exists");
     ck_assert_int_eq(tu_write_file(exist, "precious", 8), 0);
     ck_assert_kv_rc(kvmap_copy(db, exist, 0), -EEXIST);
     ck_assert_kv_rc(kvmap_copy(db, exist, KVMAP_COPY_COMPACT), -EEXIST);
@@ -1713,7 +1683,7 @@ START_TEST(test_copy)
     /* A database deleted while a handle has it open: its lock file is in
      * use, so no copy goes to its path (a compact copy would have removed
      * that lock file under the handle); the handle goes on. */
-    char *gone = dbpath("gone"), *gone_lock = dbpath("gone-lock");
+    char *gone = tu_path(tu_dir, "gone"), *gone_lock = tu_path(tu_dir, "gone-lock");
     kvmap *g;
     ck_assert_kv_ok(tu_open(gone, KVMAP_CREATE, 0, &g));
     ck_assert_int_eq(kvmap_in_use(gone), 1);
@@ -1734,13 +1704,14 @@ START_TEST(test_copy)
     kvmap_close(db);
 
     /* a copy is closed when kvmap_copy returns: no lock file beside it */
-    char *compact_lock = dbpath("compact-lock"), *plain_lock = dbpath("plain-lock");
+    char *compact_lock = tu_path(tu_dir, "compact-lock");
+    char *plain_lock = tu_path(tu_dir, "plain-lock");
     ck_assert_int_lt(tu_file_size(compact_lock), 0);
     ck_assert_int_lt(tu_file_size(plain_lock), 0);
     free(compact_lock);
     free(plain_lock);
 
-    char *orig_path = dbpath("db");
+    char *orig_path = tu_path(tu_dir, "db");
     long long sz_orig = tu_file_size(orig_path), sz_plain = tu_file_size(plain),
               sz_compact = tu_file_size(compact);
     fprintf(stderr, "test_copy: sizes original %lld, plain %lld, compact %lld\n", sz_orig, sz_plain,
@@ -1782,7 +1753,7 @@ END_TEST
 /* A poisoned transaction: a write fails with KVMAP_FULL; commit returns it and changes nothing. */
 START_TEST(test_full_poison)
 {
-    char *p = dbpath("db");
+    char *p = tu_path(tu_dir, "db");
     kvmap_options o = {.flags = KVMAP_CREATE | KVMAP_NOSYNC, .page_size = 4096, .max_size = 512 * 1024};
     kvmap *db = NULL;
     ck_assert_kv_ok(kvmap_open(p, &o, &db));
@@ -2183,7 +2154,7 @@ static void *batch_thread(void *arg)
  * once, and none that failed left a trace. */
 START_TEST(test_batch_threads)
 {
-    kvmap *db = open_flags("db", KVMAP_CREATE, 0); /* durable: each group one flush */
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE, 0); /* durable: each group one flush */
     struct batch_thread bt[BATCH_THREADS];
     pthread_t th[BATCH_THREADS];
     for (unsigned i = 0; i < BATCH_THREADS; i++) {
@@ -2201,7 +2172,7 @@ START_TEST(test_batch_threads)
             succeeded += !bt[i].failed[j];
     }
     kvmap_close(db);
-    db = open_flags("db", KVMAP_VERIFY, 0);
+    db = tu_dir_open("db", KVMAP_VERIFY, 0);
     kvmap_txn *t = tu_rbegin(db);
     for (unsigned i = 0; i < BATCH_THREADS; i++)
         for (unsigned j = 0; j < BATCH_CALLS; j++) {
@@ -2283,7 +2254,7 @@ static void *batch_call_thread(void *arg)
  * error. */
 START_TEST(test_batch_shared_group)
 {
-    char *path = dbpath("group");
+    char *path = tu_path(tu_dir, "group");
     kvmap *db;
     ck_assert_kv_ok(tu_open(path, KVMAP_CREATE | KVMAP_NOSYNC, 512 * 1024, &db));
     kvmap_txn *t = tu_rbegin(db);
@@ -2339,7 +2310,7 @@ static void sync_capture(void *ctx, int fd)
  * durable: the file its flush makes durable holds them all. */
 START_TEST(test_batch_misuse_and_sync)
 {
-    kvmap *db = open_flags("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     ck_assert_kv_rc(kvmap_batch(NULL, batch_put_one, "a"), KVMAP_BAD_ARG);
     ck_assert_kv_rc(kvmap_batch(db, NULL, NULL), KVMAP_BAD_ARG);
     ck_assert_kv_ok(kvmap_batch(db, batch_put_one, "alone"));
@@ -2356,7 +2327,7 @@ START_TEST(test_batch_misuse_and_sync)
     ck_assert_kv_ok(kvmap_sync(db));
     kvmap__set_sync_hook(NULL, NULL);
     ck_assert_ptr_nonnull(sync_image);
-    char *img = dbpath("synced");
+    char *img = tu_path(tu_dir, "synced");
     ck_assert_int_eq(tu_write_file(img, sync_image, sync_size), 0);
     free(sync_image);
     sync_image = NULL;
@@ -2380,7 +2351,7 @@ START_TEST(test_batch_misuse_and_sync)
 
     /* a call that poisoned the shared transaction gets the poisoning error,
      * and the next one commits */
-    char *small = dbpath("small");
+    char *small = tu_path(tu_dir, "small");
     ck_assert_kv_ok(tu_open(small, KVMAP_CREATE | KVMAP_NOSYNC, 512 * 1024, &s));
     ck_assert_kv_rc(kvmap_batch(s, batch_ignores_full, NULL), KVMAP_FULL);
     ck_assert_kv_ok(kvmap_batch(s, batch_put_one, "after"));
@@ -2511,7 +2482,7 @@ END_TEST
 START_TEST(test_open_twice)
 {
     kvmap *a = create_db("db", 0);
-    kvmap *b = open_flags("db", 0, 0);
+    kvmap *b = tu_dir_open("db", 0, 0);
     kvmap_txn *t = tu_wbegin(a);
     put_s(t, "x", "1");
     ck_assert_kv_ok(kvmap_commit(t));
@@ -2619,7 +2590,7 @@ static void fill_gen0(kvmap *db)
  * (its flush and its prefaulting stay inside its own map). */
 START_TEST(test_small_map_file_grown)
 {
-    char *p = dbpath("db");
+    char *p = tu_path(tu_dir, "db");
     kvmap_options os = {.flags = KVMAP_CREATE, .page_size = 4096, .max_size = 2 << 20};
     kvmap *small = NULL, *big = NULL;
     ck_assert_kv_ok(kvmap_open(p, &os, &small));
@@ -2662,7 +2633,7 @@ START_TEST(test_open_twice_snapshot)
 {
     kvmap *a = create_db("db", 512);
     fill_gen0(a);
-    kvmap *b = open_flags("db", KVMAP_VERIFY, 0);
+    kvmap *b = tu_dir_open("db", KVMAP_VERIFY, 0);
     kvmap_txn *rb = tu_rbegin(b);
     expect_gen0(rb, "reader on handle b");
     ck_assert_kv_ok(churn(a, 30));
@@ -2684,7 +2655,7 @@ START_TEST(test_process_snapshot)
     kvmap *a = create_db("db", 512);
     fill_gen0(a);
     kvmap_txn *r = tu_rbegin(a);
-    char *p = dbpath("db");
+    char *p = tu_path(tu_dir, "db");
     fflush(NULL);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -2694,9 +2665,8 @@ START_TEST(test_process_snapshot)
          * the whole reserved map, one fault per word past the end of the
          * file: for hours.) */
         munmap(a->map, a->map_size);
-        kvmap *c = NULL;
-        kvmap_options o = opts_flags(KVMAP_NOSYNC);
-        int rc = kvmap_open(p, &o, &c);
+        kvmap *c;
+        int rc = tu_open(p, KVMAP_NOSYNC, 0, &c);
         if (rc == 0)
             rc = churn(c, 30);
         if (rc)
@@ -2718,7 +2688,7 @@ START_TEST(test_process_snapshot)
     put_s(t, "parent", "after child");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(a);
-    a = open_flags("db", KVMAP_VERIFY, 0);
+    a = tu_dir_open("db", KVMAP_VERIFY, 0);
     r = tu_rbegin(a);
     expect_s(r, "k00007", "g30-.......");
     expect_s(r, "parent", "after child");
@@ -2733,7 +2703,7 @@ END_TEST
 
 START_TEST(test_bad_text_file)
 {
-    char *p = dbpath("text");
+    char *p = tu_path(tu_dir, "text");
     static char text[20000];
     for (size_t i = 0; i < sizeof text; i++)
         text[i] = "The quick brown fox jumps over the lazy dog.\n"[i % 45];
@@ -2742,9 +2712,8 @@ START_TEST(test_bad_text_file)
         for (int f = 0; f < 4; f++) {
             static const unsigned fl[] = {0, KVMAP_CREATE, KVMAP_RDONLY, KVMAP_VERIFY};
             ck_assert_int_eq(tu_write_file(p, text, lens[li]), 0);
-            kvmap_options o = opts_flags(fl[f]);
-            kvmap *db = NULL;
-            int rc = kvmap_open(p, &o, &db);
+            kvmap *db;
+            int rc = tu_open(p, fl[f], 0, &db);
             ck_assert_msg(rc == KVMAP_INVALID, "text file of %zu bytes, flags %#x: %d %s", lens[li],
                           fl[f], rc, tu_err_name(rc));
             ck_assert_msg(tu_file_equals_buf(p, text, lens[li]) == 1, "text file was modified");
@@ -2756,9 +2725,8 @@ START_TEST(test_bad_text_file)
         if (kind)
             fill_pattern(junk, 65536, 99);
         ck_assert_int_eq(tu_write_file(p, junk, 65536), 0);
-        kvmap_options o = opts_flags(KVMAP_CREATE);
-        kvmap *db = NULL;
-        int rc = kvmap_open(p, &o, &db);
+        kvmap *db;
+        int rc = tu_open(p, KVMAP_CREATE, 0, &db);
         ck_assert_msg(rc == KVMAP_INVALID, "%s file: %d %s", kind ? "random" : "zero", rc,
                       tu_err_name(rc));
         ck_assert(tu_file_equals_buf(p, junk, 65536) == 1);
@@ -2770,26 +2738,24 @@ END_TEST
 
 START_TEST(test_bad_empty_file)
 {
-    char *p = dbpath("empty");
+    char *p = tu_path(tu_dir, "empty");
     ck_assert_int_eq(tu_write_file(p, "", 0), 0);
     static const unsigned fl[] = {0, KVMAP_RDONLY, KVMAP_VERIFY};
     for (int f = 0; f < 3; f++) {
-        kvmap_options o = opts_flags(fl[f]);
-        kvmap *db = NULL;
-        int rc = kvmap_open(p, &o, &db);
+        kvmap *db;
+        int rc = tu_open(p, fl[f], 0, &db);
         ck_assert_msg(rc == KVMAP_INVALID, "empty file, flags %#x: %d %s", fl[f], rc, tu_err_name(rc));
         ck_assert_int_eq(tu_file_size(p), 0);
     }
     kvmap *db = NULL;
     ck_assert_kv_rc(kvmap_open(p, NULL, &db), KVMAP_INVALID);
     /* With CREATE an empty file becomes a database. */
-    kvmap_options o = opts_flags(KVMAP_CREATE);
-    ck_assert_kv_ok(kvmap_open(p, &o, &db));
+    ck_assert_kv_ok(tu_open(p, KVMAP_CREATE, 0, &db));
     kvmap_txn *t = tu_wbegin(db);
     put_s(t, "a", "1");
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
-    db = open_flags("empty", 0, 0);
+    db = tu_dir_open("empty", 0, 0);
     t = tu_rbegin(db);
     expect_s(t, "a", "1");
     kvmap_abort(t);
@@ -3038,12 +3004,11 @@ static void bad_exercise(kvmap *db, int strict)
 /* Open path (holding img) with flags; on failure the file must be unchanged.  1 if it opened. */
 static int bad_try(const char *path, const unsigned char *img, size_t len, int verify, int strict)
 {
-    kvmap_options o = opts_flags(KVMAP_NOSYNC | (verify ? KVMAP_VERIFY : 0));
-    kvmap *db = NULL;
+    kvmap *db;
     g_cur_verify = verify;
     g_cur_phase = "open";
     alarm(20);
-    int rc = kvmap_open(path, &o, &db);
+    int rc = tu_open(path, KVMAP_NOSYNC | (verify ? KVMAP_VERIFY : 0), 0, &db);
     if (rc != 0) {
         if (rc != KVMAP_INVALID && rc != KVMAP_CORRUPTED && rc != KVMAP_VERSION)
             ck_abort_msg("%s: offset/size %ld mask %#x verify %d: open returned %d %s", g_cur_test,
@@ -3115,7 +3080,7 @@ static int collect_name(void *ctx, const char *name)
  * and the commit reopens whole. */
 START_TEST(test_private_pages_spill)
 {
-    kvmap *db = open_flags("spill", KVMAP_CREATE, 4096);
+    kvmap *db = tu_dir_open("spill", KVMAP_CREATE, 4096);
     kvmap__set_spill_pages(8);
     uint64_t spills = kvmap__spill_count();
     kvmap_txn *t = tu_wbegin(db);
@@ -3153,7 +3118,7 @@ START_TEST(test_private_pages_spill)
     kvmap__set_spill_pages(0);
     kvmap_close(db);
 
-    db = open_flags("spill", KVMAP_VERIFY, 0);
+    db = tu_dir_open("spill", KVMAP_VERIFY, 0);
     t = tu_rbegin(db);
     tu_check_txn(t);
     ck_assert_uint_eq(tu_txn_stat(t).entries, N + 2);
@@ -3179,7 +3144,7 @@ END_TEST
  * reuses them must still get its checksum at commit (not the run's). */
 START_TEST(test_sealed_run_reused_in_txn)
 {
-    kvmap *db = open_flags("sealed", KVMAP_CREATE, 4096);
+    kvmap *db = tu_dir_open("sealed", KVMAP_CREATE, 4096);
     kvmap_txn *t = tu_wbegin(db);
     static char big[30000];
     memset(big, 'r', sizeof big);
@@ -3203,7 +3168,7 @@ START_TEST(test_sealed_run_reused_in_txn)
     /* the leaves took the freed runs' pages (past them, the pages in use
      * would reach beyond the 20 runs' 160) */
     kvmap_file *f;
-    char *path = dbpath("sealed");
+    char *path = tu_path(tu_dir, "sealed");
     ck_assert_kv_ok(kvmap_file_open(path, &f));
     free(path);
     kvmap_file_info fi;
@@ -3211,7 +3176,7 @@ START_TEST(test_sealed_run_reused_in_txn)
     kvmap_file_close(f);
     ck_assert_uint_lt(fi.hwm, 2 + 20 * 8);
 
-    db = open_flags("sealed", KVMAP_VERIFY, 0);
+    db = tu_dir_open("sealed", KVMAP_VERIFY, 0);
     t = tu_rbegin(db);
     tu_check_txn(t);
     kvmap_val got;
@@ -3241,7 +3206,7 @@ static void check_dbi_copy(kvmap *db, unsigned flags)
     ck_assert_kv_ok(kvmap_dbi_sequence(t, a, 7, &old));
     ck_assert_kv_ok(kvmap_dbi_sequence(t, KVMAP_MAIN_DBI, 3, &old));
     ck_assert_kv_ok(kvmap_commit(t));
-    char *cp = dbpath(flags ? "dbi-compact" : "dbi-copy");
+    char *cp = tu_path(tu_dir, flags ? "dbi-compact" : "dbi-copy");
     unlink(cp);
     ck_assert_kv_ok(kvmap_copy(db, cp, flags));
     kvmap *c;
@@ -3359,7 +3324,7 @@ START_TEST(test_dbi_basics)
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
 
-    db = open_flags("dbi", 0, 0);
+    db = tu_dir_open("dbi", 0, 0);
     t = tu_rbegin(db);
     names[0] = '\0';
     ck_assert_kv_ok(kvmap_dbi_list(t, collect_name, names));
@@ -3412,7 +3377,7 @@ START_TEST(test_dbi_thousands)
     ck_assert_kv_ok(kvmap_dbi_sequence(t, KVMAP_MAIN_DBI, 9, NULL));
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
-    db = open_flags("dbis", KVMAP_VERIFY, 0);
+    db = tu_dir_open("dbis", KVMAP_VERIFY, 0);
     kvmap_rollback rb;
     ck_assert_kv_ok(kvmap_rollback_get(db, &rb));
     ck_assert_int_eq(rb.reason, 0); /* the page-less commit verified whole */
@@ -3572,7 +3537,7 @@ START_TEST(test_dbi_drop_large)
                    " dropped pages were not reused", round, st0.file_size, sr.file_size);
     }
     kvmap_close(db);
-    db = open_flags("droplarge", KVMAP_VERIFY, 0);
+    db = tu_dir_open("droplarge", KVMAP_VERIFY, 0);
     t = tu_rbegin(db);
     ck_assert_kv_ok(kvmap_dbi_open(t, "big", 0, &big));
     ck_assert_kv_ok(kvmap_dbi_open(t, "other", 0, &other));
@@ -3662,7 +3627,7 @@ START_TEST(test_dbi_handles_abort)
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
 
-    db = open_flags("dbih", KVMAP_VERIFY, 0);
+    db = tu_dir_open("dbih", KVMAP_VERIFY, 0);
     t = tu_rbegin(db);
     ck_assert_kv_ok(kvmap_dbi_open(t, "h", 0, &a));
     ck_assert_kv_rc(kvmap_dbi_get(t, a, tu_str("x"), &v), KVMAP_NOTFOUND);
@@ -3705,7 +3670,7 @@ START_TEST(test_dbi_long_names)
                 kvmap_abort(t);
             }
             kvmap_close(db);
-            db = open_flags(file, 0, 0);
+            db = tu_dir_open(file, 0, 0);
             t = tu_rbegin(db);
             int rc2 = kvmap_dbi_open(t, name, 0, &h);
             tu_require(rc2 == (rc == 0 ? 0 : KVMAP_NOTFOUND),
@@ -3755,7 +3720,7 @@ START_TEST(test_bad_newer_version)
     ck_assert_kv_ok(kvmap_put(t, tu_str("k"), tu_str("v"), 0));
     ck_assert_kv_ok(kvmap_commit(t));
     kvmap_close(db);
-    char *p = dbpath("newer");
+    char *p = tu_path(tu_dir, "newer");
     size_t len;
     unsigned char *img = tu_read_file(p, &len);
     ck_assert_ptr_nonnull(img);
@@ -3768,9 +3733,8 @@ START_TEST(test_bad_newer_version)
     ck_assert_int_eq(tu_write_file(p, img, len), 0);
     for (int f = 0; f < 3; f++) {
         unsigned flags = f == 0 ? 0 : f == 1 ? KVMAP_RDONLY : KVMAP_CREATE;
-        kvmap_options o = opts_flags(flags);
-        kvmap *d2 = NULL;
-        ck_assert_kv_rc(kvmap_open(p, &o, &d2), KVMAP_VERSION);
+        kvmap *d2;
+        ck_assert_kv_rc(tu_open(p, flags, 0, &d2), KVMAP_VERSION);
         size_t len2;
         unsigned char *now = tu_read_file(p, &len2);
         ck_assert_ptr_nonnull(now);
@@ -3786,7 +3750,7 @@ START_TEST(test_bad_truncated)
 {
     g_cur_test = "truncated";
     install_crash_handler();
-    char *orig = dbpath("orig"), *p = dbpath("trunc");
+    char *orig = tu_path(tu_dir, "orig"), *p = tu_path(tu_dir, "trunc");
     bad_build(orig);
     size_t len;
     unsigned char *img = tu_read_file(orig, &len);
@@ -3832,7 +3796,7 @@ START_TEST(test_bad_flips)
     int verify = _i;
     g_cur_test = "byte flips";
     install_crash_handler();
-    char *orig = dbpath("orig"), *p = dbpath("flip");
+    char *orig = tu_path(tu_dir, "orig"), *p = tu_path(tu_dir, "flip");
     bad_build(orig);
     size_t len;
     unsigned char *img = tu_read_file(orig, &len);

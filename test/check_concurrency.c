@@ -39,22 +39,13 @@
 
 static uint64_t g_seed = 20240611;
 
-
-static char *dbpath(void)
-{
-    return tu_path(tu_dir, "db");
-}
-
-static char *lockpath(void)
-{
-    return tu_path(tu_dir, "db-lock");
-}
-
 /* Every handle reserves max_size of address space; ThreadSanitizer's
  * application range has room for one 1 TiB default reservation, not two, so
  * the handles here ask for less. */
 #define MAX_SIZE (1ull << 30)
 
+/* These three stay (thin calls to tu_open_opt / tu_open_ok): every handle
+ * here must ask for MAX_SIZE, and some set max_readers, which tu_open lacks. */
 static kvmap_options mkopts(unsigned flags, unsigned psize, unsigned max_readers)
 {
     kvmap_options o;
@@ -70,17 +61,13 @@ static int open_rc(const char *path, unsigned flags, unsigned psize, unsigned ma
                    kvmap **db)
 {
     kvmap_options o = mkopts(flags, psize, max_readers);
-    *db = NULL;
-    return kvmap_open(path, &o, db);
+    return tu_open_opt(path, &o, db);
 }
 
 static kvmap *open_ok(const char *path, unsigned flags, unsigned psize, unsigned max_readers)
 {
-    kvmap *db = NULL;
-    int rc = open_rc(path, flags, psize, max_readers, &db);
-    tu_require(rc == 0 && db, "kvmap_open(%s, flags %#x) = %d %s", path, flags, rc,
-               tu_err_name(rc));
-    return db;
+    kvmap_options o = mkopts(flags, psize, max_readers);
+    return tu_open_ok(path, &o);
 }
 
 static uint64_t txn_id(kvmap_txn *t)
@@ -654,7 +641,7 @@ static void *monitor_thread(void *arg)
 
 static void run_threads(int mode, int monitor)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 512, 0);
     ck_assert_kv_ok(init_accounts(db));
     tctx *c = calloc(1, sizeof *c);
@@ -753,7 +740,7 @@ static void *begin_and_exit(void *arg)
 
 START_TEST(test_handoff_thread_exit)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 8);
     ck_assert_kv_ok(init_accounts(db));
     exit_hand h;
@@ -899,7 +886,7 @@ static void proc_reader(const char *path, const char *done, unsigned r, uint64_t
 
 START_TEST(test_processes_bank)
 {
-    char *p = dbpath(), *done = tu_path(tu_dir, "done");
+    char *p = tu_path(tu_dir, "db"), *done = tu_path(tu_dir, "done");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(init_accounts(db));
     kvmap_txn *t = tu_rbegin(db);
@@ -1114,7 +1101,7 @@ static void expect_gen(kvmap_txn *t, unsigned gen, const char *who)
 /* kvmap_reader_list shows the dead reader; kvmap_reader_check clears it. */
 START_TEST(test_dead_reader_check)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(write_gen(db, 0));
     holder h;
@@ -1151,7 +1138,7 @@ END_TEST
  * reused and the file stops growing. */
 START_TEST(test_dead_reader_reuse)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(write_gen(db, 0));
     holder h;
@@ -1198,7 +1185,7 @@ END_TEST
  * holds an old snapshot, and after it ends. */
 START_TEST(test_reader_stats)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(write_gen(db, 0));
     holder h;
@@ -1249,7 +1236,7 @@ END_TEST
 
 START_TEST(test_dead_writer)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(write_gen(db, 0));
     kvmap_txn *t = tu_rbegin(db);
@@ -1344,7 +1331,7 @@ static void gval(uint8_t *buf, unsigned i)
 
 START_TEST(test_growth_other_process)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     kvmap *db = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     kvmap_txn *t = tu_wbegin(db);
     ck_assert_kv_ok(kvmap_put(t, tu_str("small"), tu_str("before"), 0));
@@ -1475,7 +1462,7 @@ static size_t bad_lock_header(int kind, uint8_t *buf)
 /* (a) a garbage lock file nobody uses is rebuilt. */
 START_TEST(test_lockfile_garbage_unused)
 {
-    char *p = dbpath(), *lp = lockpath();
+    char *p = tu_path(tu_dir, "db"), *lp = tu_path(tu_dir, "db-lock");
     make_small_db(p);
     uint8_t buf[8192];
     if (_i < 5) {
@@ -1523,7 +1510,7 @@ END_TEST
 /* (b) a garbage header in a lock file that is in use: new opens fail cleanly. */
 START_TEST(test_lockfile_garbage_in_use)
 {
-    char *p = dbpath(), *lp = lockpath();
+    char *p = tu_path(tu_dir, "db"), *lp = tu_path(tu_dir, "db-lock");
     make_small_db(p);
     kvmap *a = open_ok(p, 0, 0, 0);
     kvmap_txn *r = tu_rbegin(a);
@@ -1577,7 +1564,7 @@ END_TEST
 /* (c) max_readers: one thread holding every slot. */
 START_TEST(test_max_readers_one_thread)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     make_small_db(p);
     kvmap *db = open_ok(p, 0, 0, 4);
     kvmap_txn *t[5];
@@ -1650,7 +1637,7 @@ static void *hold_thread(void *arg)
  * read txn and exits gives its slot back. */
 START_TEST(test_max_readers_threads)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     make_small_db(p);
     kvmap *db = open_ok(p, 0, 0, 4);
     hold_arg h;
@@ -1700,7 +1687,7 @@ END_TEST
 /* (c) max_readers: the four slots held by a SIGKILLed child process. */
 START_TEST(test_max_readers_dead_child)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     make_small_db(p);
     kvmap *db = open_ok(p, 0, 0, 4);
     holder h;
@@ -1736,7 +1723,7 @@ END_TEST
 
 START_TEST(test_rdonly_no_lockfile)
 {
-    char *p = dbpath(), *lp = lockpath();
+    char *p = tu_path(tu_dir, "db"), *lp = tu_path(tu_dir, "db-lock");
     kvmap *db = open_ok(p, KVMAP_CREATE, 0, 0);
     ck_assert_kv_ok(write_gen(db, 7));
     kvmap_close(db);
@@ -1788,7 +1775,7 @@ END_TEST
 
 START_TEST(test_two_handles)
 {
-    char *p = dbpath();
+    char *p = tu_path(tu_dir, "db");
     kvmap *a = open_ok(p, KVMAP_CREATE | KVMAP_NOSYNC, 0, 0);
     ck_assert_kv_ok(write_gen(a, 0));
     kvmap *b = open_ok(p, KVMAP_NOSYNC, 0, 0);

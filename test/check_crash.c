@@ -134,14 +134,12 @@ static size_t gen_workload(enum workload wl, uint32_t txn, struct op *ops)
  * Helpers for forked children: no Check assertions there, just exit codes.
  * ====================================================================== */
 
+/* Stays (a thin tu_open): it creates the file and closes it again, for a
+ * child or a later tu_open to find. */
 static int create_db(const char *path, unsigned flags, uint64_t max_size)
 {
-    kvmap_options opt;
-    memset(&opt, 0, sizeof opt);
-    opt.flags = KVMAP_CREATE | flags;
-    opt.max_size = max_size;
-    kvmap *db = NULL;
-    int rc = kvmap_open(path, &opt, &db);
+    kvmap *db;
+    int rc = tu_open(path, KVMAP_CREATE | flags, max_size, &db);
     kvmap_close(db);
     return rc;
 }

@@ -171,6 +171,8 @@ static bool step(struct run *r, const char *what, int rc, uint64_t h0, bool exac
     return false;
 }
 
+/* Stays (a thin tu_open): each open of a run (create, reopen, after a
+ * failure) must use the run's path and the same flags and max_size. */
 static int open_db(struct run *r)
 {
     return tu_open(r->path, KVMAP_CREATE, 256u << 20, &r->db);

@@ -28,15 +28,6 @@
 /* The budget of an ordinary commit (shrink.c, KV_SHRINK_COMMIT_BYTES). */
 #define COMMIT_BUDGET_BYTES (4u << 20)
 
-static kvmap *open_db(const char *name, unsigned flags)
-{
-    char *path = tu_path(tu_dir, name);
-    kvmap *db;
-    ck_assert_kv_ok(tu_open(path, KVMAP_CREATE | flags, 0, &db));
-    free(path);
-    return db;
-}
-
 static long long db_size(const char *name)
 {
     char *path = tu_path(tu_dir, name);
@@ -126,7 +117,7 @@ static void assert_bound(const char *what, long long size, long long live)
  * pages before it looks for the record.) */
 START_TEST(test_shrink_long_values)
 {
-    kvmap *db = open_db("db", KVMAP_NOSYNC);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     const size_t vl = (_i ? 3u : 2u) << 20;
     uint8_t *buf = malloc(vl);
     ck_assert_ptr_nonnull(buf);
@@ -230,7 +221,7 @@ static void random_load(bool mixed, bool explicit_shrink)
     tu_rng rng;
     tu_test_seed(&rng, "shrink random load");
     char *path = tu_path(tu_dir, "db");
-    kvmap *db = open_db("db", KVMAP_NOSYNC);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     uint8_t *buf = malloc(64 * 1024 + 128);
     uint64_t *order = shuffled(n, &rng);
     kvmap_txn *t = tu_wbegin(db);
@@ -351,7 +342,7 @@ END_TEST
  * databases move too. */
 START_TEST(test_shrink_pinned_named)
 {
-    kvmap *db = open_db("db", KVMAP_NOSYNC);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     uint8_t *buf = malloc(64 * 1024 + 128);
     kvmap_txn *t = tu_wbegin(db);
     kvmap_dbi a, b;
@@ -413,7 +404,7 @@ END_TEST
  * that deletes the fill; its own pages low, its end of the file free. */
 START_TEST(test_shrink_keeps_reader_hwm)
 {
-    kvmap *db = open_db("db", KVMAP_NOSYNC);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     uint8_t buf[128];
     char k[32];
     kvmap_dbi pool;
@@ -468,7 +459,7 @@ END_TEST
  * mark is not that snapshot's (as an older kvmap leaves it). */
 START_TEST(test_shrink_reader_hwm)
 {
-    kvmap *db = open_db("db", KVMAP_NOSYNC);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     uint8_t *buf = malloc(64 * 1024 + 128);
     one_put(db, 0);
     uint64_t max;
@@ -514,7 +505,7 @@ END_TEST
  * keep within the budget; kvmap_shrink moves it even in steps of 8 pages. */
 START_TEST(test_shrink_value_over_budget)
 {
-    kvmap *db = open_db("db", KVMAP_NOSYNC);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     const size_t vl = 6u << 20;
     uint8_t *buf = malloc(vl);
     kvmap_txn *t = tu_wbegin(db);
@@ -568,7 +559,7 @@ END_TEST
  * just past the value. */
 START_TEST(test_shrink_fragmented)
 {
-    kvmap *db = open_db("db", KVMAP_NOSYNC);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     uint8_t *buf = malloc(8u << 20);
     kvmap_txn *t = tu_wbegin(db);
     for (uint64_t i = 0; i < 1000; i++) { /* 2-page values, in key order */
@@ -627,7 +618,7 @@ END_TEST
  * its budget of visits: a commit still finishes, and the shrink goes on. */
 START_TEST(test_shrink_empty_named)
 {
-    kvmap *db = open_db("db", KVMAP_NOSYNC);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE | KVMAP_NOSYNC, 0);
     uint8_t *buf = malloc(64 * 1024 + 128);
     kvmap_txn *t = tu_wbegin(db);
     for (unsigned i = 0; i < 3000; i++) {
@@ -663,7 +654,7 @@ END_TEST
 START_TEST(test_shrink_errors)
 {
     ck_assert_kv_rc(kvmap_shrink(NULL, 0), KVMAP_BAD_ARG);
-    kvmap *db = open_db("db", 0);
+    kvmap *db = tu_dir_open("db", KVMAP_CREATE, 0);
     one_put(db, 1);
     long long size = db_size("db");
     ck_assert_kv_ok(kvmap_shrink(db, 0)); /* nothing to give back: the file stays */

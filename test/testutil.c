@@ -410,14 +410,41 @@ int tu_read_full(int fd, void *buf, size_t n)
 
 /* ---- Opening and transactions ------------------------------------------------- */
 
+int tu_open_opt(const char *path, const kvmap_options *o, kvmap **db)
+{
+    *db = NULL;
+    return kvmap_open(path, o, db);
+}
+
 int tu_open(const char *path, unsigned flags, uint64_t max_size, kvmap **db)
 {
     kvmap_options opt;
     memset(&opt, 0, sizeof opt);
     opt.flags = flags;
     opt.max_size = max_size;
-    *db = NULL;
-    return kvmap_open(path, &opt, db);
+    return tu_open_opt(path, &opt, db);
+}
+
+kvmap *tu_open_ok(const char *path, const kvmap_options *o)
+{
+    kvmap *db;
+    int rc = tu_open_opt(path, o, &db);
+    tu_require(rc == 0, "kvmap_open(%s, flags %#x, page size %u) = %d %s (%s)", path,
+               o ? o->flags : 0, o ? o->page_size : 0, rc, tu_err_name(rc), tu_strerror(rc));
+    tu_require(db != NULL, "kvmap_open(%s) returned 0 and no handle", path);
+    return db;
+}
+
+kvmap *tu_dir_open(const char *name, unsigned flags, unsigned page_size)
+{
+    kvmap_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.flags = flags;
+    opt.page_size = page_size;
+    char *path = tu_path(tu_dir, name);
+    kvmap *db = tu_open_ok(path, &opt);
+    free(path);
+    return db;
 }
 
 kvmap_txn *tu_wbegin(kvmap *db)

@@ -140,9 +140,17 @@ int tu_read_full(int fd, void *buf, size_t n);
 
 /* ---- Opening and transactions ------------------------------------------------- */
 
-/* kvmap_open with options flags and max_size (the rest 0); *db NULL on error.
+/* kvmap_open with options o (NULL: the defaults); *db NULL on error.
  * No Check calls (usable in forked children). */
+int tu_open_opt(const char *path, const kvmap_options *o, kvmap **db);
+/* tu_open_opt with options flags and max_size (the rest 0). No Check calls. */
 int tu_open(const char *path, unsigned flags, uint64_t max_size, kvmap **db);
+/* tu_open_opt that fails the test (naming the path, flags, page size and the
+ * code) unless it succeeds; the handle. */
+kvmap *tu_open_ok(const char *path, const kvmap_options *o);
+/* tu_open_ok of the file name in tu_dir, with options flags and page_size
+ * (the rest 0). */
+kvmap *tu_dir_open(const char *name, unsigned flags, unsigned page_size);
 /* A write / read-only transaction of db; fail the test on error. */
 kvmap_txn *tu_wbegin(kvmap *db);
 kvmap_txn *tu_rbegin(kvmap *db);
